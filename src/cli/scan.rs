@@ -1,0 +1,227 @@
+//! `snrscope scan`: headless SNR of every layer, as a table or a Spectrum-style JSON file.
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Args;
+use color_eyre::eyre::{Context, bail, eyre};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    model::Model,
+    scan::{self, ScanEvent, ScanJob, ScanOptions},
+    scanfile::{self, ScanEntry},
+    snr::SnrStats,
+};
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Model folder (config.json + .safetensors shards) or a single .safetensors file.
+    pub model: PathBuf,
+    /// Write the results as JSON (Spectrum/laserRMT layout) to this file instead of printing a
+    /// table.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Regular expression over module names (tensor name without `.weight`), e.g.
+    /// 'self_attn\.(q|k|v|o)_proj'. Default: the value projection of the main layer stack.
+    #[arg(long)]
+    pub modules: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
+    let model = Arc::new(Model::open(&args.model)?);
+    for w in &model.warnings {
+        eprintln!("warning: {w}");
+    }
+    let jobs = select_jobs(&model, args.modules.as_deref())?;
+    let bar = progress_bar(&jobs);
+    let (handle, rx) = scan::start_channel(
+        model.clone(),
+        jobs.clone(),
+        ScanOptions {
+            threads: args.threads,
+        },
+    );
+    let mut results: Vec<Option<Result<SnrStats, String>>> = vec![None; jobs.len()];
+    for event in rx.iter() {
+        match event {
+            ScanEvent::Result { result, progress } => {
+                bar.set_position(progress.bytes_done);
+                results[result.job] = Some(result.outcome);
+            }
+            ScanEvent::Finished { .. } => break,
+        }
+    }
+    handle.join();
+    bar.finish_and_clear();
+
+    let entries: Vec<ScanEntry> = jobs
+        .iter()
+        .zip(&results)
+        .map(|(job, r)| entry_for(job, r.as_ref()))
+        .collect();
+    let failed = entries.iter().filter(|e| e.error.is_some()).count();
+    match &args.out {
+        Some(path) => {
+            write_atomically(path, &scanfile::to_json(&entries))?;
+            eprintln!(
+                "wrote {} result(s) to {} ({} infinite, {failed} failed)",
+                entries.len(),
+                path.display(),
+                entries.iter().filter(|e| e.snr.is_infinite()).count()
+            );
+        }
+        None => print!("{}", table(&jobs, &results)),
+    }
+    for e in entries.iter().filter(|e| e.error.is_some()) {
+        eprintln!(
+            "warning: {}: {}",
+            e.module,
+            e.error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The jobs for `--modules`, or the main stack's value projection.
+pub fn select_jobs(model: &Model, modules: Option<&str>) -> color_eyre::Result<Vec<ScanJob>> {
+    let jobs = match modules {
+        Some(pattern) => {
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                eyre!("--modules {pattern:?} is not a valid regular expression: {e}")
+            })?;
+            let jobs = scan::jobs_matching(model, &re);
+            if jobs.is_empty() {
+                bail!(
+                    "{}: no 2-D weight matches --modules {pattern:?}",
+                    model.source.display()
+                );
+            }
+            jobs
+        }
+        None => {
+            let stack = model.layout.main_stack().ok_or_else(|| {
+                eyre!(
+                    "{}: no numbered layers found in the tensor names",
+                    model.source.display()
+                )
+            })?;
+            let module = stack
+                .default_module()
+                .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?;
+            scan::jobs_for_module(model, stack, module)
+        }
+    };
+    Ok(jobs)
+}
+
+fn progress_bar(jobs: &[ScanJob]) -> ProgressBar {
+    let total: u64 = jobs.iter().map(|j| j.bytes).sum();
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} scanning {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("{} matrices", jobs.len()));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The scan-file record for one job (failed matrices carry their error and a NaN SNR).
+pub fn entry_for(job: &ScanJob, result: Option<&Result<SnrStats, String>>) -> ScanEntry {
+    let mut e = ScanEntry {
+        module: job.module.clone(),
+        module_type: job.module_type.clone(),
+        snr: f64::NAN,
+        extra: Vec::new(),
+        error: None,
+    };
+    match result {
+        Some(Ok(s)) => {
+            e.snr = s.snr_ratio;
+            e.extra = vec![
+                ("raw_snr".into(), s.raw_snr),
+                ("max_singular_value".into(), s.max_singular_value),
+                ("threshold".into(), s.threshold),
+                ("sigma".into(), s.sigma),
+                ("n_signal".into(), s.n_signal as f64),
+                ("n_noise".into(), s.n_noise as f64),
+            ];
+        }
+        Some(Err(msg)) => e.error = Some(msg.clone()),
+        None => e.error = Some("not scanned (cancelled)".into()),
+    }
+    e
+}
+
+fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> String {
+    use std::fmt::Write as _;
+    let width = jobs
+        .iter()
+        .map(|j| j.module_type.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = format!(
+        "{:>5}  {:<width$}  {:>12}  {:>14}  {}\n",
+        "layer", "module", "shape", "snr_ratio", ""
+    );
+    for (job, r) in jobs.iter().zip(results) {
+        let shape = job
+            .shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
+        let layer = job.layer.map_or("-".into(), |l| l.to_string());
+        let (value, mark) = match r {
+            Some(Ok(s)) if s.is_infinite() => ("inf".to_string(), "∞ infinite".to_string()),
+            Some(Ok(s)) if s.snr_ratio.is_nan() => {
+                ("nan".to_string(), "all-zero matrix".to_string())
+            }
+            Some(Ok(s)) => (format!("{:.6e}", s.snr_ratio), String::new()),
+            Some(Err(e)) => ("error".to_string(), e.clone()),
+            None => ("-".to_string(), "not scanned".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "{layer:>5}  {:<width$}  {shape:>12}  {value:>14}  {mark}",
+            job.module_type
+        );
+    }
+    out
+}
+
+/// Writes `text` beside `path` and renames it into place, so a reader never sees half a file.
+pub fn write_atomically(path: &std::path::Path, text: &str) -> color_eyre::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| eyre!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).wrap_err_with(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).wrap_err_with(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write", path.display())
+    })?;
+    Ok(())
+}

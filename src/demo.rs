@@ -1,0 +1,386 @@
+//! Deterministic Llama-style models, for the built-in demo and for tests.
+//!
+//! The value projections of chosen layers are built as `U diag(s) Vᵀ` with orthonormal U, V and
+//! a clustered spectrum, so the IQR noise estimate is tiny and no singular value falls under the
+//! threshold: their SNR is infinite. Every other matrix gets a power-law spectrum, as trained
+//! weights have: many small singular values fall under the threshold, so their SNR is finite.
+//! (A plain Gaussian matrix would not do: for a wide shape its Marchenko–Pastur bulk is narrow
+//! and the IQR rule calls all of it signal.)
+
+use std::{
+    collections::BTreeMap,
+    io,
+    path::{Path, PathBuf},
+};
+
+use faer::Mat;
+use safetensors::{Dtype, tensor::TensorView};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub dtype: Dtype,
+    /// Layers whose v_proj is built to have an infinite SNR.
+    pub infinite_layers: Vec<usize>,
+    pub tied_embeddings: bool,
+    /// 1 writes `model.safetensors`; more write `model-0000i-of-0000n` shards and an index.
+    pub shards: usize,
+    pub seed: u64,
+    /// Merged into config.json (e.g. a per-layer `layer_types` list).
+    pub extra_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelSpec {
+    /// The model `snrscope` opens when started without arguments.
+    pub fn demo() -> ModelSpec {
+        ModelSpec {
+            layers: 24,
+            hidden: 256,
+            heads: 8,
+            kv_heads: 2,
+            intermediate: 688,
+            vocab: 1024,
+            dtype: Dtype::BF16,
+            infinite_layers: vec![5, 11, 12, 19],
+            tied_embeddings: false,
+            shards: 2,
+            seed: 0x5eed_0002,
+            extra_config: Default::default(),
+        }
+    }
+
+    /// A small model for fast tests.
+    pub fn tiny(layers: usize, infinite_layers: &[usize]) -> ModelSpec {
+        ModelSpec {
+            layers,
+            hidden: 64,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 96,
+            vocab: 128,
+            dtype: Dtype::BF16,
+            infinite_layers: infinite_layers.to_vec(),
+            tied_embeddings: false,
+            shards: 1,
+            seed: 7,
+            extra_config: Default::default(),
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim()
+    }
+
+    fn torch_dtype(&self) -> &'static str {
+        match self.dtype {
+            Dtype::BF16 => "bfloat16",
+            Dtype::F16 => "float16",
+            Dtype::F64 => "float64",
+            _ => "float32",
+        }
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        let mut c = json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "hidden_size": self.hidden,
+            "intermediate_size": self.intermediate,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "num_hidden_layers": self.layers,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": 2048,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": self.tied_embeddings,
+            "torch_dtype": self.torch_dtype(),
+            "bos_token_id": 1,
+            "eos_token_id": 2
+        });
+        let obj = c.as_object_mut().expect("object");
+        for (k, v) in &self.extra_config {
+            obj.insert(k.clone(), v.clone());
+        }
+        c
+    }
+
+    /// Every tensor as (name, shape, f64 values), in the order a checkpoint stores them.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+        let mut rng = Rng::new(self.seed);
+        let (h, kv, ff, v) = (self.hidden, self.kv_dim(), self.intermediate, self.vocab);
+        let mut out = Vec::new();
+        out.push((
+            "model.embed_tokens.weight".to_string(),
+            vec![v, h],
+            gaussian(&mut rng, v * h, 0.02),
+        ));
+        for l in 0..self.layers {
+            let p = format!("model.layers.{l}");
+            // A different decay per layer and module, so the finite SNRs differ.
+            let alpha = |k: usize| 0.6 + 0.1 * ((l * 7 + k * 3) % 9) as f64;
+            let mut push = |name: &str, shape: Vec<usize>, data: Vec<f64>| {
+                out.push((format!("{p}.{name}"), shape, data));
+            };
+            push("input_layernorm.weight", vec![h], ones_jitter(&mut rng, h));
+            push(
+                "self_attn.q_proj.weight",
+                vec![h, h],
+                power_law(&mut rng, h, h, alpha(0)),
+            );
+            push(
+                "self_attn.k_proj.weight",
+                vec![kv, h],
+                power_law(&mut rng, kv, h, alpha(1)),
+            );
+            let v_proj = if self.infinite_layers.contains(&l) {
+                clustered_spectrum(&mut rng, kv, h, 0.05 + 0.01 * l as f64)
+            } else {
+                power_law(&mut rng, kv, h, alpha(2))
+            };
+            push("self_attn.v_proj.weight", vec![kv, h], v_proj);
+            push(
+                "self_attn.o_proj.weight",
+                vec![h, h],
+                power_law(&mut rng, h, h, alpha(3)),
+            );
+            push(
+                "post_attention_layernorm.weight",
+                vec![h],
+                ones_jitter(&mut rng, h),
+            );
+            push(
+                "mlp.gate_proj.weight",
+                vec![ff, h],
+                power_law(&mut rng, ff, h, alpha(4)),
+            );
+            push(
+                "mlp.up_proj.weight",
+                vec![ff, h],
+                power_law(&mut rng, ff, h, alpha(5)),
+            );
+            push(
+                "mlp.down_proj.weight",
+                vec![h, ff],
+                power_law(&mut rng, h, ff, alpha(6)),
+            );
+        }
+        out.push((
+            "model.norm.weight".into(),
+            vec![h],
+            ones_jitter(&mut rng, h),
+        ));
+        if !self.tied_embeddings {
+            out.push((
+                "lm_head.weight".into(),
+                vec![v, h],
+                gaussian(&mut rng, v * h, 0.02),
+            ));
+        }
+        out
+    }
+}
+
+/// Name, shape, little-endian bytes.
+type Encoded = (String, Vec<usize>, Vec<u8>);
+
+/// Writes the model as an ordinary Hugging Face folder (created if missing).
+pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tensors: Vec<Encoded> = spec
+        .tensors()
+        .into_iter()
+        .map(|(n, s, d)| (n, s, encode(spec.dtype, &d)))
+        .collect();
+    let shards = spec.shards.max(1).min(tensors.len().max(1));
+    let total: usize = tensors.iter().map(|t| t.2.len()).sum();
+    // Contiguous groups of roughly equal size, like transformers' save_pretrained.
+    let per = total.div_ceil(shards);
+    let mut groups: Vec<Vec<&Encoded>> = vec![Vec::new()];
+    let mut acc = 0;
+    for t in &tensors {
+        if acc >= per && groups.len() < shards {
+            groups.push(Vec::new());
+            acc = 0;
+        }
+        acc += t.2.len();
+        groups.last_mut().expect("non-empty").push(t);
+    }
+    let n = groups.len();
+    let mut weight_map = BTreeMap::new();
+    for (i, group) in groups.iter().enumerate() {
+        let file = if n == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", i + 1, n)
+        };
+        let views: Vec<(String, TensorView<'_>)> = group
+            .iter()
+            .map(|(name, shape, bytes)| {
+                let view = TensorView::new(spec.dtype, shape.clone(), bytes)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                Ok((name.clone(), view))
+            })
+            .collect::<io::Result<_>>()?;
+        for (name, _) in &views {
+            weight_map.insert(name.clone(), file.clone());
+        }
+        let metadata = Some(std::collections::HashMap::from([(
+            "format".to_string(),
+            "pt".to_string(),
+        )]));
+        safetensors::serialize_to_file(views, metadata, &dir.join(&file))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    if n > 1 {
+        let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        write_json(&dir.join("model.safetensors.index.json"), &index)?;
+    }
+    write_json(&dir.join("config.json"), &spec.config())?;
+    write_json(
+        &dir.join("generation_config.json"),
+        &json!({"bos_token_id": 1, "eos_token_id": 2, "do_sample": false}),
+    )?;
+    write_json(
+        &dir.join("tokenizer_config.json"),
+        &json!({"model_max_length": 2048, "bos_token": "<s>", "eos_token": "</s>"}),
+    )?;
+    Ok(())
+}
+
+/// Where the built-in demo lives: written once per version into the user's cache folder.
+pub fn demo_dir() -> io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("snrscope").join("demo-model-v1");
+    if !dir.join("config.json").is_file() {
+        // Written under a temporary name first so an interrupted write is never mistaken for a
+        // complete demo.
+        let tmp = base
+            .join("snrscope")
+            .join(format!(".demo-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        write_model(&tmp, &ModelSpec::demo())?;
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !dir.join("config.json").is_file() {
+                return Err(e);
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> io::Result<()> {
+    let mut text = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
+}
+
+/// Little-endian bytes of `data` in `dtype` (F64, F32, F16, BF16).
+pub fn encode(dtype: Dtype, data: &[f64]) -> Vec<u8> {
+    match dtype {
+        Dtype::F64 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Dtype::F16 => data
+            .iter()
+            .flat_map(|&x| half::f16::from_f64(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => data
+            .iter()
+            .flat_map(|&x| half::bf16::from_f64(x).to_le_bytes())
+            .collect(),
+        _ => data
+            .iter()
+            .flat_map(|&x| (x as f32).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// SplitMix64: tiny, and its output never changes between crate versions, so the demo model is
+/// the same bytes on every machine and release.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+pub fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.normal() * std).collect()
+}
+
+fn ones_jitter(rng: &mut Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| 1.0 + 0.05 * rng.normal()).collect()
+}
+
+/// `U diag(s) Vᵀ` with `s_i = (i + 1)^-alpha`, plus faint noise.
+pub fn power_law(rng: &mut Rng, rows: usize, cols: usize, alpha: f64) -> Vec<f64> {
+    let k = rows.min(cols);
+    let s: Vec<f64> = (0..k).map(|i| ((i + 1) as f64).powf(-alpha)).collect();
+    let mut w = with_spectrum(rng, rows, cols, &s);
+    w.iter_mut().for_each(|x| *x += 1e-4 * rng.normal());
+    w
+}
+
+/// `U diag(s) Vᵀ` with singular values spread evenly over `[scale, 1.5 scale]`: the IQR is a
+/// quarter of the smallest value, far too small for any value to count as noise.
+pub fn clustered_spectrum(rng: &mut Rng, rows: usize, cols: usize, scale: f64) -> Vec<f64> {
+    let k = rows.min(cols);
+    let s: Vec<f64> = (0..k)
+        .map(|i| scale * (1.0 + 0.5 * (k - 1 - i) as f64 / (k.max(2) - 1) as f64))
+        .collect();
+    with_spectrum(rng, rows, cols, &s)
+}
+
+/// A row-major `rows x cols` matrix with exactly the singular values `s` (before rounding).
+pub fn with_spectrum(rng: &mut Rng, rows: usize, cols: usize, s: &[f64]) -> Vec<f64> {
+    let k = s.len();
+    let u = orthonormal_columns(rng, rows, k);
+    let v = orthonormal_columns(rng, cols, k);
+    let us = Mat::from_fn(rows, k, |i, c| u[(i, c)] * s[c]);
+    let w = &us * v.transpose();
+    let mut out = Vec::with_capacity(rows * cols);
+    for i in 0..rows {
+        out.extend((0..cols).map(|j| w[(i, j)]));
+    }
+    out
+}
+
+/// `k` orthonormal columns of length `n`: the Q factor of a Gaussian matrix, which is uniformly
+/// distributed (up to signs) over such frames.
+fn orthonormal_columns(rng: &mut Rng, n: usize, k: usize) -> Mat<f64> {
+    let g = Mat::from_fn(n, k, |_, _| rng.normal());
+    g.qr().compute_thin_Q()
+}

@@ -1,0 +1,13 @@
+//! snrscope: which layers of a large language model can be cut away.
+//!
+//! The library holds everything but the terminal: opening models lazily ([`model`]), finding
+//! their layers ([`layers`]), the laserQlora SNR ([`snr`]), background scans ([`scan`]), scan
+//! files ([`scanfile`]) and the demo model generator ([`demo`]).
+
+pub mod cli;
+pub mod demo;
+pub mod layers;
+pub mod model;
+pub mod scan;
+pub mod scanfile;
+pub mod snr;

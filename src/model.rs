@@ -1,0 +1,580 @@
+//! Opening a model folder (or a single `.safetensors` file) without reading tensor data:
+//! files are memory-mapped read-only and only their headers are parsed.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::layers::{self, LayerLayout};
+
+/// Why a model could not be opened. Every variant names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: no such file or folder")]
+    NotFound { path: PathBuf },
+    #[error("{dir}: no config.json in this folder (a model folder needs one)")]
+    MissingConfig { dir: PathBuf },
+    #[error("{path}: invalid JSON: {source}")]
+    InvalidJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {problem}")]
+    BadIndex { path: PathBuf, problem: String },
+    #[error("{dir}: no .safetensors file in this folder")]
+    NoSafetensors { dir: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file: {problem}")]
+    BadHeader { path: PathBuf, problem: String },
+    #[error(
+        "{path}: truncated: its header needs {expected} bytes of tensor data, the file holds {actual}"
+    )]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{index}: names shard {shard}, which does not exist")]
+    MissingShard { index: PathBuf, shard: String },
+    #[error("tensor {name} is stored twice: in {first} and in {second}")]
+    DuplicateTensor {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
+/// Why a tensor could not be turned into an f64 matrix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("no tensor named {0}")]
+    NotFound(String),
+    #[error("{name} has shape {shape:?}, not a 2-D matrix")]
+    NotMatrix { name: String, shape: Vec<usize> },
+    #[error("{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16)")]
+    UnsupportedDtype { name: String, dtype: String },
+}
+
+/// One memory-mapped `.safetensors` file.
+#[derive(Debug)]
+pub struct Shard {
+    pub path: PathBuf,
+    /// File name relative to the model folder (what an index's weight_map says).
+    pub file_name: String,
+    mmap: Mmap,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+impl Shard {
+    pub fn len(&self) -> u64 {
+        self.mmap.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mmap.is_empty()
+    }
+}
+
+/// A tensor's place in its shard. `range` is absolute within the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub shard: usize,
+    pub range: Range<usize>,
+}
+
+impl TensorEntry {
+    pub fn num_elements(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    pub fn num_bytes(&self) -> u64 {
+        (self.range.end - self.range.start) as u64
+    }
+
+    /// `(rows, cols)` for a 2-D tensor.
+    pub fn matrix_shape(&self) -> Option<(usize, usize)> {
+        match self.shape.as_slice() {
+            &[r, c] => Some((r, c)),
+            _ => None,
+        }
+    }
+
+    pub fn is_scannable_dtype(&self) -> bool {
+        matches!(
+            self.dtype,
+            Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16
+        )
+    }
+}
+
+/// `BF16` -> "BF16", as safetensors headers spell it.
+pub fn dtype_name(d: Dtype) -> String {
+    format!("{d:?}")
+}
+
+/// An opened model: headers parsed, data mapped but untouched.
+#[derive(Debug)]
+pub struct Model {
+    /// What the user named (folder or file).
+    pub source: PathBuf,
+    /// The folder holding the model's files.
+    pub dir: PathBuf,
+    pub config: Option<serde_json::Value>,
+    pub config_path: Option<PathBuf>,
+    /// Present when the model is sharded with a `model.safetensors.index.json`.
+    pub index_path: Option<PathBuf>,
+    pub shards: Vec<Shard>,
+    /// In natural name order.
+    pub tensors: Vec<TensorEntry>,
+    by_name: HashMap<String, usize>,
+    pub layout: LayerLayout,
+    pub warnings: Vec<String>,
+}
+
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+impl Model {
+    pub fn open(path: impl AsRef<Path>) -> Result<Model, OpenError> {
+        let source = path.as_ref().to_path_buf();
+        let meta = std::fs::metadata(&source).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OpenError::NotFound {
+                path: source.clone(),
+            },
+            _ => OpenError::Io {
+                path: source.clone(),
+                source: e,
+            },
+        })?;
+        let (dir, shard_names, index_path, config_path) = if meta.is_dir() {
+            let dir = source.clone();
+            let config_path = dir.join("config.json");
+            if !config_path.is_file() {
+                return Err(OpenError::MissingConfig { dir });
+            }
+            let index_path = dir.join(INDEX_FILE);
+            let (names, index) = if index_path.is_file() {
+                (read_index(&dir, &index_path)?, Some(index_path))
+            } else {
+                (list_safetensors(&dir)?, None)
+            };
+            (dir, names, index, Some(config_path))
+        } else {
+            let dir = source
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let name = source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // A lone file inside a model folder still gets that folder's config.
+            let config_path = Some(dir.join("config.json")).filter(|p| p.is_file());
+            (dir, vec![name], None, config_path)
+        };
+        let config = match &config_path {
+            Some(p) => Some(read_json(p)?),
+            None => None,
+        };
+
+        let mut shards = Vec::with_capacity(shard_names.len());
+        let mut tensors = Vec::new();
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for file_name in shard_names {
+            let path = dir.join(&file_name);
+            let (shard, entries) = open_shard(&path, file_name, shards.len())?;
+            for e in entries {
+                if let Some(&first) = owner.get(&e.name) {
+                    return Err(OpenError::DuplicateTensor {
+                        name: e.name,
+                        first: shards
+                            .get(first)
+                            .map(|s: &Shard| s.path.clone())
+                            .unwrap_or_else(|| shard.path.clone()),
+                        second: shard.path.clone(),
+                    });
+                }
+                owner.insert(e.name.clone(), e.shard);
+                tensors.push(e);
+            }
+            shards.push(shard);
+        }
+        let mut warnings = Vec::new();
+        if let Some(index) = &index_path {
+            check_index_matches(index, &shards, &tensors, &mut warnings)?;
+        }
+        tensors.sort_by(|a, b| layers::natural_cmp(&a.name, &b.name));
+        let by_name = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let config_layers = config.as_ref().and_then(layers::config_layer_count);
+        let layout = layers::discover(
+            tensors
+                .iter()
+                .map(|t| (t.name.as_str(), t.shape.as_slice())),
+            config_layers,
+        );
+        warnings.extend(layout.warnings.iter().cloned());
+        Ok(Model {
+            source,
+            dir,
+            config,
+            config_path,
+            index_path,
+            shards,
+            tensors,
+            by_name,
+            layout,
+            warnings,
+        })
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.by_name.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// The tensor's raw little-endian bytes, straight from the map.
+    pub fn bytes(&self, t: &TensorEntry) -> &[u8] {
+        &self.shards[t.shard].mmap[t.range.clone()]
+    }
+
+    /// Tells the kernel the tensor's pages may be dropped: a scan reads each matrix once, and
+    /// without this a 70B scan's resident set would grow with every matrix it touched.
+    pub fn release(&self, t: &TensorEntry) {
+        #[cfg(unix)]
+        {
+            let mmap = &self.shards[t.shard].mmap;
+            // SAFETY: the map is read-only and file-backed, so dropped pages are re-read from
+            // the file on the next access; no borrowed slice can observe different contents.
+            unsafe {
+                let _ = mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    t.range.start,
+                    t.range.end - t.range.start,
+                );
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = t;
+    }
+
+    /// Converts a 2-D tensor to row-major f64 in `out` (reused across calls).
+    pub fn read_matrix(
+        &self,
+        t: &TensorEntry,
+        out: &mut Vec<f64>,
+    ) -> Result<(usize, usize), MatrixError> {
+        let (rows, cols) = t.matrix_shape().ok_or_else(|| MatrixError::NotMatrix {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+        })?;
+        if !decode_f64(t.dtype, self.bytes(t), out) {
+            return Err(MatrixError::UnsupportedDtype {
+                name: t.name.clone(),
+                dtype: dtype_name(t.dtype),
+            });
+        }
+        Ok((rows, cols))
+    }
+
+    pub fn read_matrix_by_name(
+        &self,
+        name: &str,
+        out: &mut Vec<f64>,
+    ) -> Result<(usize, usize), MatrixError> {
+        let t = self
+            .tensor(name)
+            .ok_or_else(|| MatrixError::NotFound(name.to_string()))?;
+        self.read_matrix(t, out)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.tensors.iter().map(TensorEntry::num_bytes).sum()
+    }
+
+    pub fn total_params(&self) -> u64 {
+        self.tensors.iter().map(TensorEntry::num_elements).sum()
+    }
+
+    /// Display name: the folder (or file) name.
+    pub fn name(&self) -> String {
+        let p = if self.source.is_dir() {
+            &self.source
+        } else {
+            &self.dir
+        };
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| p.display().to_string())
+    }
+
+    /// The dtype most of the weights are stored in (by bytes), as a safetensors name.
+    pub fn dominant_dtype(&self) -> Option<Dtype> {
+        let mut by: BTreeMap<Dtype, u64> = BTreeMap::new();
+        for t in &self.tensors {
+            *by.entry(t.dtype).or_default() += t.num_bytes();
+        }
+        by.into_iter().max_by_key(|(_, b)| *b).map(|(d, _)| d)
+    }
+}
+
+/// Little-endian decoding of the scannable float dtypes; `false` (and `out` empty) for any
+/// other dtype.
+pub fn decode_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> bool {
+    out.clear();
+    match dtype {
+        Dtype::F64 => out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        ),
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()),
+        ),
+        Dtype::BF16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()),
+        ),
+        _ => return false,
+    }
+    true
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, OpenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| OpenError::InvalidJson {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_index(dir: &Path, index: &Path) -> Result<Vec<String>, OpenError> {
+    let v = read_json(index)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| OpenError::BadIndex {
+            path: index.to_path_buf(),
+            problem: "no \"weight_map\" object".into(),
+        })?;
+    let mut names: Vec<String> = Vec::new();
+    for (tensor, shard) in map {
+        let shard = shard.as_str().ok_or_else(|| OpenError::BadIndex {
+            path: index.to_path_buf(),
+            problem: format!("weight_map entry for {tensor} is not a file name"),
+        })?;
+        if !names.iter().any(|n| n == shard) {
+            names.push(shard.to_string());
+        }
+    }
+    names.sort_by(|a, b| layers::natural_cmp(a, b));
+    for n in &names {
+        if !dir.join(n).is_file() {
+            return Err(OpenError::MissingShard {
+                index: index.to_path_buf(),
+                shard: n.clone(),
+            });
+        }
+    }
+    if names.is_empty() {
+        return Err(OpenError::BadIndex {
+            path: index.to_path_buf(),
+            problem: "weight_map is empty".into(),
+        });
+    }
+    Ok(names)
+}
+
+fn list_safetensors(dir: &Path) -> Result<Vec<String>, OpenError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| OpenError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    if names.is_empty() {
+        return Err(OpenError::NoSafetensors {
+            dir: dir.to_path_buf(),
+        });
+    }
+    names.sort_by(|a, b| layers::natural_cmp(a, b));
+    Ok(names)
+}
+
+fn open_shard(
+    path: &Path,
+    file_name: String,
+    shard_index: usize,
+) -> Result<(Shard, Vec<TensorEntry>), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the file is opened read-only and never written by this process. Another process
+    // truncating it underneath us would fault reads, the usual caveat of every mmap loader.
+    let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(&mmap).map_err(|e| header_error(path, &mmap, e))?;
+    let data_start = 8 + header_len;
+    let entries = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| TensorEntry {
+            name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            shard: shard_index,
+            range: data_start + info.data_offsets.0..data_start + info.data_offsets.1,
+        })
+        .collect();
+    let shard = Shard {
+        path: path.to_path_buf(),
+        file_name,
+        metadata: metadata.metadata().clone(),
+        mmap,
+    };
+    Ok((shard, entries))
+}
+
+fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> OpenError {
+    let path = path.to_path_buf();
+    let actual = bytes.len() as u64;
+    let declared_header = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    match e {
+        SafeTensorError::HeaderTooSmall => OpenError::BadHeader {
+            path,
+            problem: format!("only {actual} bytes, shorter than the 8-byte header length"),
+        },
+        SafeTensorError::InvalidHeaderLength => OpenError::Truncated {
+            path,
+            expected: declared_header.unwrap_or(0).saturating_add(8),
+            actual,
+            // A truncated header is reported as truncation: that is the common cause.
+        },
+        SafeTensorError::MetadataIncompleteBuffer => {
+            // Work out the size the header promises, to say which way it is off.
+            let n = declared_header.unwrap_or(0) as usize;
+            let data_len = bytes
+                .get(8..8 + n)
+                .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+                .and_then(|v| {
+                    v.as_object().map(|o| {
+                        o.values()
+                            .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+                            .max()
+                            .unwrap_or(0)
+                    })
+                })
+                .unwrap_or(0);
+            let expected = 8 + n as u64 + data_len;
+            if expected > actual {
+                OpenError::Truncated {
+                    path,
+                    expected,
+                    actual,
+                }
+            } else {
+                OpenError::BadHeader {
+                    path,
+                    problem: format!(
+                        "{} bytes after the last tensor's data (the header accounts for {expected})",
+                        actual - expected
+                    ),
+                }
+            }
+        }
+        SafeTensorError::InvalidOffset(name) => OpenError::BadHeader {
+            path,
+            problem: format!(
+                "data_offsets of tensor {name} overlap another tensor, leave a gap, or point past the data"
+            ),
+        },
+        SafeTensorError::TensorInvalidInfo => OpenError::BadHeader {
+            path,
+            problem: "a tensor's byte range does not match its shape and dtype".into(),
+        },
+        other => OpenError::BadHeader {
+            path,
+            problem: other.to_string(),
+        },
+    }
+}
+
+fn check_index_matches(
+    index: &Path,
+    shards: &[Shard],
+    tensors: &[TensorEntry],
+    warnings: &mut Vec<String>,
+) -> Result<(), OpenError> {
+    let v = read_json(index)?;
+    let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) else {
+        return Ok(());
+    };
+    let mut actual: HashMap<&str, &str> = HashMap::new();
+    for t in tensors {
+        actual.insert(&t.name, &shards[t.shard].file_name);
+    }
+    for (name, shard) in map {
+        let shard = shard.as_str().unwrap_or_default();
+        match actual.get(name.as_str()) {
+            None => {
+                return Err(OpenError::BadIndex {
+                    path: index.to_path_buf(),
+                    problem: format!("lists tensor {name} in {shard}, which does not hold it"),
+                });
+            }
+            Some(found) if *found != shard => {
+                return Err(OpenError::BadIndex {
+                    path: index.to_path_buf(),
+                    problem: format!("lists tensor {name} in {shard}, but it is in {found}"),
+                });
+            }
+            _ => {}
+        }
+    }
+    let unlisted = tensors
+        .iter()
+        .filter(|t| !map.contains_key(&t.name))
+        .count();
+    if unlisted > 0 {
+        warnings.push(format!(
+            "{}: {unlisted} tensor(s) in the shards are not in its weight_map",
+            index.display()
+        ));
+    }
+    Ok(())
+}

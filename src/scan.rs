@@ -1,0 +1,322 @@
+//! Background SNR scans: a rayon pool computes one matrix per task and reports each result the
+//! moment it is ready. The caller never blocks; a cancel flag stops the remaining work.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use faer::Par;
+use rayon::prelude::*;
+use regex::Regex;
+
+use crate::{
+    layers::{self, Stack},
+    model::Model,
+    snr::{self, SnrStats, SvdWorkspace},
+};
+
+/// One matrix to scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanJob {
+    /// The tensor, e.g. `model.layers.3.self_attn.v_proj.weight`.
+    pub tensor: String,
+    /// The module, i.e. the tensor name without `.weight`: the key of a scan file.
+    pub module: String,
+    /// e.g. `self_attn.v_proj`.
+    pub module_type: String,
+    pub layer: Option<usize>,
+    pub shape: Vec<usize>,
+    pub bytes: u64,
+}
+
+impl ScanJob {
+    fn for_tensor(model: &Model, name: &str) -> Option<ScanJob> {
+        let t = model.tensor(name)?;
+        let module = name.strip_suffix(".weight").unwrap_or(name).to_string();
+        let parsed = layers::parse_layer_name(&module);
+        Some(ScanJob {
+            tensor: name.to_string(),
+            module_type: parsed
+                .map(|p| p.rest.to_string())
+                .unwrap_or_else(|| module.clone()),
+            layer: parsed.map(|p| p.index),
+            module,
+            shape: t.shape.clone(),
+            bytes: t.num_bytes(),
+        })
+    }
+}
+
+/// Jobs for one module type of one stack, in layer order.
+pub fn jobs_for_module(model: &Model, stack: &Stack, module_type: &str) -> Vec<ScanJob> {
+    stack
+        .modules
+        .get(module_type)
+        .into_iter()
+        .flat_map(|by_layer| by_layer.values())
+        .filter_map(|name| ScanJob::for_tensor(model, name))
+        .collect()
+}
+
+/// Jobs for every 2-D `.weight` tensor whose name (without `.weight`) matches `pattern`, in
+/// natural name order — the oracle's `--match` semantics.
+pub fn jobs_matching(model: &Model, pattern: &Regex) -> Vec<ScanJob> {
+    model
+        .tensors
+        .iter()
+        .filter(|t| t.shape.len() == 2)
+        .filter(|t| {
+            let module = t.name.strip_suffix(".weight").unwrap_or(&t.name);
+            t.name.ends_with(".weight") && pattern.is_match(module)
+        })
+        .filter_map(|t| ScanJob::for_tensor(model, &t.name))
+        .collect()
+}
+
+/// Counters shared by the workers; snapshots of them travel with every event.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    pub fn fraction(&self) -> f64 {
+        if self.bytes_total == 0 {
+            if self.total == 0 {
+                1.0
+            } else {
+                self.done as f64 / self.total as f64
+            }
+        } else {
+            self.bytes_done as f64 / self.bytes_total as f64
+        }
+    }
+
+    /// Matrices per second so far.
+    pub fn rate(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 { self.done as f64 / s } else { 0.0 }
+    }
+
+    /// Remaining time, extrapolated from the bytes done so far.
+    pub fn eta(&self) -> Option<Duration> {
+        let f = self.fraction();
+        if self.done == 0 || f <= 0.0 {
+            return None;
+        }
+        let total = self.elapsed.as_secs_f64() / f;
+        Some(Duration::from_secs_f64(
+            (total - self.elapsed.as_secs_f64()).max(0.0),
+        ))
+    }
+}
+
+/// What one job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixResult {
+    pub job: usize,
+    pub outcome: Result<SnrStats, String>,
+    /// Time spent on this matrix (decode + SVD).
+    pub elapsed: Duration,
+}
+
+/// Everything a scan reports, in order: results as they finish, then `Finished` exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanEvent {
+    Result {
+        result: Box<MatrixResult>,
+        progress: Progress,
+    },
+    Finished {
+        progress: Progress,
+        cancelled: bool,
+    },
+}
+
+/// Stops a scan: jobs not yet started are skipped.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScanOptions {
+    /// Pool size; 0 means one per core.
+    pub threads: usize,
+}
+
+/// A running scan.
+pub struct ScanHandle {
+    pub cancel: CancelToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ScanHandle {
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the workers to stop (after `Finished` was sent).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts scanning `jobs` on a fresh pool and hands every event to `sink` (from worker threads;
+/// a channel sender fits). Returns at once.
+pub fn start(
+    model: Arc<Model>,
+    jobs: Vec<ScanJob>,
+    options: ScanOptions,
+    sink: impl Fn(ScanEvent) + Send + Sync + 'static,
+) -> ScanHandle {
+    let cancel = CancelToken::default();
+    let token = cancel.clone();
+    let thread = std::thread::Builder::new()
+        .name("snr-scan".into())
+        .spawn(move || run(&model, &jobs, options, &token, &sink))
+        .expect("spawning the scan thread");
+    ScanHandle {
+        cancel,
+        thread: Some(thread),
+    }
+}
+
+/// Convenience for callers that want a receiver.
+pub fn start_channel(
+    model: Arc<Model>,
+    jobs: Vec<ScanJob>,
+    options: ScanOptions,
+) -> (ScanHandle, crossbeam_channel::Receiver<ScanEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handle = start(model, jobs, options, move |e| {
+        let _ = tx.send(e);
+    });
+    (handle, rx)
+}
+
+fn run(
+    model: &Model,
+    jobs: &[ScanJob],
+    options: ScanOptions,
+    cancel: &CancelToken,
+    sink: &(impl Fn(ScanEvent) + Sync),
+) {
+    let started = Instant::now();
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        options.threads
+    };
+    let bytes_total = jobs.iter().map(|j| j.bytes).sum();
+    let done = AtomicUsize::new(0);
+    let bytes_done = AtomicU64::new(0);
+    let snapshot = |done: usize, bytes_done: u64| Progress {
+        done,
+        total: jobs.len(),
+        bytes_done,
+        bytes_total,
+        elapsed: started.elapsed(),
+    };
+    // Parallelism goes across matrices (two single-threaded SVDs nearly double throughput);
+    // only when there are fewer matrices than threads does one SVD get several.
+    let par = if jobs.len() < threads {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
+    let work = || {
+        jobs.par_iter().enumerate().for_each_init(
+            || (Vec::<f64>::new(), SvdWorkspace::default()),
+            |(buf, ws), (i, job)| {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                let t0 = Instant::now();
+                let outcome = scan_one(model, job, buf, ws, par);
+                let result = MatrixResult {
+                    job: i,
+                    outcome,
+                    elapsed: t0.elapsed(),
+                };
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let b = bytes_done.fetch_add(job.bytes, Ordering::Relaxed) + job.bytes;
+                sink(ScanEvent::Result {
+                    result: Box::new(result),
+                    progress: snapshot(d, b),
+                });
+            },
+        )
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("snr-worker-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+    sink(ScanEvent::Finished {
+        progress: snapshot(done.into_inner(), bytes_done.into_inner()),
+        cancelled: cancel.is_cancelled(),
+    });
+}
+
+fn scan_one(
+    model: &Model,
+    job: &ScanJob,
+    buf: &mut Vec<f64>,
+    ws: &mut SvdWorkspace,
+    par: Par,
+) -> Result<SnrStats, String> {
+    let t = model
+        .tensor(&job.tensor)
+        .ok_or_else(|| format!("no tensor named {}", job.tensor))?;
+    let (rows, cols) = model.read_matrix(t, buf).map_err(|e| e.to_string())?;
+    model.release(t);
+    let stats = snr::matrix_snr(buf, rows, cols, par, ws).map_err(|e| e.to_string());
+    // Keep the big buffer for the next matrix but not a stale copy of this one's contents.
+    buf.clear();
+    stats
+}
+
+/// Scans synchronously on the calling thread's pool; results in job order.
+pub fn scan_blocking(
+    model: Arc<Model>,
+    jobs: Vec<ScanJob>,
+    options: ScanOptions,
+) -> Vec<MatrixResult> {
+    let n = jobs.len();
+    let (handle, rx) = start_channel(model, jobs, options);
+    let mut out: Vec<Option<MatrixResult>> = vec![None; n];
+    for event in rx.iter() {
+        match event {
+            ScanEvent::Result { result, .. } => {
+                let j = result.job;
+                out[j] = Some(*result);
+            }
+            ScanEvent::Finished { .. } => break,
+        }
+    }
+    handle.join();
+    out.into_iter().flatten().collect()
+}

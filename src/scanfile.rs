@@ -1,0 +1,225 @@
+//! Scan results on disk, in the JSON layouts laserRMT and Spectrum read and write.
+//!
+//! Python's `json` writes infinity and NaN as the bare tokens `Infinity` and `NaN`; their
+//! readers expect them, so the writer emits them and the reader accepts them.
+
+use std::{fmt::Write as _, path::Path};
+
+use serde_json::Value;
+
+use crate::layers;
+
+/// One module's SNR as a scan file records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanEntry {
+    /// e.g. `model.layers.3.self_attn.v_proj` (no `.weight`).
+    pub module: String,
+    /// e.g. `self_attn.v_proj`.
+    pub module_type: String,
+    /// `snr_ratio`: what laserRMT and Spectrum call "snr".
+    pub snr: f64,
+    /// Further numeric fields (`raw_snr`, `max_singular_value`, ...) when the file has them.
+    pub extra: Vec<(String, f64)>,
+    /// Why this matrix has no SNR (written as `"error"`; `snr` is then NaN).
+    pub error: Option<String>,
+}
+
+impl ScanEntry {
+    /// `(stack, layer index)` when the module belongs to a numbered layer.
+    pub fn layer(&self) -> Option<(&str, usize)> {
+        layers::parse_layer_name(&self.module).map(|p| (p.stack, p.index))
+    }
+
+    pub fn extra(&self, key: &str) -> Option<f64> {
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Which layout a file was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanLayout {
+    /// Spectrum's `{"name": {"snr": x, "type": t}}` (also what `snrscope scan` writes).
+    SpectrumByModule,
+    /// Spectrum's `{"type": {"name": x}}`.
+    SpectrumByType,
+    /// laserQlora's `{"name": {"snr": x, "module": name}}`.
+    LaserQlora,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFileError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not JSON: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: not a scan file: {problem}")]
+    Layout { path: String, problem: String },
+}
+
+/// Formats a float the way Python's `json.dumps` does, so files round-trip through both.
+pub fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x == f64::INFINITY {
+        "Infinity".into()
+    } else if x == f64::NEG_INFINITY {
+        "-Infinity".into()
+    } else {
+        // Shortest round-trip digits, as Python's repr (exponent spelling may differ: both are
+        // valid JSON and parse to the same f64).
+        format!("{x:?}")
+    }
+}
+
+/// Writes entries in the Spectrum by-module layout, in the given order.
+pub fn to_json(entries: &[ScanEntry]) -> String {
+    let mut out = String::from("{\n");
+    for (i, e) in entries.iter().enumerate() {
+        let _ = write!(
+            out,
+            "  {}: {{\n    \"snr\": {},\n    \"type\": {}",
+            json_str(&e.module),
+            python_float(e.snr),
+            json_str(&e.module_type)
+        );
+        for (k, v) in &e.extra {
+            let _ = write!(out, ",\n    {}: {}", json_str(k), python_float(*v));
+        }
+        if let Some(err) = &e.error {
+            let _ = write!(out, ",\n    \"error\": {}", json_str(err));
+        }
+        out.push_str("\n  }");
+        if i + 1 < entries.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// Parses any of the three layouts, detected from the shape of the data.
+pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
+    let value: Value = json5::from_str(text).map_err(|e| ScanFileError::Syntax {
+        path: path.to_string(),
+        message: e.to_string(),
+    })?;
+    let layout_err = |problem: String| ScanFileError::Layout {
+        path: path.to_string(),
+        problem,
+    };
+    let top = value
+        .as_object()
+        .ok_or_else(|| layout_err("the top level is not an object".into()))?;
+    if top.is_empty() {
+        return Err(layout_err("it holds no entries".into()));
+    }
+    let number = |v: &Value| -> Option<f64> { v.as_f64() };
+    let all_objects = top.values().all(Value::is_object);
+    if !all_objects {
+        return Err(layout_err(
+            "expected every top-level value to be an object".into(),
+        ));
+    }
+    // By-module layouts: each inner object has a numeric "snr".
+    let by_module = top
+        .values()
+        .all(|v| v.get("snr").is_some_and(|s| number(s).is_some()));
+    let mut entries = Vec::new();
+    if by_module {
+        let laser = top
+            .values()
+            .all(|v| v.get("type").is_none() && v.get("module").is_some());
+        for (name, v) in top {
+            let module = name.strip_suffix(".weight").unwrap_or(name).to_string();
+            let module_type = v
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| type_of(&module));
+            let extra = v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !matches!(k.as_str(), "snr" | "type" | "module"))
+                .filter_map(|(k, x)| number(x).map(|x| (k.clone(), x)))
+                .collect();
+            let error = v.get("error").and_then(Value::as_str).map(str::to_string);
+            entries.push(ScanEntry {
+                snr: number(&v["snr"]).expect("checked above"),
+                module,
+                module_type,
+                extra,
+                error,
+            });
+        }
+        sort_natural(&mut entries);
+        let layout = if laser {
+            ScanLayout::LaserQlora
+        } else {
+            ScanLayout::SpectrumByModule
+        };
+        return Ok((layout, entries));
+    }
+    // By-type layout: every inner value is a number keyed by module name.
+    let by_type = top.values().all(|v| {
+        v.as_object()
+            .is_some_and(|o| o.values().all(|x| number(x).is_some()))
+    });
+    if !by_type {
+        return Err(layout_err(
+            "neither {\"name\": {\"snr\": x, ...}} nor {\"type\": {\"name\": x}}".into(),
+        ));
+    }
+    for (module_type, inner) in top {
+        for (name, x) in inner.as_object().expect("checked above") {
+            let module = name.strip_suffix(".weight").unwrap_or(name).to_string();
+            entries.push(ScanEntry {
+                module,
+                module_type: module_type.clone(),
+                snr: number(x).expect("checked above"),
+                extra: Vec::new(),
+                error: None,
+            });
+        }
+    }
+    sort_natural(&mut entries);
+    Ok((ScanLayout::SpectrumByType, entries))
+}
+
+pub fn read(path: &Path) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScanFileError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    parse(&text, &p)
+}
+
+/// `model.layers.3.self_attn.v_proj` -> `self_attn.v_proj`.
+pub fn type_of(module: &str) -> String {
+    layers::parse_layer_name(module)
+        .map(|p| p.rest.to_string())
+        .unwrap_or_else(|| module.to_string())
+}
+
+fn sort_natural(entries: &mut [ScanEntry]) {
+    entries.sort_by(|a, b| layers::natural_cmp(&a.module, &b.module));
+}
+
+/// Does this path look like a scan file rather than a model? (A `.json` file that is not an
+/// index or config.)
+pub fn looks_like_scan_file(path: &Path) -> bool {
+    path.is_file()
+        && path.extension().is_some_and(|e| e == "json")
+        && !path
+            .file_name()
+            .is_some_and(|n| n == "config.json" || n == "model.safetensors.index.json")
+}
