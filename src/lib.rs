@@ -6,8 +6,11 @@
 
 pub mod cli;
 pub mod demo;
+pub mod export;
 pub mod layers;
 pub mod model;
+pub mod plan;
 pub mod scan;
 pub mod scanfile;
 pub mod snr;
+pub mod ui;

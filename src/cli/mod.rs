@@ -1,5 +1,6 @@
 //! The command line: argument parsing and the headless subcommands.
 
+mod export;
 mod scan;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -26,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Compute the SNR of one module type in every layer, without a terminal UI.
     Scan(scan::ScanArgs),
+    /// Plan the pruning and write the mergekit YAML and/or the pruned model.
+    Export(export::ExportArgs),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -39,8 +42,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Scan(args)) => scan::run(args),
+        Some(Command::Export(args)) => export::run(args),
         Some(Command::Demo { dir }) => demo(dir),
-        None => run_explorer(cli.model),
+        None => crate::ui::run(cli.model),
     };
     match result {
         Ok(code) => code,
@@ -64,9 +68,4 @@ fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_explorer(model: Option<PathBuf>) -> color_eyre::Result<ExitCode> {
-    let _ = model;
-    color_eyre::eyre::bail!("the interactive explorer is not built yet; use `snrscope scan`")
 }

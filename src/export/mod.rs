@@ -1,0 +1,2 @@
+//! Writers: the mergekit slice YAML, the pruned model folder, Spectrum's unfrozen-parameters
+//! YAML.

@@ -1,0 +1,398 @@
+//! The pruning choice: which layers of a stack to drop, by rule and by hand, and the contiguous
+//! kept ranges that a mergekit passthrough config and the pruned model are built from.
+//! Shared by the explorer and `snrscope export`.
+
+use std::{collections::BTreeMap, fmt, ops::Range, str::FromStr};
+
+use crate::{layers::Stack, model::Model};
+
+/// How layers are chosen for dropping from their SNR (`snr_ratio`) values.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Rule {
+    /// The seed's rule: drop every layer whose SNR is infinite.
+    #[default]
+    Infinite,
+    /// Drop the K layers with the smallest finite SNR.
+    Lowest(usize),
+    /// Drop every layer whose SNR is below X.
+    Below(f64),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Infinite => write!(f, "infinite"),
+            Rule::Lowest(k) => write!(f, "lowest:{k}"),
+            Rule::Below(x) => write!(f, "below:{x}"),
+        }
+    }
+}
+
+impl Rule {
+    /// A sentence for screens and file headers.
+    pub fn describe(&self, module: &str) -> String {
+        match self {
+            Rule::Infinite => format!("drop layers whose {module} SNR is infinite"),
+            Rule::Lowest(k) => format!("drop the {k} layers with the lowest {module} SNR"),
+            Rule::Below(x) => format!("drop layers whose {module} SNR is below {x}"),
+        }
+    }
+
+    /// The layers this rule drops, given each layer's SNR (`None`: not scanned or failed;
+    /// NaN counts as not scanned).
+    pub fn drops(&self, snr: &[Option<f64>]) -> Vec<usize> {
+        let known = snr
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|v| !v.is_nan()).map(|v| (i, v)));
+        match *self {
+            Rule::Infinite => known
+                .filter(|(_, v)| *v == f64::INFINITY)
+                .map(|(i, _)| i)
+                .collect(),
+            Rule::Below(x) => known.filter(|(_, v)| *v < x).map(|(i, _)| i).collect(),
+            Rule::Lowest(k) => {
+                let mut finite: Vec<(usize, f64)> = known.filter(|(_, v)| v.is_finite()).collect();
+                finite.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                let mut out: Vec<usize> = finite.into_iter().take(k).map(|(i, _)| i).collect();
+                out.sort_unstable();
+                out
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl FromStr for Rule {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Rule, ParseError> {
+        let bad = || {
+            ParseError(format!(
+                "unknown rule {s:?}: use `infinite`, `lowest:K` or `below:X`"
+            ))
+        };
+        match s.split_once(':') {
+            None if s == "infinite" => Ok(Rule::Infinite),
+            Some(("lowest", k)) => k.trim().parse().map(Rule::Lowest).map_err(|_| bad()),
+            Some(("below", x)) => x
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| !x.is_nan())
+                .map(Rule::Below)
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Where a layer's fate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Keep,
+    DropByRule,
+    /// Dropped by hand, against the rule.
+    DropManual,
+    /// Kept by hand, against the rule.
+    KeepManual,
+}
+
+impl Mark {
+    pub fn is_dropped(self) -> bool {
+        matches!(self, Mark::DropByRule | Mark::DropManual)
+    }
+
+    pub fn is_manual(self) -> bool {
+        matches!(self, Mark::DropManual | Mark::KeepManual)
+    }
+}
+
+/// Which layers of an `n`-layer stack are dropped: the rule's choice plus manual overrides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selection {
+    num_layers: usize,
+    by_rule: Vec<bool>,
+    /// layer -> dropped, where the user overrode the rule.
+    manual: BTreeMap<usize, bool>,
+}
+
+impl Selection {
+    pub fn new(num_layers: usize) -> Selection {
+        Selection {
+            num_layers,
+            by_rule: vec![false; num_layers],
+            manual: BTreeMap::new(),
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.num_layers
+    }
+
+    /// Replaces the rule's choice and forgets manual overrides (`a` in the explorer).
+    pub fn apply_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        self.by_rule = vec![false; self.num_layers];
+        for i in rule.drops(snr) {
+            if i < self.num_layers {
+                self.by_rule[i] = true;
+            }
+        }
+        self.manual.clear();
+    }
+
+    /// Recomputes the rule's choice but keeps manual overrides (new scan results arriving).
+    pub fn refresh_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        let manual = std::mem::take(&mut self.manual);
+        self.apply_rule(rule, snr);
+        for (i, d) in manual {
+            self.set(i, d);
+        }
+    }
+
+    pub fn mark(&self, layer: usize) -> Mark {
+        let rule = self.by_rule.get(layer).copied().unwrap_or(false);
+        match (self.manual.get(&layer), rule) {
+            (Some(true), _) => Mark::DropManual,
+            (Some(false), _) => Mark::KeepManual,
+            (None, true) => Mark::DropByRule,
+            (None, false) => Mark::Keep,
+        }
+    }
+
+    pub fn is_dropped(&self, layer: usize) -> bool {
+        self.mark(layer).is_dropped()
+    }
+
+    /// Sets a layer's fate by hand; setting it to what the rule says removes the override.
+    pub fn set(&mut self, layer: usize, dropped: bool) {
+        if layer >= self.num_layers {
+            return;
+        }
+        if self.by_rule[layer] == dropped {
+            self.manual.remove(&layer);
+        } else {
+            self.manual.insert(layer, dropped);
+        }
+    }
+
+    pub fn toggle(&mut self, layer: usize) {
+        let d = self.is_dropped(layer);
+        self.set(layer, !d);
+    }
+
+    /// Keeps every layer (`c`).
+    pub fn clear(&mut self) {
+        for i in 0..self.num_layers {
+            self.set(i, false);
+        }
+    }
+
+    /// Drops what was kept and keeps what was dropped (`i`).
+    pub fn invert(&mut self) {
+        for i in 0..self.num_layers {
+            self.toggle(i);
+        }
+    }
+
+    pub fn dropped(&self) -> Vec<usize> {
+        (0..self.num_layers)
+            .filter(|&i| self.is_dropped(i))
+            .collect()
+    }
+
+    pub fn kept(&self) -> Vec<usize> {
+        (0..self.num_layers)
+            .filter(|&i| !self.is_dropped(i))
+            .collect()
+    }
+
+    pub fn has_manual(&self) -> bool {
+        !self.manual.is_empty()
+    }
+
+    pub fn kept_ranges(&self) -> Vec<Range<usize>> {
+        kept_ranges(self.num_layers, &self.dropped())
+    }
+}
+
+/// Half-open runs of kept layers, in order: `[0,12) [13,20) [22,60)` for 60 layers with
+/// 12, 20 and 21 dropped.
+pub fn kept_ranges(num_layers: usize, dropped: &[usize]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for i in 0..num_layers {
+        if dropped.contains(&i) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(r) if r.end == i => r.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+pub fn format_ranges(ranges: &[Range<usize>]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("[{},{})", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses `12,20-21` into `[12, 20, 21]`.
+pub fn parse_layer_list(s: &str) -> Result<Vec<usize>, ParseError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            ParseError(format!(
+                "{part:?} is not a layer number or range like 20-21"
+            ))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parameter and byte totals of a model before and after dropping layers of `stack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sizes {
+    pub params_before: u64,
+    pub params_after: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+pub fn sizes(model: &Model, stack: &Stack, dropped: &[usize]) -> Sizes {
+    let (mut params, mut bytes) = (0u64, 0u64);
+    for layer in dropped {
+        for name in stack.tensors.get(layer).into_iter().flatten() {
+            if let Some(t) = model.tensor(name) {
+                params += t.num_elements();
+                bytes += t.num_bytes();
+            }
+        }
+    }
+    let (pb, bb) = (model.total_params(), model.total_bytes());
+    Sizes {
+        params_before: pb,
+        params_after: pb - params,
+        bytes_before: bb,
+        bytes_after: bb - bytes,
+    }
+}
+
+/// `34.4B`, `135.0M`, `12.3K`.
+pub fn human_count(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1}B", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1}M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1}K", n / 1e3)
+    } else {
+        format!("{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_for_the_issue_example() {
+        let r = kept_ranges(60, &[12, 20, 21]);
+        assert_eq!(r, vec![0..12, 13..20, 22..60]);
+        assert_eq!(format_ranges(&r), "[0,12) [13,20) [22,60)");
+    }
+
+    #[test]
+    fn ranges_at_the_edges() {
+        assert_eq!(kept_ranges(5, &[0]), vec![1..5]);
+        assert_eq!(kept_ranges(5, &[4]), vec![0..4]);
+        assert_eq!(kept_ranges(5, &[]), vec![0..5]);
+        assert_eq!(kept_ranges(5, &[0, 1, 3, 4]), vec![2..3]);
+        assert_eq!(kept_ranges(3, &[0, 1, 2]), Vec::<Range<usize>>::new());
+        assert_eq!(kept_ranges(6, &[1, 2, 4]), vec![0..1, 3..4, 5..6]);
+    }
+
+    #[test]
+    fn rules() {
+        let inf = f64::INFINITY;
+        let snr = [
+            Some(3.0),
+            Some(inf),
+            None,
+            Some(1.0),
+            Some(f64::NAN),
+            Some(2.0),
+            Some(inf),
+        ];
+        assert_eq!(Rule::Infinite.drops(&snr), vec![1, 6]);
+        assert_eq!(Rule::Lowest(2).drops(&snr), vec![3, 5]);
+        assert_eq!(Rule::Below(2.5).drops(&snr), vec![3, 5]);
+        assert_eq!("lowest:3".parse::<Rule>(), Ok(Rule::Lowest(3)));
+        assert_eq!("below:0.5".parse::<Rule>(), Ok(Rule::Below(0.5)));
+        assert!("lowest:x".parse::<Rule>().is_err());
+        assert!("fancy".parse::<Rule>().is_err());
+    }
+
+    #[test]
+    fn manual_overrides_and_marks() {
+        let inf = f64::INFINITY;
+        let snr = [Some(1.0), Some(inf), Some(2.0), Some(inf)];
+        let mut s = Selection::new(4);
+        s.apply_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.dropped(), vec![1, 3]);
+        assert_eq!(s.mark(1), Mark::DropByRule);
+        s.toggle(1);
+        assert_eq!(s.mark(1), Mark::KeepManual);
+        s.toggle(0);
+        assert_eq!(s.mark(0), Mark::DropManual);
+        assert_eq!(s.dropped(), vec![0, 3]);
+        s.toggle(1); // back to what the rule says: no longer manual
+        assert_eq!(s.mark(1), Mark::DropByRule);
+        s.invert();
+        assert_eq!(s.dropped(), vec![2]);
+        s.clear();
+        assert!(s.dropped().is_empty());
+        s.apply_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.dropped(), vec![1, 3]);
+        assert!(!s.has_manual());
+    }
+
+    #[test]
+    fn refresh_keeps_manual_choices() {
+        let mut s = Selection::new(3);
+        s.apply_rule(&Rule::Infinite, &[None, None, None]);
+        s.toggle(0);
+        s.refresh_rule(&Rule::Infinite, &[Some(1.0), Some(f64::INFINITY), None]);
+        assert_eq!(s.dropped(), vec![0, 1]);
+        assert_eq!(s.mark(0), Mark::DropManual);
+    }
+
+    #[test]
+    fn layer_lists() {
+        assert_eq!(parse_layer_list("12,20-21").unwrap(), vec![12, 20, 21]);
+        assert_eq!(parse_layer_list(" 3 , 1,3").unwrap(), vec![1, 3]);
+        assert!(parse_layer_list("5-2").is_err());
+        assert!(parse_layer_list("a").is_err());
+    }
+}
