@@ -10,6 +10,7 @@ pub mod export;
 pub mod layers;
 pub mod model;
 pub mod plan;
+pub mod pyjson;
 pub mod scan;
 pub mod scanfile;
 pub mod snr;

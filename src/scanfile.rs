@@ -5,7 +5,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use serde_json::Value;
+use crate::pyjson::PyJson as Value;
 
 use crate::layers;
 
@@ -107,7 +107,7 @@ fn json_str(s: &str) -> String {
 
 /// Parses any of the three layouts, detected from the shape of the data.
 pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
-    let value: Value = json5::from_str(text).map_err(|e| ScanFileError::Syntax {
+    let value = Value::parse(text).map_err(|e| ScanFileError::Syntax {
         path: path.to_string(),
         message: e.to_string(),
     })?;
@@ -122,7 +122,7 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
         return Err(layout_err("it holds no entries".into()));
     }
     let number = |v: &Value| -> Option<f64> { v.as_f64() };
-    let all_objects = top.values().all(Value::is_object);
+    let all_objects = top.values().all(|v| v.as_object().is_some());
     if !all_objects {
         return Err(layout_err(
             "expected every top-level value to be an object".into(),
@@ -141,7 +141,7 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
             let module = name.strip_suffix(".weight").unwrap_or(name).to_string();
             let module_type = v
                 .get("type")
-                .and_then(Value::as_str)
+                .and_then(|t| t.as_str())
                 .map(str::to_string)
                 .unwrap_or_else(|| type_of(&module));
             let extra = v
@@ -151,9 +151,9 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
                 .filter(|(k, _)| !matches!(k.as_str(), "snr" | "type" | "module"))
                 .filter_map(|(k, x)| number(x).map(|x| (k.clone(), x)))
                 .collect();
-            let error = v.get("error").and_then(Value::as_str).map(str::to_string);
+            let error = v.get("error").and_then(|e| e.as_str()).map(str::to_string);
             entries.push(ScanEntry {
-                snr: number(&v["snr"]).expect("checked above"),
+                snr: v.get("snr").and_then(number).expect("checked above"),
                 module,
                 module_type,
                 extra,
