@@ -27,6 +27,10 @@ pub enum OpenError {
     },
     #[error("{path}: {problem}")]
     BadIndex { path: PathBuf, problem: String },
+    #[error(
+        "{path}: not a .safetensors file (a model is a folder with config.json, or a .safetensors file; scan files are .json)"
+    )]
+    NotSafetensors { path: PathBuf },
     #[error("{dir}: no .safetensors file in this folder")]
     NoSafetensors { dir: PathBuf },
     #[error("{path}: cannot read: {source}")]
@@ -172,6 +176,9 @@ impl Model {
             };
             (dir, names, index, Some(config_path))
         } else {
+            if source.extension().is_none_or(|e| e != "safetensors") {
+                return Err(OpenError::NotSafetensors { path: source });
+            }
             let dir = source
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
