@@ -122,13 +122,17 @@ fn file_cut_inside_its_header() {
 
 /// Writes a safetensors file with a hand-made header and `data_len` zero bytes of data.
 fn raw_safetensors(path: &Path, header: &str, data_len: usize) {
+    raw_safetensors_with(path, header, &vec![0u8; data_len]);
+}
+
+fn raw_safetensors_with(path: &Path, header: &str, data: &[u8]) {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
     bytes.extend(h);
-    bytes.extend(vec![0u8; data_len]);
+    bytes.extend(data);
     fs::write(path, bytes).unwrap();
 }
 
@@ -313,14 +317,7 @@ fn nan_matrix_reports_an_error_and_the_scan_goes_on() {
         data.extend(x.to_le_bytes());
     }
     let header = r#"{"model.layers.0.self_attn.v_proj.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"model.layers.1.self_attn.v_proj.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}"#;
-    let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(h);
-    bytes.extend(data);
-    fs::write(&f, bytes).unwrap();
+    raw_safetensors_with(&f, header, &data);
     let json = dir.path().join("out.json");
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
         .arg("scan")
