@@ -269,7 +269,7 @@ fn several_stacks_main_is_the_one_the_config_counts() {
     );
     assert!(l.warnings.is_empty());
     // Without a config the largest stack wins.
-    let l = layout(&names[..27 * 2 + 10].to_vec(), None);
+    let l = layout(&names[..27 * 2 + 10], None);
     assert_eq!(
         l.main_stack().unwrap().prefix,
         "vision_tower.vision_model.encoder.layers"
