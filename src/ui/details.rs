@@ -1,0 +1,134 @@
+//! The details pane: everything known about the matrix under the cursor.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::Rect,
+    style::Style,
+    text::{Line, Span},
+    widgets::{Block, Paragraph, Widget, Wrap},
+};
+
+use super::{
+    app::{App, Value},
+    chart::short,
+    theme,
+};
+use crate::plan::Mark;
+
+fn kv(k: &str, v: impl Into<String>) -> Vec<Span<'static>> {
+    vec![
+        Span::styled(format!("{k} "), theme::dim()),
+        Span::raw(v.into()),
+        Span::raw("  "),
+    ]
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    if area.height == 0 {
+        return;
+    }
+    let layer = app.cursor;
+    let block = Block::bordered().title(format!(" Layer {layer} "));
+    let Some(cell) = app.current_cell() else {
+        Paragraph::new("no layer").block(block).render(area, buf);
+        return;
+    };
+    let mut lines: Vec<Line> = Vec::new();
+    if matches!(cell.value, Value::Missing) {
+        lines.push(Line::from(format!(
+            "layer {layer} has no {} weight",
+            app.module().name
+        )));
+    } else {
+        lines.push(Line::from(Span::styled(cell.name.clone(), theme::bold())));
+        let mut l2 = Vec::new();
+        if !cell.shape.is_empty() {
+            let shape = cell
+                .shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("×");
+            l2.extend(kv("shape", shape));
+        }
+        if !cell.dtype.is_empty() {
+            l2.extend(kv("dtype", cell.dtype.clone()));
+        }
+        if let Some(t) = cell.elapsed {
+            l2.extend(kv("scan", format!("{:.1} ms", t.as_secs_f64() * 1e3)));
+        }
+        if !l2.is_empty() {
+            lines.push(Line::from(l2));
+        }
+    }
+    match &cell.value {
+        Value::Missing => {}
+        Value::Pending => lines.push(Line::styled("not scanned yet", theme::dim())),
+        Value::Failed(e) => lines.push(Line::styled(
+            format!("failed: {e}"),
+            Style::new().fg(theme::FAILED),
+        )),
+        Value::Stats(s) => {
+            let ratio = if s.is_infinite() {
+                Span::styled("∞ (infinite)", theme::bold().fg(theme::INFINITE))
+            } else if s.snr_ratio.is_nan() {
+                Span::styled(
+                    "NaN (all-zero matrix: S[0] = 0)",
+                    theme::bold().fg(theme::FAILED),
+                )
+            } else {
+                Span::styled(format!("{:.6e}", s.snr_ratio), theme::bold())
+            };
+            lines.push(Line::from(vec![
+                Span::styled("snr_ratio ", theme::dim()),
+                ratio,
+                Span::raw("  "),
+                Span::styled("raw snr ", theme::dim()),
+                Span::raw(short(s.raw_snr)),
+            ]));
+            let mut l = kv("S[0]", format!("{:.4e}", s.max_singular_value));
+            l.extend(kv("sigma", format!("{:.4e}", s.sigma)));
+            lines.push(Line::from(l));
+            let mut l = kv("threshold", format!("{:.4e}", s.threshold));
+            l.extend(kv(
+                "signal/noise",
+                format!("{}/{} values", s.n_signal, s.n_noise),
+            ));
+            lines.push(Line::from(l));
+        }
+        Value::File { snr, extra, error } => {
+            if let Some(e) = error {
+                lines.push(Line::styled(
+                    format!("failed: {e}"),
+                    Style::new().fg(theme::FAILED),
+                ));
+            } else {
+                lines.push(Line::from(kv("snr", short(*snr))));
+            }
+            let mut l = Vec::new();
+            for (k, v) in extra {
+                l.extend(kv(k, short(*v)));
+            }
+            if !l.is_empty() {
+                lines.push(Line::from(l));
+            }
+        }
+    }
+    let (fate, style) = match app.selection.mark(layer) {
+        Mark::Keep => ("kept", theme::dim()),
+        Mark::DropByRule => ("dropped by the rule", Style::new().fg(theme::DROP_RULE)),
+        Mark::DropManual => ("dropped by hand", theme::bold().fg(theme::MANUAL)),
+        Mark::KeepManual => (
+            "kept by hand (the rule would drop it)",
+            theme::bold().fg(theme::KEEP_MANUAL),
+        ),
+    };
+    lines.push(Line::from(vec![
+        Span::styled("choice ", theme::dim()),
+        Span::styled(fate, style),
+    ]));
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(block)
+        .render(area, buf);
+}

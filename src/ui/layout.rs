@@ -1,0 +1,159 @@
+//! Screen geometry, computed from the terminal size alone so that the renderer and the state
+//! (page size, scrolling, mouse hits) agree on where every bar is.
+
+use ratatui::layout::Rect;
+
+use super::app::App;
+
+pub const MIN_WIDTH: u16 = 50;
+pub const MIN_HEIGHT: u16 = 16;
+/// Width of the chart's y-axis labels, e.g. `1.23e-2 ┤`.
+pub const AXIS_WIDTH: u16 = 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    pub tabs: Rect,
+    /// The chart, or the large spectrum when zoomed.
+    pub main: Rect,
+    pub details: Rect,
+    /// Empty when there is no room (or in scan-file mode).
+    pub spectrum: Rect,
+    pub progress: Rect,
+    pub summary: Rect,
+    pub rule: Rect,
+    pub status: Rect,
+}
+
+pub fn too_small(w: u16, h: u16) -> bool {
+    w < MIN_WIDTH || h < MIN_HEIGHT
+}
+
+pub fn areas(w: u16, h: u16, app: &App) -> Areas {
+    let row = |y: u16| Rect::new(0, y, w, 1);
+    let bottom_h = if h >= 34 {
+        13
+    } else if h >= 26 {
+        10
+    } else if h >= 20 {
+        7
+    } else {
+        0
+    };
+    let fixed = 6;
+    let main_h = h.saturating_sub(fixed + bottom_h);
+    let bottom_y = 2 + main_h;
+    let bottom = Rect::new(0, bottom_y, w, bottom_h);
+    let (details, spectrum) = if app.is_scan_file() || app.spectrum_zoom || w < 90 {
+        (bottom, Rect::new(0, bottom_y, 0, 0))
+    } else {
+        let dw = (w / 2).min(56);
+        (
+            Rect::new(0, bottom_y, dw, bottom_h),
+            Rect::new(dw, bottom_y, w - dw, bottom_h),
+        )
+    };
+    let y = bottom_y + bottom_h;
+    Areas {
+        header: row(0),
+        tabs: row(1),
+        main: Rect::new(0, 2, w, main_h),
+        details,
+        spectrum,
+        progress: row(y),
+        summary: row(y + 1),
+        rule: row(y + 2),
+        status: row(y + 3),
+    }
+}
+
+/// Where the bars of the chart go inside its bordered block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChartGeom {
+    pub inner: Rect,
+    pub axis: Rect,
+    pub bars: Rect,
+    pub labels_y: u16,
+    pub marks_y: u16,
+    /// Columns per layer (bar plus gap).
+    pub slot: u16,
+    pub bar_w: u16,
+    pub offset: usize,
+    pub visible: usize,
+}
+
+/// Bar geometry for `n` layers in the block `area`, scrolled to `offset`.
+pub fn chart_geom(area: Rect, n: usize, offset: usize) -> ChartGeom {
+    let inner = Rect::new(
+        area.x.saturating_add(1),
+        area.y.saturating_add(1),
+        area.width.saturating_sub(2),
+        area.height.saturating_sub(2),
+    );
+    let axis_w = AXIS_WIDTH.min(inner.width);
+    let avail = inner.width.saturating_sub(axis_w) as usize;
+    let bars_h = inner.height.saturating_sub(2);
+    // Wide bars for few layers; one column each for many; beyond that keep gaps and scroll.
+    let slot = match avail.checked_div(n).unwrap_or(0) {
+        0 => 2,
+        s => s.min(8),
+    } as u16;
+    let visible = if slot == 0 {
+        0
+    } else {
+        (avail / slot as usize).min(n)
+    };
+    let offset = offset.min(n.saturating_sub(visible));
+    ChartGeom {
+        inner,
+        axis: Rect::new(inner.x, inner.y, axis_w, bars_h),
+        bars: Rect::new(inner.x + axis_w, inner.y, avail as u16, bars_h),
+        labels_y: inner.y + bars_h,
+        marks_y: inner.y + bars_h + 1,
+        slot,
+        bar_w: if slot >= 2 { slot - 1 } else { 1 },
+        offset,
+        visible,
+    }
+}
+
+/// The chart geometry the app would draw now (the chart area even while the spectrum is
+/// zoomed, so paging does not change meaning with the view).
+pub fn app_chart(app: &App) -> ChartGeom {
+    let (w, h) = app.size;
+    let mut a = areas(w, h, app);
+    if app.spectrum_zoom {
+        a.main = areas_unzoomed_main(w, h);
+    }
+    chart_geom(a.main, app.num_layers, app.offset)
+}
+
+fn areas_unzoomed_main(w: u16, h: u16) -> Rect {
+    let bottom_h = if h >= 34 {
+        13
+    } else if h >= 26 {
+        10
+    } else if h >= 20 {
+        7
+    } else {
+        0
+    };
+    Rect::new(0, 2, w, h.saturating_sub(6 + bottom_h))
+}
+
+pub fn visible_layers(app: &App) -> usize {
+    app_chart(app).visible
+}
+
+/// The layer whose bar, label or mark is at a terminal cell.
+pub fn layer_at(app: &App, x: u16, y: u16) -> Option<usize> {
+    if app.spectrum_zoom || too_small(app.size.0, app.size.1) {
+        return None;
+    }
+    let g = app_chart(app);
+    if x < g.bars.x || x >= g.bars.x + g.bars.width || y < g.bars.y || y > g.marks_y {
+        return None;
+    }
+    let i = ((x - g.bars.x) / g.slot.max(1)) as usize;
+    (i < g.visible).then_some(g.offset + i)
+}

@@ -1,0 +1,311 @@
+//! The one-line bars around the chart: header, module tabs, progress, the pruning summary,
+//! the rule, and the status/hints line.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::Rect,
+    style::{Modifier, Style},
+    text::{Line, Span},
+    widgets::Widget,
+};
+
+use super::{
+    app::{App, ScanState, StatusKind, human_bytes},
+    theme,
+};
+use crate::plan;
+
+fn line(l: Line, area: Rect, buf: &mut Buffer) {
+    if area.height > 0 {
+        l.render(area, buf);
+    }
+}
+
+pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
+    let kind = if app.is_scan_file() {
+        "scan file"
+    } else {
+        "model"
+    };
+    let mut spans = vec![
+        Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
+        Span::styled(app.name.clone(), theme::bold()),
+        Span::styled(format!(" ({kind}) "), theme::dim()),
+        Span::raw(format!(
+            "stack {} · {} layers",
+            app.stack.prefix, app.num_layers
+        )),
+    ];
+    if let Some(m) = app.model() {
+        spans.push(Span::styled(
+            format!(
+                " · {} params · {}",
+                plan::human_count(m.total_params()),
+                human_bytes(m.total_bytes())
+            ),
+            theme::dim(),
+        ));
+    }
+    if !app.warnings.is_empty() {
+        spans.push(Span::styled(
+            format!(" · {} warning(s)", app.warnings.len()),
+            Style::new().fg(theme::MANUAL),
+        ));
+    }
+    spans.push(Span::styled("  ? help", theme::dim()));
+    line(Line::from(spans), area, buf);
+}
+
+pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
+    let label = |m: &super::app::ModuleView| -> String {
+        let mark = match m.state {
+            ScanState::Running => "⟳",
+            ScanState::Queued => "…",
+            ScanState::Cancelled => "×",
+            _ => "",
+        };
+        format!(" {}{mark} ", m.name)
+    };
+    // Start late enough that the current tab fits; say how many are hidden on each side.
+    let widths: Vec<usize> = app
+        .modules
+        .iter()
+        .map(|m| label(m).chars().count() + 1)
+        .collect();
+    let room = (area.width as usize).saturating_sub(12);
+    let mut first = 0;
+    while first < app.current && widths[first..=app.current].iter().sum::<usize>() > room {
+        first += 1;
+    }
+    let mut spans = vec![Span::styled(" module ", theme::dim())];
+    if first > 0 {
+        spans.push(Span::styled(format!("‹{first} "), theme::dim()));
+    }
+    let mut used = 0;
+    let mut last = first;
+    for (i, m) in app.modules.iter().enumerate().skip(first) {
+        if used + widths[i] > room && i > app.current {
+            break;
+        }
+        used += widths[i];
+        last = i + 1;
+        let mut style = if i == app.current {
+            Style::new()
+                .fg(theme::ACCENT)
+                .add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        } else if matches!(m.state, ScanState::Done | ScanState::Loaded) {
+            Style::new()
+        } else {
+            theme::dim()
+        };
+        if i == app.drive {
+            style = style.add_modifier(Modifier::UNDERLINED);
+        }
+        spans.push(Span::styled(label(m), style));
+        spans.push(Span::raw(" "));
+    }
+    if last < app.modules.len() {
+        spans.push(Span::styled(
+            format!("{}›", app.modules.len() - last),
+            theme::dim(),
+        ));
+    }
+    line(Line::from(spans), area, buf);
+}
+
+fn gauge(frac: f64, width: usize) -> String {
+    let filled = ((frac.clamp(0.0, 1.0)) * width as f64).round() as usize;
+    format!(
+        "{}{}",
+        "━".repeat(filled),
+        "─".repeat(width - filled.min(width))
+    )
+}
+
+pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
+    if let Some(e) = &app.export {
+        let frac = if e.progress.bytes_total > 0 {
+            e.progress.bytes_done as f64 / e.progress.bytes_total as f64
+        } else {
+            0.0
+        };
+        line(
+            Line::from(vec![
+                Span::styled(" exporting ", theme::bold().fg(theme::MANUAL)),
+                Span::raw(format!("{} ", e.out.display())),
+                Span::styled(gauge(frac, 20), Style::new().fg(theme::MANUAL)),
+                Span::raw(format!(
+                    " {} / {}  (Esc cancels)",
+                    human_bytes(e.progress.bytes_done),
+                    human_bytes(e.progress.bytes_total)
+                )),
+            ]),
+            area,
+            buf,
+        );
+        return;
+    }
+    let running = app.modules.iter().find(|m| m.state == ScanState::Running);
+    let queued = app
+        .modules
+        .iter()
+        .filter(|m| m.state == ScanState::Queued)
+        .count();
+    if let Some(m) = running {
+        let p = m.progress;
+        let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][(app.tick % 10) as usize];
+        let eta = p
+            .eta()
+            .map(|d| format!("ETA {:.0}s", d.as_secs_f64().ceil()))
+            .unwrap_or_else(|| "ETA …".into());
+        let mut spans = vec![
+            Span::styled(
+                format!(" {spinner} scanning "),
+                theme::bold().fg(theme::ACCENT),
+            ),
+            Span::raw(format!("{} ", m.name)),
+            Span::styled(gauge(p.fraction(), 24), Style::new().fg(theme::ACCENT)),
+            Span::raw(format!(
+                " {}/{} · {:.1} matrices/s · {eta}",
+                p.done,
+                p.total,
+                p.rate()
+            )),
+        ];
+        if queued > 0 {
+            spans.push(Span::styled(format!(" · {queued} queued"), theme::dim()));
+        }
+        spans.push(Span::styled("  Esc cancels", theme::dim()));
+        line(Line::from(spans), area, buf);
+        return;
+    }
+    let m = app.module();
+    let text = match m.state {
+        ScanState::Loaded => format!(
+            " loaded from scan file: {} ∞, {} failed — no spectra, no model export",
+            m.count(|k| matches!(k, super::app::Kind::Infinite)),
+            m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
+        ),
+        ScanState::Done => format!(
+            " {} scanned: {} matrices in {:.1}s · {} ∞ · {} without SNR",
+            m.name,
+            m.progress.total,
+            m.progress.elapsed.as_secs_f64(),
+            m.count(|k| matches!(k, super::app::Kind::Infinite)),
+            m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
+        ),
+        ScanState::Cancelled => format!(
+            " {} scan cancelled at {}/{} (Tab away and back to resume)",
+            m.name, m.progress.done, m.progress.total
+        ),
+        ScanState::Queued => format!(" {} queued behind the running scan", m.name),
+        ScanState::NotStarted => format!(" {} not scanned", m.name),
+        ScanState::Running => String::new(),
+    };
+    line(Line::styled(text, theme::dim()), area, buf);
+}
+
+/// `keep [0,12) [13,20) [22,60)  48/60 layers  34.4B → 27.6B params`
+pub fn summary_text(app: &App) -> String {
+    let dropped = app.selection.dropped();
+    let ranges = app.selection.kept_ranges();
+    let kept = app.num_layers - dropped.len();
+    let keep = if ranges.is_empty() {
+        "keep nothing".to_string()
+    } else {
+        format!("keep {}", plan::format_ranges(&ranges))
+    };
+    let mut s = format!("{keep}  {kept}/{} layers", app.num_layers);
+    if let Some(m) = app.model() {
+        let z = plan::sizes(m, &app.stack, &dropped);
+        s.push_str(&format!(
+            "  {} → {} params",
+            plan::human_count(z.params_before),
+            plan::human_count(z.params_after)
+        ));
+    }
+    s
+}
+
+pub fn summary(app: &App, area: Rect, buf: &mut Buffer) {
+    let text = summary_text(app);
+    let width = area.width as usize;
+    // Never cut the counts off: elide the ranges in the middle instead.
+    let text = if text.chars().count() + 1 > width && width > 20 {
+        let chars: Vec<char> = text.chars().collect();
+        let tail_start = text
+            .find("  ")
+            .map(|b| text[..b].chars().count())
+            .unwrap_or(0);
+        let tail: String = chars[tail_start..].iter().collect();
+        let head_len = width.saturating_sub(tail.chars().count() + 2);
+        let head: String = chars[..head_len.min(tail_start)].iter().collect();
+        format!("{head}…{tail}")
+    } else {
+        text
+    };
+    let style = if app.unsaved() {
+        theme::bold().fg(theme::MANUAL)
+    } else {
+        theme::bold()
+    };
+    line(
+        Line::from(vec![Span::raw(" "), Span::styled(text, style)]),
+        area,
+        buf,
+    );
+}
+
+pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
+    let mut spans = vec![
+        Span::styled(" rule ", theme::dim()),
+        Span::raw(app.rule_text()),
+    ];
+    if app.current != app.drive {
+        spans.push(Span::styled(
+            format!(
+                "  · choice follows {}, not the {} on screen",
+                app.drive_module().name,
+                app.module().name
+            ),
+            Style::new().fg(theme::MANUAL),
+        ));
+    }
+    line(Line::from(spans), area, buf);
+}
+
+pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
+    if let Some(s) = &app.status {
+        let style = match s.kind {
+            StatusKind::Info => Style::new(),
+            StatusKind::Ok => Style::new().fg(theme::KEEP_MANUAL),
+            StatusKind::Error => theme::bold().fg(theme::FAILED),
+        };
+        line(
+            Line::from(vec![Span::raw(" "), Span::styled(s.text.clone(), style)]),
+            area,
+            buf,
+        );
+        return;
+    }
+    let hint = |k: &'static str, d: &'static str| {
+        [
+            Span::styled(format!(" {k}"), theme::key()),
+            Span::styled(format!(" {d} "), theme::dim()),
+        ]
+    };
+    let spans: Vec<Span> = [
+        hint("←→", "move"),
+        hint("Space", "toggle"),
+        hint("Tab", "module"),
+        hint("r", "rule"),
+        hint("y", "yaml"),
+        hint("e", "export"),
+        hint("?", "help"),
+        hint("q", "quit"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    line(Line::from(spans), area, buf);
+}
