@@ -89,10 +89,7 @@ fn write_sparse_model(dir: &Path) -> (u64, u64) {
     for (i, shard) in shards.iter().enumerate() {
         let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, n);
         let mut header = serde_json::Map::new();
-        header.insert(
-            "__metadata__".into(),
-            serde_json::json!({"format": "pt"}),
-        );
+        header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
         let mut off = 0u64;
         let mut places = Vec::new();
         for (name, shape) in shard {
@@ -117,7 +114,10 @@ fn write_sparse_model(dir: &Path) -> (u64, u64) {
         f.set_len(start + off).unwrap();
         for (name, o) in places {
             if name.ends_with("v_proj.weight") {
-                let data = encode(safetensors::Dtype::BF16, &gaussian(&mut rng, KV * HIDDEN, 0.02));
+                let data = encode(
+                    safetensors::Dtype::BF16,
+                    &gaussian(&mut rng, KV * HIDDEN, 0.02),
+                );
                 f.seek(SeekFrom::Start(start + o)).unwrap();
                 f.write_all(&data).unwrap();
                 vbytes += data.len() as u64;
@@ -199,7 +199,9 @@ fn main() {
     let stack = model.layout.main_stack().unwrap();
     let jobs = scan::jobs_for_module(&model, stack, "self_attn.v_proj");
     let mut buf = Vec::new();
-    let (r, c) = model.read_matrix_by_name(&jobs[0].tensor, &mut buf).unwrap();
+    let (r, c) = model
+        .read_matrix_by_name(&jobs[0].tensor, &mut buf)
+        .unwrap();
     let t = Instant::now();
     matrix_snr(&buf, r, c, Par::Seq, &mut SvdWorkspace::default()).unwrap();
     let one = t.elapsed().as_secs_f64();

@@ -36,7 +36,8 @@ fn numpy_seconds(rows: usize, cols: usize, threads: Option<usize>) -> Option<f64
     cmd.args(["-c", &script]);
     // The machine pins OpenBLAS to a conservative kernel for old numpy builds; a current numpy
     // runs slower under it, so benchmarking clears both variables for this command only.
-    cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
+    cmd.env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE");
     if let Some(n) = threads {
         cmd.env("OPENBLAS_NUM_THREADS", n.to_string())
             .env("OMP_NUM_THREADS", n.to_string());

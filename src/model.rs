@@ -170,7 +170,9 @@ impl Model {
             }
             let index_path = dir.join(INDEX_FILE);
             let (names, index) = if index_path.is_file() {
-                (read_index(&dir, &index_path)?, Some(index_path))
+                let weight_map = read_weight_map(&index_path)?;
+                let names = shard_names(&dir, &index_path, &weight_map)?;
+                (names, Some((index_path, weight_map)))
             } else {
                 (list_safetensors(&dir)?, None)
             };
@@ -220,9 +222,10 @@ impl Model {
             shards.push(shard);
         }
         let mut warnings = Vec::new();
-        if let Some(index) = &index_path {
-            check_index_matches(index, &shards, &tensors, &mut warnings)?;
+        if let Some((index, weight_map)) = &index_path {
+            check_index_matches(index, weight_map, &shards, &tensors, &mut warnings)?;
         }
+        let index_path = index_path.map(|(p, _)| p);
         tensors.sort_by(|a, b| layers::natural_cmp(&a.name, &b.name));
         let by_name = tensors
             .iter()
@@ -382,7 +385,10 @@ fn read_json(path: &Path) -> Result<serde_json::Value, OpenError> {
     })
 }
 
-fn read_index(dir: &Path, index: &Path) -> Result<Vec<String>, OpenError> {
+/// An index's `weight_map`: tensor name -> shard file name.
+type WeightMap = BTreeMap<String, String>;
+
+fn read_weight_map(index: &Path) -> Result<WeightMap, OpenError> {
     let v = read_json(index)?;
     let map = v
         .get("weight_map")
@@ -391,17 +397,27 @@ fn read_index(dir: &Path, index: &Path) -> Result<Vec<String>, OpenError> {
             path: index.to_path_buf(),
             problem: "no \"weight_map\" object".into(),
         })?;
-    let mut names: Vec<String> = Vec::new();
-    for (tensor, shard) in map {
-        let shard = shard.as_str().ok_or_else(|| OpenError::BadIndex {
-            path: index.to_path_buf(),
-            problem: format!("weight_map entry for {tensor} is not a file name"),
-        })?;
-        if !names.iter().any(|n| n == shard) {
-            names.push(shard.to_string());
-        }
-    }
+    map.iter()
+        .map(|(tensor, shard)| match shard.as_str() {
+            Some(s) => Ok((tensor.clone(), s.to_string())),
+            None => Err(OpenError::BadIndex {
+                path: index.to_path_buf(),
+                problem: format!("weight_map entry for {tensor} is not a file name"),
+            }),
+        })
+        .collect()
+}
+
+fn shard_names(dir: &Path, index: &Path, weight_map: &WeightMap) -> Result<Vec<String>, OpenError> {
+    let mut names: Vec<String> = weight_map.values().cloned().collect();
     names.sort_by(|a, b| layers::natural_cmp(a, b));
+    names.dedup();
+    if names.is_empty() {
+        return Err(OpenError::BadIndex {
+            path: index.to_path_buf(),
+            problem: "weight_map is empty".into(),
+        });
+    }
     for n in &names {
         if !dir.join(n).is_file() {
             return Err(OpenError::MissingShard {
@@ -409,12 +425,6 @@ fn read_index(dir: &Path, index: &Path) -> Result<Vec<String>, OpenError> {
                 shard: n.clone(),
             });
         }
-    }
-    if names.is_empty() {
-        return Err(OpenError::BadIndex {
-            path: index.to_path_buf(),
-            problem: "weight_map is empty".into(),
-        });
     }
     Ok(names)
 }
@@ -543,20 +553,16 @@ fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> OpenError {
 
 fn check_index_matches(
     index: &Path,
+    weight_map: &WeightMap,
     shards: &[Shard],
     tensors: &[TensorEntry],
     warnings: &mut Vec<String>,
 ) -> Result<(), OpenError> {
-    let v = read_json(index)?;
-    let Some(map) = v.get("weight_map").and_then(|m| m.as_object()) else {
-        return Ok(());
-    };
-    let mut actual: HashMap<&str, &str> = HashMap::new();
-    for t in tensors {
-        actual.insert(&t.name, &shards[t.shard].file_name);
-    }
-    for (name, shard) in map {
-        let shard = shard.as_str().unwrap_or_default();
+    let actual: HashMap<&str, &str> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), shards[t.shard].file_name.as_str()))
+        .collect();
+    for (name, shard) in weight_map {
         match actual.get(name.as_str()) {
             None => {
                 return Err(OpenError::BadIndex {
@@ -564,7 +570,7 @@ fn check_index_matches(
                     problem: format!("lists tensor {name} in {shard}, which does not hold it"),
                 });
             }
-            Some(found) if *found != shard => {
+            Some(found) if found != shard => {
                 return Err(OpenError::BadIndex {
                     path: index.to_path_buf(),
                     problem: format!("lists tensor {name} in {shard}, but it is in {found}"),
@@ -575,7 +581,7 @@ fn check_index_matches(
     }
     let unlisted = tensors
         .iter()
-        .filter(|t| !map.contains_key(&t.name))
+        .filter(|t| !weight_map.contains_key(&t.name))
         .count();
     if unlisted > 0 {
         warnings.push(format!(
