@@ -86,7 +86,13 @@ pub fn to_json(entries: &[ScanEntry]) -> String {
             json_str(&e.module_type)
         );
         for (k, v) in &e.extra {
-            let _ = write!(out, ",\n    {}: {}", json_str(k), python_float(*v));
+            // Counts (`n_signal`, `n_noise`) are ints in the oracle's output; keep them so.
+            let value = if k.starts_with("n_") && v.fract() == 0.0 && v.abs() < 9e15 {
+                format!("{}", *v as i64)
+            } else {
+                python_float(*v)
+            };
+            let _ = write!(out, ",\n    {}: {value}", json_str(k));
         }
         if let Some(err) = &e.error {
             let _ = write!(out, ",\n    \"error\": {}", json_str(err));
