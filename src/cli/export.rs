@@ -1,16 +1,429 @@
-//! `snrscope export`: plan the pruning and write the mergekit YAML and/or the pruned model.
+//! `snrscope export`: plan the pruning and write the mergekit YAML, the pruned model and/or
+//! Spectrum's unfrozen-parameters YAML.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Args;
+use color_eyre::eyre::{bail, eyre};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    export::{
+        self, ExportError, ExportOptions, Plan,
+        planning::{self, Choice, SnrTable},
+    },
+    model::Model,
+    plan::{Rule, format_ranges, parse_layer_list},
+    scan::{self, CancelToken, ScanEvent, ScanJob, ScanOptions},
+    scanfile,
+};
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  snrscope export MODEL --yaml prune.yml
+  snrscope export MODEL --model-out ./Yi-34B-pruned --yaml prune.yml
+  snrscope export MODEL --drop 12,20-21 --keep 55 --model-name 01-ai/Yi-34B --yaml prune.yml
+  snrscope export scan.json --yaml prune.yml
+  snrscope export MODEL --unfrozen-yaml spectrum.yml --top-percent 25
+
+Without an output flag the plan is printed and nothing is written.")]
 pub struct ExportArgs {
-    /// Model folder, .safetensors file, or scan JSON.
+    /// Model folder (config.json + .safetensors), a .safetensors file, or a scan JSON
+    /// (Spectrum / laserQlora layout; plans without the weights).
     pub model: PathBuf,
+    /// Write mergekit's passthrough config (one slice per run of kept layers) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub yaml: Option<PathBuf>,
+    /// Write the pruned model to this folder (needs the model's weights). Built beside it
+    /// under a temporary name and renamed when complete.
+    #[arg(long, value_name = "DIR")]
+    pub model_out: Option<PathBuf>,
+    /// Write Spectrum's training selection (top --top-percent of layers by SNR per module
+    /// type) to this file. With a model, scans every module type of the main layer stack.
+    #[arg(long, value_name = "FILE")]
+    pub unfrozen_yaml: Option<PathBuf>,
+    /// Share of layers per module type that --unfrozen-yaml unfreezes.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
+    pub top_percent: f64,
+    /// Which layers to drop from the module's SNR: `infinite` (the seed's rule), `lowest:K`
+    /// (the K smallest finite SNR) or `below:X`.
+    #[arg(long, default_value = "infinite", value_parser = parse_rule)]
+    pub rule: Rule,
+    /// Also drop these layers, e.g. `12,20-21`.
+    #[arg(long, value_name = "LAYERS", value_parser = parse_layers)]
+    pub drop: Option<LayerList>,
+    /// Keep these layers even if the rule drops them, e.g. `55`.
+    #[arg(long, value_name = "LAYERS", value_parser = parse_layers)]
+    pub keep: Option<LayerList>,
+    /// Module type whose SNR drives the choice [default: self_attn.v_proj or the model's
+    /// closest equivalent].
+    #[arg(long, value_name = "TYPE")]
+    pub module: Option<String>,
+    /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the path given].
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// mergekit's dtype [default: config.json's torch_dtype, else the weights' dominant dtype;
+    /// bfloat16 for a scan file].
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Largest shard of the pruned model, in bytes; K, M, G (and KB, MB, GB) are powers of
+    /// 1000, KiB, MiB, GiB powers of 1024.
+    #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = parse_size)]
+    pub shard_size: u64,
+    /// Replace existing output files and folders.
+    #[arg(long)]
+    pub force: bool,
+    /// Scan worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+fn parse_rule(s: &str) -> Result<Rule, String> {
+    s.parse::<Rule>().map_err(|e| e.to_string())
+}
+
+/// `12,20-21` (a newtype: clap would read a bare `Vec` as repeated values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerList(pub Vec<usize>);
+
+fn parse_layers(s: &str) -> Result<LayerList, String> {
+    parse_layer_list(s)
+        .map(LayerList)
+        .map_err(|e| e.to_string())
+}
+
+/// `5GB`, `500M`, `2GiB`, `123456`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit (use e.g. 5GB, 500MB, 2GiB or bytes)"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 5GB, 500MB or 1000000"))?;
+    let bytes = (n * mult as f64).round();
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{s:?}: the shard size must be at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Where the SNR values come from.
+enum Source {
+    Model(Arc<Model>),
+    ScanFile(Vec<scanfile::ScanEntry>),
 }
 
 pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
-    let _ = args;
-    color_eyre::eyre::bail!("export is not built yet")
+    let cancel = CancelToken::default();
+    install_ctrlc(&cancel);
+    let input = args.model.display().to_string();
+    let source = if scanfile::looks_like_scan_file(&args.model) {
+        let (_, entries) = scanfile::read(&args.model)?;
+        if let Some(out) = &args.model_out {
+            bail!(
+                "{input}: is a scan file; --model-out {} needs the model's weights (give the \
+                 model folder instead)",
+                out.display()
+            );
+        }
+        Source::ScanFile(entries)
+    } else {
+        let model = Model::open(&args.model)?;
+        for w in &model.warnings {
+            eprintln!("warning: {w}");
+        }
+        Source::Model(Arc::new(model))
+    };
+    check_outputs(&args)?;
+
+    let model_ref = args.model_name.clone().unwrap_or_else(|| input.clone());
+    let choice = Choice {
+        module: args.module.clone(),
+        rule: args.rule,
+        drop: args.drop.clone().map(|l| l.0).unwrap_or_default(),
+        keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
+    };
+    let (table, groups, dtype) = match &source {
+        Source::ScanFile(entries) => {
+            let table = SnrTable::from_scan(entries, &input)?;
+            let groups = planning::unfrozen_groups_from_scan(entries);
+            let dtype = args.dtype.clone().unwrap_or_else(|| "bfloat16".into());
+            (table, groups, dtype)
+        }
+        Source::Model(model) => {
+            let table = scan_model(model, &args, &cancel)?;
+            let groups = table.unfrozen_groups();
+            let dtype = args
+                .dtype
+                .clone()
+                .unwrap_or_else(|| planning::model_dtype(model));
+            (table, groups, dtype)
+        }
+    };
+    if cancel.is_cancelled() {
+        eprintln!("cancelled; nothing was written");
+        return Ok(ExitCode::from(130));
+    }
+
+    let plan = planning::make_plan(&table, &choice, &model_ref, &dtype)?;
+    print_plan(&plan);
+    if matches!(source, Source::ScanFile(_)) && args.model_name.is_none() && args.yaml.is_some() {
+        eprintln!(
+            "note: the YAML names the scan file as the model; pass --model-name with the \
+             model's repo id or path"
+        );
+    }
+    let mut wrote_any = false;
+    if let Some(path) = &args.yaml {
+        export::write_mergekit_yaml(&plan, path)?;
+        eprintln!("wrote {}", path.display());
+        wrote_any = true;
+    }
+    if let Some(path) = &args.unfrozen_yaml {
+        export::write_unfrozen_yaml(&groups, args.top_percent, path)?;
+        eprintln!(
+            "wrote {} (top {}% of {} module type(s))",
+            path.display(),
+            args.top_percent,
+            groups.len()
+        );
+        wrote_any = true;
+    }
+    if let (Some(out), Source::Model(model)) = (&args.model_out, &source) {
+        let options = ExportOptions {
+            out: out.clone(),
+            shard_size: args.shard_size,
+            force: args.force,
+        };
+        let bar = bytes_bar("writing");
+        let result = export::export_model(
+            model,
+            &plan,
+            &options,
+            &mut |p| {
+                bar.set_length(p.bytes_total);
+                bar.set_position(p.bytes_done);
+            },
+            &cancel,
+        );
+        bar.finish_and_clear();
+        match result {
+            Ok(s) => {
+                for n in &s.notes {
+                    eprintln!("note: {n}");
+                }
+                eprintln!(
+                    "wrote {} ({} tensors, {} bytes in {} shard(s); copied {})",
+                    s.out.display(),
+                    s.tensors,
+                    s.bytes,
+                    s.shards,
+                    if s.copied.is_empty() {
+                        "no other file".to_string()
+                    } else {
+                        s.copied.join(", ")
+                    }
+                );
+            }
+            Err(e @ ExportError::Cancelled { .. }) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(130));
+            }
+            Err(e) => return Err(eyre!("{e}; nothing was written under {}", out.display())),
+        }
+        wrote_any = true;
+    }
+    if !wrote_any {
+        eprintln!("nothing written: pass --yaml, --model-out or --unfrozen-yaml");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses existing outputs (without --force) before a long scan, not after.
+fn check_outputs(args: &ExportArgs) -> color_eyre::Result<()> {
+    for p in [&args.yaml, &args.unfrozen_yaml].into_iter().flatten() {
+        if p.is_dir() {
+            bail!("{}: is a folder; give a file name", p.display());
+        }
+    }
+    let outputs = [&args.yaml, &args.unfrozen_yaml, &args.model_out];
+    for p in outputs.into_iter().flatten() {
+        if p.symlink_metadata().is_ok() && !args.force {
+            bail!(
+                "{}: already exists (pass --force to replace it)",
+                p.display()
+            );
+        }
+    }
+    if !(0.0..=100.0).contains(&args.top_percent) {
+        bail!(
+            "--top-percent {}: must be between 0 and 100",
+            args.top_percent
+        );
+    }
+    Ok(())
+}
+
+/// First Ctrl-C cancels (the export cleans up and says so); a second one exits at once.
+fn install_ctrlc(cancel: &CancelToken) {
+    let token = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if token.is_cancelled() {
+            std::process::exit(130);
+        }
+        token.cancel();
+    });
+}
+
+/// Scans the module the plan needs (all module types of the main stack when
+/// --unfrozen-yaml asks for them), with a progress bar.
+fn scan_model(
+    model: &Arc<Model>,
+    args: &ExportArgs,
+    cancel: &CancelToken,
+) -> color_eyre::Result<SnrTable> {
+    let stack = model.layout.main_stack().ok_or_else(|| {
+        eyre!(
+            "{}: no numbered layers found in the tensor names",
+            model.source.display()
+        )
+    })?;
+    let mut table = SnrTable::for_stack(stack);
+    let module = match &args.module {
+        Some(m) if stack.modules.contains_key(m) => m.clone(),
+        Some(m) => bail!(
+            "{}: no module type {m:?} in `{}`; available: {}",
+            model.source.display(),
+            stack.prefix,
+            stack.modules.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        None => stack
+            .default_module()
+            .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?
+            .to_string(),
+    };
+    let jobs: Vec<ScanJob> = if args.unfrozen_yaml.is_some() {
+        stack
+            .modules
+            .keys()
+            .flat_map(|m| scan::jobs_for_module(model, stack, m))
+            .collect()
+    } else {
+        scan::jobs_for_module(model, stack, &module)
+    };
+    let results = scan_with_bar(model, jobs.clone(), args.threads, cancel);
+    let mut failed = 0;
+    for (job, r) in jobs.iter().zip(results) {
+        let Some(layer) = job.layer else { continue };
+        match r {
+            Some(Ok(s)) => table.set(&job.module_type, layer, s.snr_ratio),
+            Some(Err(e)) => {
+                failed += 1;
+                eprintln!("warning: {}: {e}", job.module);
+            }
+            None => {}
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} matri(x/ces) could not be scanned; their layers count as unknown"
+        );
+    }
+    // A module type whose matrices all failed still needs its (empty) row for --module.
+    table
+        .modules
+        .entry(module.clone())
+        .or_insert_with(|| vec![None; stack.num_layers]);
+    table.default_module = Some(module);
+    Ok(table)
+}
+
+/// Runs the scan, showing bytes scanned; stops early on Ctrl-C.
+fn scan_with_bar(
+    model: &Arc<Model>,
+    jobs: Vec<ScanJob>,
+    threads: usize,
+    cancel: &CancelToken,
+) -> Vec<Option<Result<crate::snr::SnrStats, String>>> {
+    let total: u64 = jobs.iter().map(|j| j.bytes).sum();
+    let n = jobs.len();
+    let bar = bytes_bar("scanning");
+    bar.set_length(total);
+    bar.set_message(format!("{n} matrices"));
+    let (handle, rx) = scan::start_channel(model.clone(), jobs, ScanOptions { threads });
+    let mut results = vec![None; n];
+    loop {
+        if cancel.is_cancelled() {
+            handle.cancel();
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ScanEvent::Result { result, progress }) => {
+                bar.set_position(progress.bytes_done);
+                let j = result.job;
+                results[j] = Some(result.outcome);
+            }
+            Ok(ScanEvent::Finished { .. }) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    handle.join();
+    bar.finish_and_clear();
+    results
+}
+
+fn bytes_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} \
+             {{bytes_per_sec}} ETA {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn print_plan(plan: &Plan) {
+    let kept = plan.num_layers - plan.dropped.len();
+    println!(
+        "plan: {} of {} layers of `{}` kept ({}; dtype {})",
+        kept, plan.num_layers, plan.stack_prefix, plan.reason, plan.dtype
+    );
+    println!("kept: {}", format_ranges(&plan.kept_ranges()));
+    if plan.dropped.is_empty() {
+        println!("dropped: none");
+    } else {
+        println!("dropped ({} SNR):", plan.module_type);
+        for &l in &plan.dropped {
+            println!(
+                "  layer {l:>3}  {}",
+                export::format_snr(plan.snr.get(l).copied().flatten())
+            );
+        }
+    }
 }

@@ -1,12 +1,38 @@
 //! Writers: the mergekit slice YAML, the pruned model folder, Spectrum's unfrozen-parameters
-//! YAML.
+//! YAML — and the planning that feeds them (from a model's scan or a saved scan file).
 //!
-//! API contract used by the explorer (src/ui) and the CLI (src/cli/export.rs). The bodies are
-//! being written; until then every writer returns `ExportError::Unavailable`.
+//! API contract used by the explorer (src/ui) and the CLI (src/cli/export.rs).
+//!
+//! Modules:
+//! - [`planning`]: SNR tables from scans or scan files, and the [`Plan`] built from them;
+//! - `mergekit`: the passthrough slice YAML;
+//! - `pruned_model`: the pruned model folder, as mergekit would write it;
+//! - `safetensors_out`: streaming shard writer; `config_edit`: config.json layer edits;
+//! - `atomic_dir` / `atomic_file`: nothing half-written under a final name;
+//! - `unfrozen`: Spectrum's training selection; `model_card`: README.md of the pruned model.
 
-use std::{ops::Range, path::PathBuf};
+mod atomic_dir;
+mod atomic_file;
+mod config_edit;
+mod mergekit;
+mod model_card;
+pub mod planning;
+mod pruned_model;
+mod safetensors_out;
+mod unfrozen;
+
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+};
 
 use crate::{model::Model, scan::CancelToken};
+
+pub use atomic_file::write_file_atomically;
+pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
+pub use model_card::{format_snr, model_card};
+pub use pruned_model::{export_model_with_hooks, is_weight_file};
+pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
 
 /// Everything a writer needs to know about the pruning decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +46,8 @@ pub struct Plan {
     pub dropped: Vec<usize>,
     /// The module type whose SNR drove the choice, e.g. `self_attn.v_proj`.
     pub module_type: String,
-    /// Human description of how the layers were chosen (rule, manual overrides).
+    /// Human description of how the layers were chosen (rule, manual overrides), e.g.
+    /// `self_attn.v_proj SNR infinite`; see [`planning::describe_choice`].
     pub reason: String,
     /// That module's SNR (`snr_ratio`) per layer; `None` where unknown.
     pub snr: Vec<Option<f64>>,
@@ -32,12 +59,71 @@ impl Plan {
     pub fn kept_ranges(&self) -> Vec<Range<usize>> {
         crate::plan::kept_ranges(self.num_layers, &self.dropped)
     }
+
+    /// Kept layer indices of the source, in order (new layer `i` is old layer `kept()[i]`).
+    pub fn kept(&self) -> Vec<usize> {
+        (0..self.num_layers)
+            .filter(|i| self.dropped.binary_search(i).is_err())
+            .collect()
+    }
+
+    /// Refuses plans no writer can honour: nothing kept, layers out of range, unsorted or
+    /// repeated drops.
+    pub fn validate(&self) -> Result<(), ExportError> {
+        if let Some(&bad) = self.dropped.iter().find(|&&l| l >= self.num_layers) {
+            return Err(ExportError::InvalidPlan(format!(
+                "layer {bad} is dropped but {} has only {} layers (0-{})",
+                self.stack_prefix,
+                self.num_layers,
+                self.num_layers.saturating_sub(1)
+            )));
+        }
+        if self.dropped.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ExportError::InvalidPlan(
+                "dropped layers must be ascending and distinct".into(),
+            ));
+        }
+        if self.kept().is_empty() {
+            return Err(ExportError::EmptyPlan {
+                num_layers: self.num_layers,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("export is not available yet")]
-    Unavailable,
+    #[error("the plan drops all {num_layers} layers; keep at least one")]
+    EmptyPlan { num_layers: usize },
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error("{}: {problem}", path.display())]
+    BadModel { path: PathBuf, problem: String },
+    #[error("{}: already exists (pass --force to replace it)", path.display())]
+    TargetExists { path: PathBuf },
+    #[error("{}: {problem}", out.display())]
+    BadTarget { out: PathBuf, problem: String },
+    #[error("{}: {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    ScanFile(#[from] crate::scanfile::ScanFileError),
+    #[error("cancelled; nothing was written under {}", out.display())]
+    Cancelled { out: PathBuf },
+}
+
+impl ExportError {
+    pub(crate) fn io(path: impl AsRef<Path>, action: &'static str, source: std::io::Error) -> Self {
+        ExportError::Io {
+            path: path.as_ref().to_path_buf(),
+            action,
+            source,
+        }
+    }
 }
 
 /// Bytes written so far, for progress bars.
@@ -57,24 +143,31 @@ pub struct ExportOptions {
     pub force: bool,
 }
 
+/// mergekit's and transformers' default shard limit, 5 GB.
+pub const DEFAULT_SHARD_SIZE: u64 = 5_000_000_000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportSummary {
     pub out: PathBuf,
     pub shards: usize,
     pub tensors: usize,
+    /// Tensor data bytes written (the index's `total_size`).
     pub bytes: u64,
+    /// Other files copied unchanged (tokenizer, generation config, ...), by name.
+    pub copied: Vec<String>,
+    /// Things the user should know (files skipped, no config.json, ...).
+    pub notes: Vec<String>,
 }
 
 /// The mergekit passthrough YAML for the plan (refuses a plan that keeps no layer).
 pub fn mergekit_yaml(plan: &Plan) -> Result<String, ExportError> {
-    let _ = plan;
-    Err(ExportError::Unavailable)
+    mergekit::yaml(plan)
 }
 
 /// Writes `mergekit_yaml(plan)` to `path` atomically.
 pub fn write_mergekit_yaml(plan: &Plan, path: &std::path::Path) -> Result<(), ExportError> {
-    let _ = (plan, path);
-    Err(ExportError::Unavailable)
+    let text = mergekit_yaml(plan)?;
+    write_file_atomically(path, text.as_bytes())
 }
 
 /// Writes the pruned model. Calls `progress` from the calling thread as bytes are written and
@@ -86,6 +179,5 @@ pub fn export_model(
     progress: &mut dyn FnMut(ExportProgress),
     cancel: &CancelToken,
 ) -> Result<ExportSummary, ExportError> {
-    let _ = (model, plan, options, progress, cancel);
-    Err(ExportError::Unavailable)
+    export_model_with_hooks(model, plan, options, progress, cancel, None)
 }

@@ -1,0 +1,124 @@
+//! config.json of the pruned model: the source config with the layer count lowered and every
+//! per-layer list shortened to the kept layers, key order and everything else unchanged.
+
+use serde_json::Value;
+
+/// Keys that hold the number of layers of the main stack (as in `layers::config_layer_count`).
+pub const LAYER_COUNT_KEYS: &[&str] = &["num_hidden_layers", "n_layer", "num_layers", "n_layers"];
+
+/// Arrays that are never per-layer even when their length happens to equal the layer count.
+const NOT_PER_LAYER: &[&str] = &[
+    "architectures",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "bad_words_ids",
+];
+
+/// Arrays that hold layer *indices* (not one value per layer): renumbered, dropped ones removed.
+const LAYER_INDEX_LISTS: &[&str] = &["mlp_only_layers"];
+
+/// The config for a model that keeps the source layers `kept` (ascending) of `old_layers`.
+/// Edited objects: the top level, `text_config`, and any other nested object that declares
+/// the same layer count. In each: the layer-count keys equal to `old_layers` become
+/// `kept.len()`; every array of length `old_layers` keeps the kept layers' entries, in order.
+/// Returns the new config and one line per edit, for the model card.
+pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value, Vec<String>) {
+    let mut out = config.clone();
+    let mut edits = Vec::new();
+    let Some(top) = out.as_object_mut() else {
+        return (out, edits);
+    };
+    edit_object(top, "", old_layers, kept, &mut edits);
+    for (key, v) in top.iter_mut() {
+        let Some(obj) = v.as_object_mut() else {
+            continue;
+        };
+        let declares = LAYER_COUNT_KEYS
+            .iter()
+            .any(|k| obj.get(*k).and_then(Value::as_u64) == Some(old_layers as u64));
+        if key == "text_config" || declares {
+            let path = format!("{key}.");
+            edit_object(obj, &path, old_layers, kept, &mut edits);
+        }
+    }
+    (out, edits)
+}
+
+fn edit_object(
+    obj: &mut serde_json::Map<String, Value>,
+    path: &str,
+    old_layers: usize,
+    kept: &[usize],
+    edits: &mut Vec<String>,
+) {
+    let new_layers = kept.len();
+    for (key, v) in obj.iter_mut() {
+        if LAYER_COUNT_KEYS.contains(&key.as_str()) && v.as_u64() == Some(old_layers as u64) {
+            *v = Value::from(new_layers);
+            edits.push(format!("{path}{key}: {old_layers} -> {new_layers}"));
+            continue;
+        }
+        let Some(arr) = v.as_array_mut() else {
+            continue;
+        };
+        if LAYER_INDEX_LISTS.contains(&key.as_str()) {
+            let renumbered: Vec<Value> = arr
+                .iter()
+                .filter_map(|x| x.as_u64())
+                .filter_map(|old| kept.iter().position(|&k| k as u64 == old))
+                .map(Value::from)
+                .collect();
+            if arr.iter().all(|x| x.as_u64().is_some()) {
+                edits.push(format!("{path}{key}: layer indices renumbered"));
+                *arr = renumbered;
+            }
+            continue;
+        }
+        if arr.len() == old_layers && !NOT_PER_LAYER.contains(&key.as_str()) {
+            let shortened: Vec<Value> = kept.iter().map(|&i| arr[i].clone()).collect();
+            *arr = shortened;
+            edits.push(format!(
+                "{path}{key}: per-layer list shortened from {old_layers} to {new_layers}"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shortens_counts_and_lists_in_place() {
+        let c = json!({
+            "z_first": 1,
+            "num_hidden_layers": 4,
+            "layer_types": ["a", "b", "c", "d"],
+            "eos_token_id": [1, 2, 3, 4],
+            "mlp_only_layers": [0, 2, 3],
+            "text_config": {"num_hidden_layers": 4, "sliding": [true, false, true, false]},
+            "vision_config": {"num_hidden_layers": 7, "x": [1, 2, 3, 4]}
+        });
+        let (out, edits) = prune_config(&c, 4, &[0, 3]);
+        assert_eq!(
+            out,
+            json!({
+                "z_first": 1,
+                "num_hidden_layers": 2,
+                "layer_types": ["a", "d"],
+                "eos_token_id": [1, 2, 3, 4],
+                "mlp_only_layers": [0, 1],
+                "text_config": {"num_hidden_layers": 2, "sliding": [true, false]},
+                "vision_config": {"num_hidden_layers": 7, "x": [1, 2, 3, 4]}
+            })
+        );
+        // Key order survives (serde_json's preserve_order).
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(keys[0], "z_first");
+        assert_eq!(edits.len(), 5);
+    }
+}

@@ -1,0 +1,57 @@
+//! Spectrum's training selection: per module type, the top `top_percent` of modules by SNR,
+//! in the `unfrozen_parameters:` YAML layout axolotl and spectrum.py use.
+
+use std::{fmt::Write as _, path::Path};
+
+use super::{ExportError, write_file_atomically};
+
+/// One module type's modules with their SNR, in file/layer order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfrozenGroup {
+    pub module_type: String,
+    /// `(module name without .weight, SNR)`.
+    pub modules: Vec<(String, f64)>,
+}
+
+/// spectrum.py's choice: sort by SNR descending (infinite first; a stable sort, so ties keep
+/// layer order), take `int(len * top_percent / 100)` of them.
+pub fn top_layers(group: &UnfrozenGroup, top_percent: f64) -> Vec<String> {
+    let mut sorted: Vec<&(String, f64)> =
+        group.modules.iter().filter(|(_, s)| !s.is_nan()).collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let n = (group.modules.len() as f64 * top_percent / 100.0).floor() as usize;
+    sorted.into_iter().take(n).map(|(m, _)| m.clone()).collect()
+}
+
+pub fn unfrozen_yaml(groups: &[UnfrozenGroup], top_percent: f64) -> Result<String, ExportError> {
+    if !(0.0..=100.0).contains(&top_percent) {
+        return Err(ExportError::InvalidPlan(format!(
+            "--top-percent {top_percent}: must be between 0 and 100"
+        )));
+    }
+    if groups.is_empty() {
+        return Err(ExportError::InvalidPlan(
+            "no SNR values to select from".into(),
+        ));
+    }
+    let mut s = format!(
+        "# written by snrscope: top {top_percent}% of layers by SNR per module type (Spectrum)\n\
+         unfrozen_parameters:\n- ^lm_head.weight$\n- ^model.embed_tokens.weight$\n"
+    );
+    for g in groups {
+        let _ = writeln!(s, "# {} layers", g.module_type);
+        for m in top_layers(g, top_percent) {
+            let _ = writeln!(s, "- {m}");
+        }
+    }
+    Ok(s)
+}
+
+pub fn write_unfrozen_yaml(
+    groups: &[UnfrozenGroup],
+    top_percent: f64,
+    path: &Path,
+) -> Result<(), ExportError> {
+    let text = unfrozen_yaml(groups, top_percent)?;
+    write_file_atomically(path, text.as_bytes())
+}
