@@ -40,7 +40,22 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
             .render(r, buf);
         return;
     }
-    let a = layout::areas(area.width, area.height, app);
+    let mut a = layout::areas(area.width, area.height, app);
+    // The layout is computed from the size alone; place it where the area actually is.
+    for r in [
+        &mut a.header,
+        &mut a.tabs,
+        &mut a.main,
+        &mut a.details,
+        &mut a.spectrum,
+        &mut a.progress,
+        &mut a.summary,
+        &mut a.rule,
+        &mut a.status,
+    ] {
+        r.x += area.x;
+        r.y += area.y;
+    }
     summary::header(app, a.header, buf);
     summary::tabs(app, a.tabs, buf);
     if app.spectrum_zoom {

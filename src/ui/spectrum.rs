@@ -49,8 +49,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .render(area, buf);
         return;
     }
-    let floor = positive_min.log10().floor();
-    let top = s.max_singular_value.log10().ceil().max(floor + 1.0);
+    // Tight bounds around the values (and the threshold when it is positive), padded a bit so
+    // a flat spectrum still shows as a line rather than an axis.
+    let mut lo = positive_min.log10();
+    let mut hi = s.max_singular_value.log10();
+    if s.threshold > 0.0 {
+        lo = lo.min(s.threshold.log10());
+        hi = hi.max(s.threshold.log10());
+    }
+    let pad = ((hi - lo) * 0.05).max(0.05);
+    let (floor, top) = (lo - pad, hi + pad);
     let lg = |v: f64| if v > 0.0 { v.log10().max(floor) } else { floor };
     let points: Vec<(f64, f64)> = s
         .singular_values
@@ -78,9 +86,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 .data(&threshold),
         );
     }
-    let ylabels: Vec<Line> = [floor, (floor + top) / 2.0, top]
+    let ylabels: Vec<Line> = [lo, hi]
         .iter()
-        .map(|e| Line::from(format!("1e{e:.0}")))
+        .map(|e| Line::from(format!("{:.1e}", 10f64.powf(*e))))
         .collect();
     let chart = Chart::new(datasets)
         .block(block)

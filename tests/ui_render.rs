@@ -1,0 +1,338 @@
+//! Render tests: the real renderer into a ratatui test buffer, checked on text (snapshots
+//! under tests/snapshots) and on cell styles. The app state is built from synthetic scan
+//! events, so every bar's kind is known by construction.
+
+use std::{sync::Arc, time::Duration};
+
+use ratatui::{
+    Terminal,
+    backend::TestBackend,
+    buffer::Buffer,
+    layout::Rect,
+    style::{Color, Modifier},
+};
+use snrscope::{
+    demo::{ModelSpec, write_model},
+    model::Model,
+    scan::{MatrixResult, Progress, ScanEvent},
+    snr::{SnrStats, stats_from_singular_values},
+    ui::{
+        Action, App, AppOptions, Msg,
+        app::ScanState,
+        layout::{self, ChartGeom},
+        render,
+    },
+};
+use tempfile::TempDir;
+
+/// Layer 0 finite, 1 infinite, 2 failed, 3 all-zero (NaN), 4 finite, 5–7 pending.
+fn mixed_app() -> (TempDir, App) {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("tiny-model");
+    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let mut app = App::for_model(
+        model,
+        tx,
+        AppOptions {
+            autoscan: false,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    let v = app.drive;
+    app.modules[v].scan_id = 9;
+    app.modules[v].state = ScanState::Running;
+    let outcomes: Vec<(usize, Result<SnrStats, String>)> = vec![
+        (
+            0,
+            Ok(stats_from_singular_values(
+                vec![10.0, 4.0, 3.0, 2.0, 1.0],
+                5,
+                5,
+            )),
+        ),
+        (
+            1,
+            Ok(stats_from_singular_values(vec![1.5, 1.4, 1.3, 1.2], 4, 8)),
+        ),
+        (2, Err("matrix contains 3 NaN or infinite entries".into())),
+        (3, Ok(stats_from_singular_values(vec![0.0; 4], 4, 8))),
+        (
+            4,
+            Ok(stats_from_singular_values(
+                vec![20.0, 2.0, 1.5, 1.0, 0.5],
+                5,
+                5,
+            )),
+        ),
+    ];
+    for (job, outcome) in outcomes {
+        app.handle(Msg::Scan {
+            scan_id: 9,
+            event: ScanEvent::Result {
+                result: Box::new(MatrixResult {
+                    job,
+                    outcome,
+                    elapsed: Duration::from_micros(1500),
+                }),
+                progress: Progress {
+                    done: job + 1,
+                    total: 8,
+                    bytes_done: (job as u64 + 1) * 4096,
+                    bytes_total: 8 * 4096,
+                    elapsed: Duration::from_millis(10 * (job as u64 + 1)),
+                },
+            },
+        });
+    }
+    (tmp, app)
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> Buffer {
+    app.handle(Msg::Resize(w, h));
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| render(f, app)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+fn text(buf: &Buffer) -> String {
+    let a = buf.area;
+    let mut out = String::new();
+    for y in a.y..a.y + a.height {
+        let mut line = String::new();
+        for x in a.x..a.x + a.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn geom(app: &App) -> ChartGeom {
+    let (w, h) = app.size;
+    let a = layout::areas(w, h, app);
+    layout::chart_geom(a.main, app.num_layers, app.offset)
+}
+
+/// Column of the middle of layer `i`'s bar.
+fn bar_x(g: &ChartGeom, i: usize) -> u16 {
+    g.bars.x + (i - g.offset) as u16 * g.slot + (g.bar_w - 1) / 2
+}
+
+fn row_of(buf: &Buffer, y: u16) -> String {
+    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+}
+
+#[test]
+fn chart_shows_each_kind_of_layer_with_its_own_look() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::Right); // cursor on the infinite layer
+    let buf = draw(&mut app, 120, 40);
+    insta::assert_snapshot!("mixed_chart_120x40", text(&buf));
+    let g = geom(&app);
+    let bottom = g.bars.y + g.bars.height - 1;
+
+    // Infinite: the ∞ mark on top and a full-height bar, all magenta.
+    let x = bar_x(&g, 1);
+    assert_eq!(buf[(x, g.bars.y)].symbol(), "∞");
+    assert_eq!(buf[(x, g.bars.y)].fg, Color::Magenta);
+    for y in g.bars.y + 1..=bottom {
+        assert_eq!(buf[(x, y)].symbol(), "█", "row {y}");
+        assert_eq!(buf[(x, y)].fg, Color::Magenta, "row {y}");
+    }
+    // Finite: cyan, and lower than full height (layer 0 is the smaller of the two).
+    let x0 = bar_x(&g, 0);
+    assert_eq!(buf[(x0, bottom)].fg, Color::Cyan);
+    assert_eq!(buf[(x0, g.bars.y)].symbol(), " ");
+    let height = |x: u16| {
+        (g.bars.y..=bottom)
+            .filter(|&y| buf[(x, y)].symbol() != " ")
+            .count()
+    };
+    assert!(height(x0) < height(bar_x(&g, 4)));
+    assert!(height(bar_x(&g, 4)) < g.bars.height as usize);
+    // Failed: a red "!"; all-zero: a red "∅"; pending: a grey dot.
+    assert_eq!(buf[(bar_x(&g, 2), bottom)].symbol(), "!");
+    assert_eq!(buf[(bar_x(&g, 2), bottom)].fg, Color::Red);
+    assert_eq!(buf[(bar_x(&g, 3), bottom)].symbol(), "∅");
+    assert_eq!(buf[(bar_x(&g, 3), bottom)].fg, Color::Red);
+    for i in 5..8 {
+        assert_eq!(buf[(bar_x(&g, i), bottom)].symbol(), "·");
+        assert_eq!(buf[(bar_x(&g, i), bottom)].fg, Color::DarkGray);
+        assert_eq!(height(bar_x(&g, i)), 1);
+    }
+    // The seed rule drops the infinite layer: a red ✗ under it, nothing under the others.
+    assert_eq!(buf[(bar_x(&g, 1), g.marks_y)].symbol(), "✗");
+    assert_eq!(buf[(bar_x(&g, 1), g.marks_y)].fg, Color::Red);
+    for i in [0, 2, 3, 4, 5] {
+        assert_eq!(buf[(bar_x(&g, i), g.marks_y)].symbol(), " ", "layer {i}");
+    }
+    // Labels under every bar, the cursor's reversed, and its column shaded.
+    assert!(
+        row_of(&buf, g.labels_y).contains("0   1   2   3   4   5   6   7") || {
+            let r = row_of(&buf, g.labels_y);
+            (0..8).all(|i| r.contains(&i.to_string()))
+        }
+    );
+    let label = &buf[(g.bars.x + g.slot, g.labels_y)];
+    assert_eq!(label.symbol(), "1");
+    assert!(label.modifier.contains(Modifier::REVERSED));
+    assert_eq!(buf[(x0 + g.slot, bottom)].bg, Color::Indexed(237));
+    assert_ne!(buf[(x0, bottom)].bg, Color::Indexed(237));
+}
+
+#[test]
+fn manual_overrides_look_different_from_the_rule() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::Toggle); // layer 0: dropped by hand
+    app.update(Action::Right);
+    app.update(Action::Toggle); // layer 1: kept by hand against the rule
+    app.update(Action::Right);
+    app.update(Action::Right);
+    let buf = draw(&mut app, 120, 40);
+    insta::assert_snapshot!("manual_marks_120x40", text(&buf));
+    let g = geom(&app);
+    let m0 = &buf[(bar_x(&g, 0), g.marks_y)];
+    assert_eq!((m0.symbol(), m0.fg), ("✗", Color::Yellow));
+    assert!(m0.modifier.contains(Modifier::BOLD));
+    let m1 = &buf[(bar_x(&g, 1), g.marks_y)];
+    assert_eq!((m1.symbol(), m1.fg), ("✓", Color::Green));
+    // The infinite bar stays highlighted although it is now kept.
+    assert_eq!(buf[(bar_x(&g, 1), g.bars.y)].fg, Color::Magenta);
+    let label = &buf[(g.bars.x + 3 * g.slot, g.labels_y)];
+    assert_eq!(label.symbol(), "3");
+    assert!(label.modifier.contains(Modifier::REVERSED));
+    let all = text(&buf);
+    assert!(
+        all.contains("1 changed by hand") || all.contains("2 changed by hand"),
+        "{all}"
+    );
+    assert!(all.contains("2 changed by hand"));
+}
+
+#[test]
+fn summary_line_shows_ranges_counts_and_parameters() {
+    let (_t, mut app) = mixed_app();
+    let buf = draw(&mut app, 120, 40);
+    let a = layout::areas(120, 40, &app);
+    // 8 layers of 30 848 parameters plus 16 448 outside the stack (hand-counted from the
+    // tiny spec: hidden 64, kv 32, intermediate 96, vocab 128); layer 1 dropped.
+    assert_eq!(
+        row_of(&buf, a.summary.y).trim_end(),
+        " keep [0,1) [2,8)  7/8 layers  263.2K → 232.4K params"
+    );
+    assert!(row_of(&buf, a.rule.y).contains("drop layers whose self_attn.v_proj SNR is infinite"));
+    assert!(row_of(&buf, a.progress.y).contains("scanning self_attn.v_proj"));
+    assert!(row_of(&buf, a.progress.y).contains("5/8"));
+}
+
+#[test]
+fn details_pane_lists_the_matrix_statistics() {
+    let (_t, mut app) = mixed_app();
+    let buf = draw(&mut app, 120, 40);
+    let all = text(&buf);
+    // Layer 0: S = [10, 4, 3, 2, 1] on 5x5: sigma = 2/1.349, threshold = 2 sigma,
+    // signal 3, noise 2, ratio 17/30.
+    assert!(
+        all.contains("model.layers.0.self_attn.v_proj.weight"),
+        "{all}"
+    );
+    assert!(all.contains("shape 32×64"));
+    assert!(all.contains("dtype BF16"));
+    assert!(all.contains("snr_ratio 5.666667e-1"));
+    assert!(all.contains("S[0] 1.0000e1"));
+    assert!(all.contains("sigma 1.4826e0"));
+    assert!(all.contains("threshold 2.9652e0"));
+    assert!(all.contains("signal/noise 3/2 values"));
+    assert!(all.contains("scan 1.5 ms"));
+    assert!(all.contains("Spectrum · layer 0"));
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::Help);
+    let buf = draw(&mut app, 120, 40);
+    let all = text(&buf);
+    insta::assert_snapshot!("help_120x40", all);
+    for needle in [
+        "previous layer",
+        "next module type",
+        "drop / keep the layer under the cursor",
+        "re-apply the rule",
+        "log / linear SNR scale",
+        "write the mergekit YAML",
+        "export the pruned model",
+        "write the scan results as JSON",
+        "Ctrl-C",
+    ] {
+        assert!(all.contains(needle), "help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let (_t, mut app) = mixed_app();
+    let buf = draw(&mut app, 40, 12);
+    let all = text(&buf);
+    insta::assert_snapshot!("too_small_40x12", all);
+    assert!(all.contains("terminal too small"));
+    assert!(all.contains("need 50×16, have 40×12"));
+}
+
+#[test]
+fn narrow_terminal_scrolls_and_says_which_layers_show() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("wide-model");
+    write_model(&dir, &ModelSpec::tiny(80, &[3])).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let mut app = App::for_model(
+        model,
+        tx,
+        AppOptions {
+            autoscan: false,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    // 60 wide: 49 bar columns, two per layer: 24 layers at a time.
+    let buf = draw(&mut app, 60, 24);
+    insta::assert_snapshot!("narrow_60x24", text(&buf));
+    assert!(text(&buf).contains("layers 0–23 of 80"));
+    app.update(Action::End);
+    let buf = draw(&mut app, 60, 24);
+    assert!(text(&buf).contains("layers 56–79 of 80"), "{}", text(&buf));
+    let g = geom(&app);
+    assert_eq!(buf[(g.bars.x + 23 * g.slot, g.labels_y)].symbol(), "7");
+    assert_eq!(buf[(g.bars.x + 23 * g.slot + 1, g.labels_y)].symbol(), "9");
+}
+
+#[test]
+fn every_size_renders_without_panicking() {
+    let (_t, mut app) = mixed_app();
+    for (w, h) in [
+        (1, 1),
+        (49, 15),
+        (50, 16),
+        (51, 19),
+        (80, 20),
+        (89, 25),
+        (200, 60),
+    ] {
+        let _ = draw(&mut app, w, h);
+        app.update(Action::Help);
+        let _ = draw(&mut app, w, h);
+        app.update(Action::Help);
+    }
+    app.update(Action::ToggleSpectrum);
+    app.update(Action::ToggleScale);
+    let buf = draw(&mut app, 100, 30);
+    assert!(text(&buf).contains("Spectrum · layer 0"));
+    // Draw into an offset area too: widgets must not assume (0, 0).
+    let mut buf = Buffer::empty(Rect::new(3, 2, 90, 28));
+    snrscope::ui::render::draw(&app, buf.area, &mut buf);
+}
