@@ -1,0 +1,171 @@
+//! End to end: the real binary in a real pseudo-terminal (tmux), on a generated 8-layer model
+//! whose v_proj SNR is infinite in layers 2 and 5. Keys go in with `send-keys`, the screen
+//! comes back with `capture-pane`.
+//!
+//! Needs tmux (CI installs it). Set SNRSCOPE_SKIP_TUI_E2E=1 to skip where it is missing.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use snrscope::demo::{ModelSpec, write_model};
+
+/// A tmux server of our own (unique socket), killed however the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "e2e"];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    /// Polls the screen until `pred` holds; generous because CI machines are slow and shared.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_text(&self, needle: &str) -> String {
+        self.wait_for(needle, |s| s.contains(needle))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[test]
+fn explore_toggle_switch_help_and_quit() {
+    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
+        eprintln!("skipped: SNRSCOPE_SKIP_TUI_E2E is set");
+        return;
+    }
+    assert!(
+        tmux_available(),
+        "tmux is required for this test (or set SNRSCOPE_SKIP_TUI_E2E=1)"
+    );
+    let tmp = tempfile::TempDir::new().unwrap();
+    let model = tmp.path().join("e2e-model");
+    write_model(&model, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let exit_file = tmp.path().join("exit-code");
+    let bin = env!("CARGO_BIN_EXE_snrscope");
+    // The pane outlives the program so the restored screen can be inspected.
+    let script = format!(
+        "XDG_CACHE_HOME={cache} {bin} {model}; echo $? > {exit}; echo SNRSCOPE-EXITED; sleep 120",
+        cache = sh_quote(tmp.path()),
+        bin = sh_quote(Path::new(bin)),
+        model = sh_quote(&model),
+        exit = sh_quote(&exit_file),
+    );
+    let tmux = Tmux {
+        socket: format!("snrscope-e2e-{}-{:?}", std::process::id(), Instant::now()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+
+    // The scan of v_proj finishes and the seed rule drops layers 2 and 5.
+    let s = tmux.wait_text("self_attn.v_proj scanned: 8 matrices");
+    assert!(s.contains("SNR of self_attn.v_proj"), "{s}");
+    assert!(s.contains("keep [0,2) [3,5) [6,8)  6/8 layers"), "{s}");
+    assert!(
+        s.contains("drop layers whose self_attn.v_proj SNR is infinite"),
+        "{s}"
+    );
+    assert!(s.contains("Layer 0"), "{s}");
+    assert_eq!(
+        alternate_on(&tmux),
+        "1",
+        "the explorer runs in the alternate screen"
+    );
+
+    // Move to layer 2 and keep it against the rule.
+    tmux.keys(&["Right", "l"]);
+    tmux.wait_text("Layer 2");
+    tmux.keys(&["Space"]);
+    let s = tmux.wait_text("keep [0,5) [6,8)  7/8 layers");
+    assert!(s.contains("kept by hand"), "{s}");
+    assert!(s.contains("1 changed by hand"), "{s}");
+
+    // Another module type: scanned in the background, the choice still follows v_proj.
+    tmux.keys(&["Tab"]);
+    let s = tmux.wait_text("mlp.down_proj scanned: 8 matrices");
+    assert!(s.contains("SNR of mlp.down_proj"), "{s}");
+    assert!(s.contains("choice follows self_attn.v_proj"), "{s}");
+    assert!(s.contains("keep [0,5) [6,8)  7/8 layers"), "{s}");
+
+    // Help shows and goes away.
+    tmux.keys(&["?"]);
+    let s = tmux.wait_text("Keys · any key closes");
+    assert!(s.contains("re-apply the rule"), "{s}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("help to close", |s| !s.contains("Keys · any key closes"));
+
+    // The choice was changed by hand: q asks first.
+    tmux.keys(&["q"]);
+    tmux.wait_text("Quit?");
+    tmux.keys(&["y"]);
+    let s = tmux.wait_text("SNRSCOPE-EXITED");
+    assert!(!s.contains("SNR of"), "the explorer's screen is gone:\n{s}");
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    assert_eq!(code.trim(), "0");
+    assert_eq!(alternate_on(&tmux), "0", "alternate screen left");
+}
+
+fn alternate_on(tmux: &Tmux) -> String {
+    let out = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
