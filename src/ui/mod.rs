@@ -173,8 +173,11 @@ impl FrameLog {
         if let Some(f) = &mut self.file {
             let _ = writeln!(
                 f,
-                "frame={} since_start_ms={:.3} draw_ms={:.3} msgs={msgs} scanning={busy}",
+                "frame={} unix_ms={} since_start_ms={:.3} draw_ms={:.3} msgs={msgs} scanning={busy}",
                 self.frames,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis()),
                 started.elapsed().as_secs_f64() * 1e3,
                 draw.as_secs_f64() * 1e3,
             );
