@@ -165,6 +165,67 @@ fn explore_toggle_switch_help_and_quit() {
     assert_eq!(alternate_on(&tmux), "0", "alternate screen left");
 }
 
+/// SIGTERM while a scan shows: the explorer leaves the alternate screen and raw mode.
+#[test]
+fn sigterm_restores_the_terminal() {
+    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
+        return;
+    }
+    assert!(
+        tmux_available(),
+        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
+    );
+    let tmp = tempfile::TempDir::new().unwrap();
+    let model = tmp.path().join("term-model");
+    write_model(&model, &ModelSpec::tiny(6, &[1])).unwrap();
+    let pid_file = tmp.path().join("pid");
+    let script = format!(
+        "echo $$ > {pid}; exec {bin} {model}",
+        pid = sh_quote(&pid_file),
+        bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
+        model = sh_quote(&model),
+    );
+    let tmux = Tmux {
+        socket: format!("snrscope-term-{}-{:?}", std::process::id(), Instant::now()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    // Keep the dead pane, to read its exit status and final terminal modes.
+    tmux.cmd(&["set-option", "-t", "e2e", "remain-on-exit", "on"]);
+    tmux.wait_text("self_attn.v_proj scanned: 6 matrices");
+    assert_eq!(alternate_on(&tmux), "1");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dead = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead}"]);
+        if String::from_utf8_lossy(&dead.stdout).trim() == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(alternate_on(&tmux), "0", "alternate screen left on SIGTERM");
+    let screen = tmux.screen();
+    assert!(!screen.contains("SNR of"), "{screen}");
+}
+
 fn alternate_on(tmux: &Tmux) -> String {
     let out = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -484,3 +484,28 @@ fn scan_file_mode_uses_the_entries() {
     app.update(Action::CycleRule); // lowest 1 of the finite: layer 2 (0.25)
     assert_eq!(dropped(&app), vec![2]);
 }
+
+#[test]
+fn clicking_a_bar_moves_the_cursor() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let (_t, mut app, _rx) = scanned();
+    app.handle(Msg::Resize(120, 40));
+    // 120 columns: 118 inside the border, 9 for the axis: 109 columns, 13 per layer at
+    // most 8: bars start at column 10, layer 5 at 10 + 5 * 8 = 50.
+    let click = |app: &mut App, column: u16, row: u16| {
+        app.handle(Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        }));
+    };
+    click(&mut app, 52, 10);
+    assert_eq!(app.cursor, 5);
+    click(&mut app, 10, 10);
+    assert_eq!(app.cursor, 0);
+    // Outside the bars: nothing moves.
+    click(&mut app, 5, 10);
+    click(&mut app, 52, 0);
+    assert_eq!(app.cursor, 0);
+}

@@ -624,10 +624,10 @@ impl App {
                     )
                 } else {
                     format!(
-                        "scanned {} {} matrices in {:.1}s{}",
+                        "scanned {} {} matrices in {}{}",
                         progress.total,
                         m.name,
-                        progress.elapsed.as_secs_f64(),
+                        super::summary::human_duration(progress.elapsed),
                         if failed > 0 {
                             format!(", {failed} without an SNR")
                         } else {

@@ -156,7 +156,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][(app.tick % 10) as usize];
         let eta = p
             .eta()
-            .map(|d| format!("ETA {:.0}s", d.as_secs_f64().ceil()))
+            .map(|d| format!("ETA {}", human_duration(d)))
             .unwrap_or_else(|| "ETA …".into());
         let mut spans = vec![
             Span::styled(
@@ -187,10 +187,10 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
             m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
         ),
         ScanState::Done => format!(
-            " {} scanned: {} matrices in {:.1}s · {} ∞ · {} without SNR",
+            " {} scanned: {} matrices in {} · {} ∞ · {} without SNR",
             m.name,
             m.progress.total,
-            m.progress.elapsed.as_secs_f64(),
+            human_duration(m.progress.elapsed),
             m.count(|k| matches!(k, super::app::Kind::Infinite)),
             m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
         ),
@@ -308,4 +308,16 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     .flatten()
     .collect();
     line(Line::from(spans), area, buf);
+}
+
+/// `850 ms`, `12.3 s`, `4 min 05 s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1e3)
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} min {:02} s", (s / 60.0) as u64, (s as u64) % 60)
+    }
 }
