@@ -71,7 +71,8 @@ fn ranges_of(yaml: &str) -> (Vec<String>, Vec<[u64; 2]>, String, String) {
 
 #[test]
 fn yaml_parses_back_to_the_kept_runs() {
-    let cases: &[(usize, &[usize], &[[u64; 2]])] = &[
+    type Case<'a> = (usize, &'a [usize], &'a [[u64; 2]]);
+    let cases: &[Case] = &[
         (60, &[12, 20, 21], &[[0, 12], [13, 20], [22, 60]]),
         (8, &[0], &[[1, 8]]),
         (8, &[7], &[[0, 7]]),

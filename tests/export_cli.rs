@@ -1,0 +1,281 @@
+//! `snrscope export` end to end: the binary on generated models and scan files.
+
+#[path = "export_support.rs"]
+mod support;
+
+use std::{path::Path, process::Command};
+
+use snrscope::demo::ModelSpec;
+use support::{check_pruned, gen_model, names_in};
+
+fn snrscope(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run snrscope");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ranges(yaml_path: &Path) -> (String, Vec<[u64; 2]>, String) {
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(yaml_path).unwrap()).unwrap();
+    let slices = v["slices"].as_sequence().unwrap();
+    let model = slices[0]["sources"][0]["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = slices
+        .iter()
+        .map(|s| {
+            let r = &s["sources"][0]["layer_range"];
+            [r[0].as_u64().unwrap(), r[1].as_u64().unwrap()]
+        })
+        .collect();
+    (model, r, v["dtype"].as_str().unwrap().to_string())
+}
+
+/// The seed's rule on a model whose layers 2 and 5 have infinite v_proj SNR.
+#[test]
+fn yaml_and_model_from_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(8, &[2, 5]));
+    let (code, stdout, stderr) = snrscope(
+        &[
+            "export",
+            "src",
+            "--model-out",
+            "pruned",
+            "--yaml",
+            "prune.yml",
+            "--shard-size",
+            "100K",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kept: [0,2) [3,5) [6,8)"), "{stdout}");
+    assert!(
+        stdout.contains("layer   2  inf") && stdout.contains("layer   5  inf"),
+        "{stdout}"
+    );
+    let (model, r, dtype) = ranges(&tmp.path().join("prune.yml"));
+    assert_eq!((model.as_str(), dtype.as_str()), ("src", "bfloat16"));
+    assert_eq!(r, vec![[0, 2], [3, 5], [6, 8]]);
+    check_pruned(&src, &tmp.path().join("pruned"), 8, &[2, 5], 100_000);
+    assert_eq!(names_in(tmp.path()), vec!["prune.yml", "pruned", "src"]);
+}
+
+#[test]
+fn overrides_module_and_model_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    gen_model(tmp.path(), "src", &ModelSpec::tiny(8, &[2, 5]));
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "src",
+            "--drop",
+            "0,6-7",
+            "--keep",
+            "5",
+            "--module",
+            "self_attn.v_proj",
+            "--model-name",
+            "org/Model-8L",
+            "--dtype",
+            "float16",
+            "--yaml",
+            "p.yml",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (model, r, dtype) = ranges(&tmp.path().join("p.yml"));
+    assert_eq!(
+        (model.as_str(), dtype.as_str()),
+        ("org/Model-8L", "float16")
+    );
+    assert_eq!(r, vec![[1, 2], [3, 6]]);
+    let text = std::fs::read_to_string(tmp.path().join("p.yml")).unwrap();
+    assert!(
+        text.starts_with("# written by snrscope: dropped layers 0, 2, 6, 7 (self_attn.v_proj SNR infinite; dropped by hand: 0, 6, 7; kept by hand: 5) of 8\n"),
+        "{text}"
+    );
+}
+
+const SCAN: &str = r#"{
+    "model.layers.0.self_attn.v_proj": {"snr": 1.5, "type": "self_attn.v_proj"},
+    "model.layers.1.self_attn.v_proj": {"snr": Infinity, "type": "self_attn.v_proj"},
+    "model.layers.2.self_attn.v_proj": {"snr": 0.25, "type": "self_attn.v_proj"},
+    "model.layers.3.self_attn.v_proj": {"snr": 3.0, "type": "self_attn.v_proj"},
+    "model.layers.0.mlp.up_proj": {"snr": 0.1, "type": "mlp.up_proj"},
+    "model.layers.1.mlp.up_proj": {"snr": 0.4, "type": "mlp.up_proj"},
+    "model.layers.2.mlp.up_proj": {"snr": 0.3, "type": "mlp.up_proj"},
+    "model.layers.3.mlp.up_proj": {"snr": 0.2, "type": "mlp.up_proj"}
+}"#;
+
+#[test]
+fn plans_from_a_scan_file_without_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("scan.json"), SCAN).unwrap();
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "scan.json",
+            "--yaml",
+            "p.yml",
+            "--model-name",
+            "org/m",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ranges(&tmp.path().join("p.yml")).1, vec![[0, 1], [2, 4]]);
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "scan.json",
+            "--rule",
+            "lowest:1",
+            "--yaml",
+            "q.yml",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (model, r, dtype) = ranges(&tmp.path().join("q.yml"));
+    assert_eq!((model.as_str(), dtype.as_str()), ("scan.json", "bfloat16"));
+    assert_eq!(r, vec![[0, 2], [3, 4]]);
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "scan.json",
+            "--unfrozen-yaml",
+            "u.yml",
+            "--top-percent",
+            "50",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let u = std::fs::read_to_string(tmp.path().join("u.yml")).unwrap();
+    let body: Vec<&str> = u.lines().skip(1).collect();
+    assert_eq!(
+        body,
+        [
+            "unfrozen_parameters:",
+            "- ^lm_head.weight$",
+            "- ^model.embed_tokens.weight$",
+            "# mlp.up_proj layers",
+            "- model.layers.1.mlp.up_proj",
+            "- model.layers.2.mlp.up_proj",
+            "# self_attn.v_proj layers",
+            "- model.layers.1.self_attn.v_proj",
+            "- model.layers.3.self_attn.v_proj",
+        ]
+    );
+}
+
+#[test]
+fn unfrozen_yaml_from_a_model_scans_every_module_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    gen_model(tmp.path(), "src", &ModelSpec::tiny(4, &[1]));
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "src",
+            "--unfrozen-yaml",
+            "u.yml",
+            "--top-percent",
+            "25",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let u = std::fs::read_to_string(tmp.path().join("u.yml")).unwrap();
+    // 7 scannable module types of 4 layers each; 25% of 4 = 1 per type.
+    assert_eq!(
+        u.lines()
+            .filter(|l| l.starts_with("# ") && l.ends_with(" layers"))
+            .count(),
+        7
+    );
+    assert_eq!(
+        u.lines()
+            .filter(|l| l.starts_with("- model.layers."))
+            .count(),
+        7
+    );
+    assert!(u.contains("- model.layers.1.self_attn.v_proj\n"), "{u}");
+}
+
+#[test]
+fn errors_name_the_file_and_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("scan.json"), SCAN).unwrap();
+    let (code, _, stderr) = snrscope(&["export", "scan.json", "--model-out", "out"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("scan.json") && stderr.contains("needs the model's weights"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = snrscope(&["export", "nowhere", "--yaml", "p.yml"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+
+    std::fs::write(tmp.path().join("bad.json"), "{ not json").unwrap();
+    let (code, _, stderr) = snrscope(&["export", "bad.json", "--yaml", "p.yml"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad.json"), "{stderr}");
+
+    std::fs::write(tmp.path().join("p.yml"), "mine").unwrap();
+    let (code, _, stderr) = snrscope(&["export", "scan.json", "--yaml", "p.yml"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("p.yml") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("p.yml")).unwrap(),
+        "mine"
+    );
+
+    let (code, _, stderr) = snrscope(
+        &["export", "scan.json", "--drop", "0-3", "--yaml", "q.yml"],
+        tmp.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("keep at least one"), "{stderr}");
+    assert!(!tmp.path().join("q.yml").exists());
+
+    let (code, _, stderr) = snrscope(&["export", "scan.json", "--shard-size", "5XB"], tmp.path());
+    assert_eq!(code, 2, "usage error: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let (code, stdout, _) = snrscope(&["export", "--help"], Path::new("."));
+    assert_eq!(code, 0);
+    for flag in [
+        "--yaml",
+        "--model-out",
+        "--unfrozen-yaml",
+        "--top-percent",
+        "--rule",
+        "--drop",
+        "--keep",
+        "--module",
+        "--model-name",
+        "--shard-size",
+        "--force",
+        "--threads",
+    ] {
+        assert!(stdout.contains(flag), "{flag} missing from:\n{stdout}");
+    }
+}

@@ -1,0 +1,204 @@
+//! Refusals and failures: nothing half-written under the final name, no temporary folder left,
+//! the input untouched.
+
+#[path = "export_support.rs"]
+mod support;
+
+use std::path::Path;
+
+use snrscope::{
+    demo::ModelSpec,
+    export::{self, ExportError, ExportOptions, Plan},
+    model::Model,
+    scan::CancelToken,
+};
+use support::{check_pruned, gen_model, names_in, plan, snapshot};
+
+const BIG: u64 = 5_000_000_000;
+
+fn opts(out: &Path, force: bool) -> ExportOptions {
+    ExportOptions {
+        out: out.to_path_buf(),
+        shard_size: BIG,
+        force,
+    }
+}
+
+fn run(model: &Model, p: &Plan, o: &ExportOptions) -> Result<export::ExportSummary, ExportError> {
+    export::export_model(model, p, o, &mut |_| {}, &CancelToken::default())
+}
+
+#[test]
+fn existing_target_is_refused_and_force_replaces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(4, &[]));
+    let model = Model::open(&src).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("precious.txt"), "keep me").unwrap();
+    let err = run(&model, &plan(4, &[1]), &opts(&out, false)).unwrap_err();
+    assert!(matches!(err, ExportError::TargetExists { .. }), "{err}");
+    assert!(err.to_string().contains("out"), "{err}");
+    assert_eq!(names_in(&out), vec!["precious.txt"]);
+    run(&model, &plan(4, &[1]), &opts(&out, true)).unwrap();
+    assert!(!out.join("precious.txt").exists());
+    check_pruned(&src, &out, 4, &[1], BIG);
+    assert_eq!(
+        names_in(tmp.path()),
+        vec!["out", "src"],
+        "no temporary folder left"
+    );
+}
+
+#[test]
+fn output_inside_or_containing_the_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(4, &[]));
+    let model = Model::open(&src).unwrap();
+    let before = snapshot(tmp.path());
+    for (out, force) in [
+        (src.join("pruned"), false),
+        (src.join("pruned"), true),
+        (src.clone(), true),
+        (src.join("."), true),
+        (tmp.path().to_path_buf(), true),
+        (src.join("sub").join(".."), true),
+    ] {
+        let err = run(&model, &plan(4, &[1]), &opts(&out, force));
+        assert!(err.is_err(), "{} accepted", out.display());
+    }
+    let err = run(&model, &plan(4, &[1]), &opts(&src.join("pruned"), false)).unwrap_err();
+    assert!(err.to_string().contains("inside the input"), "{err}");
+    assert_eq!(
+        snapshot(tmp.path()),
+        before,
+        "input and its folder untouched"
+    );
+}
+
+#[test]
+fn unwritable_target_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
+    let model = Model::open(&src).unwrap();
+    // /proc refuses new folders even to root; a missing parent is refused up front.
+    for out in [
+        Path::new("/proc/snrscope-export-test").to_path_buf(),
+        tmp.path().join("missing").join("out"),
+        tmp.path().join("src").join("config.json").join("out"),
+    ] {
+        let err = run(&model, &plan(3, &[0]), &opts(&out, false)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&out.display().to_string()) || msg.contains("snrscope"),
+            "{msg}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn empty_or_mismatched_plans_are_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
+    let model = Model::open(&src).unwrap();
+    let out = tmp.path().join("out");
+    let err = run(&model, &plan(3, &[0, 1, 2]), &opts(&out, false)).unwrap_err();
+    assert!(matches!(err, ExportError::EmptyPlan { num_layers: 3 }));
+    let err = run(&model, &plan(5, &[0]), &opts(&out, false)).unwrap_err();
+    assert!(err.to_string().contains("5 layers"), "{err}");
+    let mut p = plan(3, &[0]);
+    p.stack_prefix = "transformer.h".into();
+    assert!(run(&model, &p, &opts(&out, false)).is_err());
+    assert_eq!(names_in(tmp.path()), vec!["src"]);
+}
+
+/// A write failure half way (as a full disk would cause) leaves no final folder, no temporary
+/// folder, and the input exactly as it was — also when replacing an existing folder.
+#[test]
+fn simulated_write_failure_mid_export_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = ModelSpec::tiny(6, &[]);
+    spec.shards = 3;
+    let src = gen_model(tmp.path(), "src", &spec);
+    let before = snapshot(&src);
+    let model = Model::open(&src).unwrap();
+    let total: u64 = model.total_bytes();
+    let out = tmp.path().join("out");
+    for force in [false, true] {
+        if force {
+            std::fs::create_dir(&out).unwrap();
+            std::fs::write(out.join("old.txt"), "old").unwrap();
+        }
+        let mut o = opts(&out, force);
+        o.shard_size = 50_000; // several shards: the failure lands after some were completed
+        let mut seen = 0;
+        let err = export::export_model_with_hooks(
+            &model,
+            &plan(6, &[2]),
+            &o,
+            &mut |p| seen = p.bytes_done,
+            &CancelToken::default(),
+            Some(total / 2),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("simulated write failure"), "{err}");
+        assert!(seen >= total / 2 && seen < total, "{seen} of {total}");
+        if force {
+            assert_eq!(
+                names_in(&out),
+                vec!["old.txt"],
+                "old folder kept on failure"
+            );
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        assert_eq!(
+            names_in(tmp.path()),
+            vec!["src"],
+            "no final or temporary folder"
+        );
+    }
+    assert_eq!(snapshot(&src), before, "input untouched");
+}
+
+#[test]
+fn cancel_mid_export_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(6, &[]));
+    let model = Model::open(&src).unwrap();
+    let out = tmp.path().join("out");
+    let cancel = CancelToken::default();
+    let c = cancel.clone();
+    let err = export::export_model(
+        &model,
+        &plan(6, &[1]),
+        &opts(&out, false),
+        &mut |p| {
+            if p.bytes_done > 0 {
+                c.cancel();
+            }
+        },
+        &cancel,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ExportError::Cancelled { .. }), "{err}");
+    assert_eq!(names_in(tmp.path()), vec!["src"]);
+}
+
+#[test]
+fn lone_safetensors_file_exports_without_copying_its_neighbours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
+    // Move the weights away from their config: a bare file.
+    let lone = tmp.path().join("lone.safetensors");
+    std::fs::rename(src.join("model.safetensors"), &lone).unwrap();
+    std::fs::write(tmp.path().join("unrelated.txt"), "x").unwrap();
+    let model = Model::open(&lone).unwrap();
+    let out = tmp.path().join("out");
+    let s = run(&model, &plan(3, &[1]), &opts(&out, false)).unwrap();
+    assert!(s.copied.is_empty(), "{:?}", s.copied);
+    assert_eq!(
+        names_in(&out),
+        vec!["README.md", "mergekit_config.yml", "model.safetensors"]
+    );
+}
