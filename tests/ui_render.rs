@@ -336,3 +336,22 @@ fn every_size_renders_without_panicking() {
     let mut buf = Buffer::empty(Rect::new(3, 2, 90, 28));
     snrscope::ui::render::draw(&app, buf.area, &mut buf);
 }
+
+#[test]
+fn below_rule_draws_its_threshold_line() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::CycleRule); // lowest K
+    app.update(Action::CycleRule); // below X
+    let buf = draw(&mut app, 120, 40);
+    let g = geom(&app);
+    let rows: Vec<u16> = (g.bars.y..g.bars.y + g.bars.height)
+        .filter(|&y| row_of(&buf, y).contains("╌"))
+        .collect();
+    assert_eq!(rows.len(), 1, "one threshold line");
+    let y = rows[0];
+    let cell = (g.bars.x..g.bars.x + g.bars.width)
+        .find(|&x| buf[(x, y)].symbol() == "╌")
+        .unwrap();
+    assert_eq!(buf[(cell, y)].fg, Color::Red);
+    assert!(text(&buf).contains("drop layers whose self_attn.v_proj SNR is below"));
+}

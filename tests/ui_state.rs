@@ -48,10 +48,10 @@ fn tiny_with(layers: usize, inf: &[usize], autoscan: bool) -> (TempDir, App, Rec
     (tmp, app, rx)
 }
 
-/// Feeds every message to the app until no scan runs (bounded, so a hang fails the test).
+/// Feeds every message to the app until no scan or export runs (bounded, so a hang fails the test).
 fn drain(app: &mut App, rx: &Receiver<Msg>) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while app.scanning() {
+    while app.scanning() || app.export.is_some() {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "scan did not finish within 60 s");
         if let Ok(m) = rx.recv_timeout(left) {
@@ -408,8 +408,10 @@ fn scan_json_dialog_writes_a_readable_file() {
 }
 
 #[test]
-fn yaml_dialog_reports_the_writer_outcome() {
+fn yaml_dialog_writes_the_kept_slices() {
     let (t, mut app, _rx) = scanned();
+    app.set_cursor(7);
+    app.update(Action::Toggle); // drop the last layer by hand as well
     app.handle(key(KeyCode::Char('y')));
     let Overlay::Dialog(d) = &app.overlay else {
         panic!("no dialog")
@@ -420,17 +422,77 @@ fn yaml_dialog_reports_the_writer_outcome() {
         kind: DialogKind::Yaml,
         input: out.display().to_string(),
     });
+    assert!(app.unsaved());
     app.update(Action::DialogSubmit);
     let status = app.status.clone().expect("a status line");
-    match status.kind {
-        StatusKind::Ok => {
-            let text = std::fs::read_to_string(&out).unwrap();
-            assert!(text.contains("layer_range"), "{text}");
-        }
-        // The writer may refuse; the explorer must say so rather than pretend.
-        StatusKind::Error => assert!(!out.exists() && status.text.contains("p.yml")),
-        StatusKind::Info => panic!("unexpected status {}", status.text),
-    }
+    assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
+    assert!(!app.unsaved(), "written: quitting no longer asks");
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let ranges: Vec<(u64, u64)> = yaml["slices"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let src = &s["sources"][0];
+            assert_eq!(
+                src["model"].as_str().unwrap(),
+                app.source_path.display().to_string()
+            );
+            let r = src["layer_range"].as_sequence().unwrap();
+            (r[0].as_u64().unwrap(), r[1].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(ranges, vec![(0, 2), (3, 5), (6, 7)]);
+    assert_eq!(yaml["merge_method"].as_str(), Some("passthrough"));
+    assert_eq!(yaml["dtype"].as_str(), Some("bfloat16"));
+}
+
+#[test]
+fn export_dialog_writes_the_pruned_model_in_the_background() {
+    let (t, mut app, rx) = scanned();
+    app.handle(key(KeyCode::Char('e')));
+    let Overlay::Dialog(d) = &app.overlay else {
+        panic!("no dialog")
+    };
+    assert_eq!(d.kind, DialogKind::Model);
+    assert_eq!(d.input, "tiny-model-pruned/");
+    let out = t.path().join("pruned");
+    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog {
+        kind: DialogKind::Model,
+        input: out.display().to_string(),
+    });
+    app.update(Action::DialogSubmit);
+    assert!(
+        app.export.is_some(),
+        "{:?}",
+        app.status.as_ref().map(|s| &s.text)
+    );
+    drain(&mut app, &rx);
+    let status = app.status.clone().unwrap();
+    assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
+    let pruned = Model::open(&out).unwrap();
+    let stack = pruned.layout.main_stack().unwrap();
+    assert_eq!(stack.num_layers, 6, "8 layers minus the infinite 2 and 5");
+    // Old layer 3 is new layer 2: same bytes.
+    let src = app.model().unwrap();
+    let a = src
+        .tensor("model.layers.3.self_attn.v_proj.weight")
+        .unwrap();
+    let b = pruned
+        .tensor("model.layers.2.self_attn.v_proj.weight")
+        .unwrap();
+    assert_eq!(src.bytes(a), pruned.bytes(b));
+    // A second export to the same folder is refused, and the explorer says why.
+    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog {
+        kind: DialogKind::Model,
+        input: out.display().to_string(),
+    });
+    app.update(Action::DialogSubmit);
+    drain(&mut app, &rx);
+    let status = app.status.clone().unwrap();
+    assert_eq!(status.kind, StatusKind::Error, "{}", status.text);
+    assert!(status.text.contains("exists"), "{}", status.text);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 
 use crate::{
-    export::{self, ExportOptions, ExportProgress, Plan},
+    export::{self, ExportOptions, ExportProgress, Plan, planning},
     layers::Stack,
     model::{self, Model},
     plan::{self, Mark, Rule, Selection},
@@ -375,6 +375,15 @@ impl App {
             options,
         );
         app.warnings = model.warnings.clone();
+        if let Some(first) = app.warnings.first() {
+            let more = app.warnings.len() - 1;
+            let text = if more > 0 {
+                format!("warning: {first} (and {more} more)")
+            } else {
+                format!("warning: {first}")
+            };
+            app.set_status(text, StatusKind::Error);
+        }
         if options.autoscan {
             app.request_scan(drive);
         }
@@ -565,6 +574,11 @@ impl App {
         match msg {
             Msg::Key(key) => {
                 if let Some(action) = keys::action_for(self, key) {
+                    // A message stays until the user does something else; then the key hints
+                    // come back.
+                    if self.overlay == Overlay::None {
+                        self.status = None;
+                    }
                     self.update(action);
                 }
             }
@@ -667,16 +681,17 @@ impl App {
                 match r {
                     Ok(s) => {
                         self.mark_saved();
-                        self.set_status(
-                            format!(
-                                "exported {} tensors ({} shards, {}) to {}",
-                                s.tensors,
-                                s.shards,
-                                human_bytes(s.bytes),
-                                s.out.display()
-                            ),
-                            StatusKind::Ok,
+                        let mut text = format!(
+                            "exported {} tensors ({} shards, {}) to {}",
+                            s.tensors,
+                            s.shards,
+                            human_bytes(s.bytes),
+                            s.out.display()
                         );
+                        if let Some(note) = s.notes.first() {
+                            text.push_str(&format!(" — note: {note}"));
+                        }
+                        self.set_status(text, StatusKind::Ok);
                     }
                     Err(e) => self.set_status(
                         format!("export to {} failed: {e}", out.display()),
@@ -1060,48 +1075,32 @@ impl App {
         });
     }
 
+    /// The choice as the writers take it; the reason is worded as `snrscope export` words it,
+    /// so files from the explorer and from the command line read the same.
     pub fn plan(&self) -> Plan {
-        let mut reason = self.rule_text();
-        if self.selection.has_manual() {
-            let hand: Vec<String> = (0..self.num_layers)
-                .filter_map(|i| match self.selection.mark(i) {
-                    Mark::DropManual => Some(format!("-{i}")),
-                    Mark::KeepManual => Some(format!("+{i}")),
-                    _ => None,
-                })
-                .collect();
-            reason.push_str(&format!(" (by hand: {})", hand.join(" ")));
-        }
+        let marked = |m: Mark| {
+            (0..self.num_layers)
+                .filter(|&i| self.selection.mark(i) == m)
+                .collect::<Vec<_>>()
+        };
+        let module = self.drive_module().name.clone();
         Plan {
             model_ref: self.source_path.display().to_string(),
             stack_prefix: self.stack.prefix.clone(),
             num_layers: self.num_layers,
             dropped: self.selection.dropped(),
-            module_type: self.drive_module().name.clone(),
-            reason,
+            reason: planning::describe_choice(
+                &self.rule,
+                &module,
+                &marked(Mark::DropManual),
+                &marked(Mark::KeepManual),
+            ),
+            module_type: module,
             snr: self.drive_module().snr(),
-            dtype: self.mergekit_dtype(),
+            dtype: self
+                .model()
+                .map_or_else(|| "bfloat16".to_string(), |m| planning::model_dtype(m)),
         }
-    }
-
-    fn mergekit_dtype(&self) -> String {
-        let Some(model) = self.model() else {
-            return "bfloat16".into();
-        };
-        let from_config = model.config.as_ref().and_then(|c| {
-            c.get("torch_dtype")
-                .or_else(|| c.get("dtype"))
-                .and_then(|d| d.as_str())
-                .map(str::to_string)
-        });
-        from_config.unwrap_or_else(|| {
-            match model.dominant_dtype() {
-                Some(safetensors::Dtype::BF16) => "bfloat16",
-                Some(safetensors::Dtype::F16) => "float16",
-                _ => "float32",
-            }
-            .into()
-        })
     }
 
     fn submit(&mut self, d: Dialog) {

@@ -148,6 +148,38 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         draw_mark(&g, x, app.selection.mark(i), buf);
     }
     draw_labels(app, &g, buf);
+    if let (crate::plan::Rule::Below(x), Some(s)) = (app.rule, scale.as_ref())
+        && app.current == app.drive
+    {
+        draw_threshold(&g, s, x, buf);
+    }
+}
+
+/// The `below X` rule's line: bars under it are the ones it drops.
+fn draw_threshold(g: &ChartGeom, s: &Scale, x: f64, buf: &mut Buffer) {
+    let h = g.bars.height;
+    let frac = if s.log && x <= 0.0 {
+        0.0
+    } else {
+        s.fraction(x)
+    };
+    let r = ((1.0 - frac) * h as f64).floor() as u16;
+    let y = g.bars.y + r.min(h - 1);
+    let style = Style::new().fg(theme::DROP_RULE);
+    for cx in g.bars.x..g.bars.x + g.bars.width {
+        if let Some(c) = buf.cell_mut((cx, y))
+            && c.symbol() == " "
+        {
+            c.set_symbol("╌");
+            c.set_style(style);
+        }
+    }
+    let text = format!(
+        "{:>w$}┤",
+        short(x),
+        w = (g.axis.width as usize).saturating_sub(1)
+    );
+    buf.set_stringn(g.axis.x, y, text, g.axis.width as usize, style);
 }
 
 fn draw_axis(g: &ChartGeom, scale: Option<&Scale>, buf: &mut Buffer) {

@@ -9,7 +9,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Dialog, DialogKind},
+    app::{App, Dialog, DialogKind, Value},
     theme,
 };
 use crate::plan;
@@ -30,9 +30,35 @@ pub fn render_path(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
         DialogKind::Model => "a copy of the model without the dropped layers (renumbered)",
         DialogKind::ScanJson => "SNR of every scanned module, Spectrum/laserRMT layout",
     };
-    let lines = vec![
+    let mut lines = vec![
         Line::styled(what, theme::dim()),
-        Line::raw(plan::format_ranges(&app.selection.kept_ranges())),
+        Line::raw(format!(
+            "keep {}",
+            plan::format_ranges(&app.selection.kept_ranges())
+        )),
+    ];
+    let pending = app
+        .drive_module()
+        .cells
+        .iter()
+        .filter(|c| c.snr().is_none() && !matches!(c.value, Value::Missing))
+        .count();
+    if pending > 0 && d.kind != DialogKind::ScanJson {
+        lines.push(Line::styled(
+            format!(
+                "{pending} layer(s) have no {} SNR (yet): the rule could not judge them",
+                app.drive_module().name
+            ),
+            Style::new().fg(theme::MANUAL),
+        ));
+    }
+    if app.is_scan_file() && d.kind == DialogKind::Yaml {
+        lines.push(Line::styled(
+            "the YAML names the scan file as `model:`; edit it before running mergekit",
+            Style::new().fg(theme::MANUAL),
+        ));
+    }
+    lines.extend([
         Line::raw(""),
         Line::from(vec![
             Span::styled("path ", theme::dim()),
@@ -46,7 +72,7 @@ pub fn render_path(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
             Span::styled("Esc", theme::key()),
             Span::raw(" cancel"),
         ]),
-    ];
+    ]);
     boxed(area, 70, format!(" {} ", d.kind.title()), lines, buf);
 }
 
