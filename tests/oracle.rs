@@ -150,3 +150,37 @@ fn f64_sharded() {
     let inf = compare(dir.path(), "v_proj|down_proj");
     assert_eq!(inf, v_proj_set(&[0, 3]));
 }
+
+#[test]
+fn larger_shapes_take_faers_blocked_paths() {
+    // Tiny models keep every SVD on faer's small-matrix path; these shapes go through its
+    // QR pre-reduction (tall and wide) and divide-and-conquer bidiagonal solver.
+    use snrscope::demo::{Rng, encode, power_law};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(99);
+    let shapes = [(384usize, 1536usize), (1536, 384), (600, 600)];
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(r, c))| {
+            let w = power_law(&mut rng, r, c, 0.7 + 0.2 * i as f64);
+            (
+                format!("model.layers.{i}.self_attn.v_proj.weight"),
+                vec![r, c],
+                encode(Dtype::BF16, &w),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::BF16, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let file = dir.path().join("model.safetensors");
+    safetensors::serialize_to_file(views, None, &file).unwrap();
+    compare(&file, "v_proj");
+}
