@@ -279,3 +279,90 @@ fn help_lists_the_flags() {
         assert!(stdout.contains(flag), "{flag} missing from:\n{stdout}");
     }
 }
+
+/// A model of ~600 MB written as sparse files (instant to create, real bytes to copy): long
+/// enough to interrupt mid-write.
+#[cfg(unix)]
+fn sparse_model(dir: &Path, layers: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let big = [9600usize, 2048]; // F32: 75 MiB per layer
+    let mut header = serde_json::Map::new();
+    let mut off = 0u64;
+    for l in 0..layers {
+        for (name, shape) in [
+            ("self_attn.v_proj.weight", [64usize, 64]),
+            ("mlp.up_proj.weight", big),
+        ] {
+            let n = (shape[0] * shape[1] * 4) as u64;
+            header.insert(
+                format!("model.layers.{l}.{name}"),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}),
+            );
+            off += n;
+        }
+    }
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(h.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&h).unwrap();
+    f.set_len(8 + h.len() as u64 + off).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"num_hidden_layers\": {layers}, \"torch_dtype\": \"float32\"}}"),
+    )
+    .unwrap();
+}
+
+/// Ctrl-C while the shards are being written: exit 130, no final or temporary folder.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_mid_export_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    sparse_model(&tmp.path().join("src"), 8);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .args([
+            "export",
+            "src",
+            "--model-out",
+            "out",
+            "--shard-size",
+            "100MB",
+        ])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tmp_name = format!(".out.snrscope-tmp-{}", child.id());
+    let started = std::time::Instant::now();
+    // Wait until the second shard exists: writing has begun and is not finished.
+    while !tmp
+        .path()
+        .join(&tmp_name)
+        .join("model-00002-of-00008.safetensors")
+        .exists()
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "export never started writing"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("export finished before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert_eq!(names_in(tmp.path()), vec!["src"], "{stderr}");
+}
