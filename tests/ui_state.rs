@@ -571,3 +571,21 @@ fn clicking_a_bar_moves_the_cursor() {
     click(&mut app, 52, 0);
     assert_eq!(app.cursor, 0);
 }
+
+#[test]
+fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
+    let (_t, mut app, _rx) = tiny_with(80, &[], false);
+    for l in (1..80).step_by(3) {
+        app.set_cursor(l);
+        app.update(Action::Toggle);
+    }
+    // 27 layers dropped (1, 4, …, 79): kept runs [0,1) [2,4) … [77,79).
+    let full = snrscope::ui::summary::summary_text(&app);
+    assert!(full.starts_with("keep [0,1) [2,4) [5,7) "), "{full}");
+    assert!(full.contains(" [74,76) [77,79)  53/80 layers  "), "{full}");
+    let fitted = snrscope::ui::summary::summary_fitted(&app, 70);
+    assert!(fitted.chars().count() <= 70, "{fitted}");
+    assert!(fitted.starts_with("keep [0,1) [2,4) "), "{fitted}");
+    assert!(fitted.contains(" … [77,79)  53/80 layers  "), "{fitted}");
+    assert!(fitted.ends_with(" params"), "{fitted}");
+}

@@ -557,7 +557,15 @@ impl App {
 
     /// The rule with its parameter as currently set.
     pub fn rule_text(&self) -> String {
-        let mut s = self.rule.describe(&self.drive_module().name);
+        let module = &self.drive_module().name;
+        let mut s = match self.rule {
+            // The threshold sits a hair above a layer's value; print it the way the axis does.
+            Rule::Below(x) => format!(
+                "drop layers whose {module} SNR is below {}",
+                super::chart::short(x)
+            ),
+            rule => rule.describe(module),
+        };
         let manual = (0..self.num_layers)
             .filter(|&i| self.selection.mark(i).is_manual())
             .count();
@@ -583,8 +591,16 @@ impl App {
                 }
             }
             Msg::Mouse(m) => {
-                if m.kind == MouseEventKind::Down(MouseButton::Left) {
-                    self.update(Action::Click(m.column, m.row));
+                if self.overlay != Overlay::None {
+                    return;
+                }
+                match m.kind {
+                    MouseEventKind::Down(MouseButton::Left) => {
+                        self.update(Action::Click(m.column, m.row))
+                    }
+                    MouseEventKind::ScrollUp => self.update(Action::Left),
+                    MouseEventKind::ScrollDown => self.update(Action::Right),
+                    _ => {}
                 }
             }
             Msg::Resize(w, h) => {
@@ -682,9 +698,10 @@ impl App {
                     Ok(s) => {
                         self.mark_saved();
                         let mut text = format!(
-                            "exported {} tensors ({} shards, {}) to {}",
+                            "exported {} tensors ({} shard{}, {}) to {}",
                             s.tensors,
                             s.shards,
+                            if s.shards == 1 { "" } else { "s" },
                             human_bytes(s.bytes),
                             s.out.display()
                         );
@@ -818,7 +835,7 @@ impl App {
             Action::Quit => {
                 if self.overlay != Overlay::None {
                     self.overlay = Overlay::None;
-                } else if self.unsaved() {
+                } else if self.unsaved() || self.export.is_some() {
                     self.overlay = Overlay::ConfirmQuit;
                 } else {
                     self.shutdown();
@@ -1019,8 +1036,8 @@ impl App {
 
     fn reapply_rule(&mut self) {
         self.refresh_selection();
+        // The rule line shows the new rule; no status message needed.
         self.dirty = true;
-        self.set_status(format!("rule: {}", self.rule_text()), StatusKind::Info);
     }
 
     /// A threshold that drops roughly the lower quarter of the finite values: a useful start.

@@ -308,12 +308,24 @@ fn draw_labels(app: &App, g: &ChartGeom, buf: &mut Buffer) {
             theme::dim()
         }
     };
+    // The cursor's label is always drawn; regular labels it would collide with give way.
+    let cursor_span = (g.offset..g.offset + g.visible)
+        .contains(&app.cursor)
+        .then(|| {
+            let len = app.cursor.to_string().len() as u16;
+            let x = x_of(app.cursor).min(right.saturating_sub(len));
+            (x, x + len)
+        });
     for i in g.offset..g.offset + g.visible {
-        if i % every != 0 {
+        if i % every != 0 || i == app.cursor {
             continue;
         }
         let text = i.to_string();
         let x = x_of(i);
+        let end = x + text.len() as u16;
+        if cursor_span.is_some_and(|(cx, cend)| x <= cend && end >= cx) {
+            continue;
+        }
         if x as usize + text.len() <= right as usize {
             buf.set_string(x, g.labels_y, &text, style_of(i));
         }

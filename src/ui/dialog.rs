@@ -15,8 +15,12 @@ use super::{
 use crate::plan;
 
 fn boxed(area: Rect, w: u16, title: String, lines: Vec<Line<'static>>, buf: &mut Buffer) {
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let r = area.centered(Constraint::Length(w.min(area.width)), Constraint::Length(h));
+    let w = w.min(area.width);
+    // Wrapped lines take several rows; size the box for them so the key hints never fall off.
+    let inner = w.saturating_sub(2).max(1) as usize;
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let h = (rows as u16 + 2).min(area.height);
+    let r = area.centered(Constraint::Length(w), Constraint::Length(h));
     Clear.render(r, buf);
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
@@ -76,9 +80,14 @@ pub fn render_path(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
     boxed(area, 70, format!(" {} ", d.kind.title()), lines, buf);
 }
 
-pub fn render_confirm_quit(area: Rect, buf: &mut Buffer) {
+pub fn render_confirm_quit(app: &App, area: Rect, buf: &mut Buffer) {
+    let why = if app.export.is_some() {
+        "An export is still running; quitting cancels it."
+    } else {
+        "The layer choice changed since it was last written."
+    };
     let lines = vec![
-        Line::raw("The layer choice changed since it was last written."),
+        Line::raw(why),
         Line::raw(""),
         Line::from(vec![
             Span::styled("y", theme::key()),

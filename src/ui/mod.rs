@@ -243,5 +243,15 @@ where
         }
         last_draw = draw(terminal, &app, msgs)?;
     }
+    // An export was cancelled by quitting: give it a moment to remove its temporary folder,
+    // rather than leave a half-written model behind.
+    if app.export.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(m) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let Msg::Export(app::ExportMsg::Done(_)) = m {
+                break;
+            }
+        }
+    }
     Ok(())
 }

@@ -75,6 +75,6 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         Overlay::None => {}
         Overlay::Help => help::render(area, buf),
         Overlay::Dialog(d) => dialog::render_path(app, d, area, buf),
-        Overlay::ConfirmQuit => dialog::render_confirm_quit(area, buf),
+        Overlay::ConfirmQuit => dialog::render_confirm_quit(app, area, buf),
     }
 }

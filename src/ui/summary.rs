@@ -207,43 +207,51 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
 
 /// `keep [0,12) [13,20) [22,60)  48/60 layers  34.4B → 27.6B params`
 pub fn summary_text(app: &App) -> String {
+    summary_fitted(app, usize::MAX)
+}
+
+/// The summary in at most `width` characters: the counts always show; when the ranges do not
+/// fit, whole ranges from the middle give way to `…` (a cut range would misstate the slices).
+pub fn summary_fitted(app: &App, width: usize) -> String {
     let dropped = app.selection.dropped();
-    let ranges = app.selection.kept_ranges();
+    let ranges: Vec<String> = app
+        .selection
+        .kept_ranges()
+        .iter()
+        .map(|r| plan::format_ranges(std::slice::from_ref(r)))
+        .collect();
     let kept = app.num_layers - dropped.len();
-    let keep = if ranges.is_empty() {
-        "keep nothing".to_string()
-    } else {
-        format!("keep {}", plan::format_ranges(&ranges))
-    };
-    let mut s = format!("{keep}  {kept}/{} layers", app.num_layers);
+    let mut tail = format!("  {kept}/{} layers", app.num_layers);
     if let Some(m) = app.model() {
         let z = plan::sizes(m, &app.stack, &dropped);
-        s.push_str(&format!(
+        tail.push_str(&format!(
             "  {} → {} params",
             plan::human_count(z.params_before),
             plan::human_count(z.params_after)
         ));
     }
-    s
+    if ranges.is_empty() {
+        return format!("keep nothing{tail}");
+    }
+    let all = format!("keep {}{tail}", ranges.join(" "));
+    if all.chars().count() <= width {
+        return all;
+    }
+    let last = ranges.last().cloned().unwrap_or_default();
+    let budget = width.saturating_sub(tail.chars().count() + "keep ".len() + last.len() + 3);
+    let mut head = String::new();
+    for r in &ranges[..ranges.len() - 1] {
+        if head.chars().count() + r.len() + 1 > budget {
+            break;
+        }
+        head.push_str(r);
+        head.push(' ');
+    }
+    format!("keep {head}… {last}{tail}")
 }
 
 pub fn summary(app: &App, area: Rect, buf: &mut Buffer) {
-    let text = summary_text(app);
-    let width = area.width as usize;
-    // Never cut the counts off: elide the ranges in the middle instead.
-    let text = if text.chars().count() + 1 > width && width > 20 {
-        let chars: Vec<char> = text.chars().collect();
-        let tail_start = text
-            .find("  ")
-            .map(|b| text[..b].chars().count())
-            .unwrap_or(0);
-        let tail: String = chars[tail_start..].iter().collect();
-        let head_len = width.saturating_sub(tail.chars().count() + 2);
-        let head: String = chars[..head_len.min(tail_start)].iter().collect();
-        format!("{head}…{tail}")
-    } else {
-        text
-    };
+    let text = summary_fitted(app, (area.width as usize).saturating_sub(1));
     let style = if app.unsaved() {
         theme::bold().fg(theme::MANUAL)
     } else {
