@@ -17,6 +17,9 @@ use faer::Mat;
 use safetensors::{Dtype, tensor::TensorView};
 use serde_json::json;
 
+/// Name, shape, values.
+pub type Generated = (String, Vec<usize>, Vec<f64>);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
     pub layers: usize,
@@ -117,65 +120,22 @@ impl ModelSpec {
     }
 
     /// Every tensor as (name, shape, f64 values), in the order a checkpoint stores them.
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    pub fn tensors(&self) -> Vec<Generated> {
+        use rayon::prelude::*;
         let mut rng = Rng::new(self.seed);
-        let (h, kv, ff, v) = (self.hidden, self.kv_dim(), self.intermediate, self.vocab);
-        let mut out = Vec::new();
-        out.push((
+        let (h, v) = (self.hidden, self.vocab);
+        let mut out = vec![(
             "model.embed_tokens.weight".to_string(),
             vec![v, h],
             gaussian(&mut rng, v * h, 0.02),
-        ));
-        for l in 0..self.layers {
-            let p = format!("model.layers.{l}");
-            // A different decay per layer and module, so the finite SNRs differ.
-            let alpha = |k: usize| 0.6 + 0.1 * ((l * 7 + k * 3) % 9) as f64;
-            let mut push = |name: &str, shape: Vec<usize>, data: Vec<f64>| {
-                out.push((format!("{p}.{name}"), shape, data));
-            };
-            push("input_layernorm.weight", vec![h], ones_jitter(&mut rng, h));
-            push(
-                "self_attn.q_proj.weight",
-                vec![h, h],
-                power_law(&mut rng, h, h, alpha(0)),
-            );
-            push(
-                "self_attn.k_proj.weight",
-                vec![kv, h],
-                power_law(&mut rng, kv, h, alpha(1)),
-            );
-            let v_proj = if self.infinite_layers.contains(&l) {
-                clustered_spectrum(&mut rng, kv, h, 0.05 + 0.01 * l as f64)
-            } else {
-                power_law(&mut rng, kv, h, alpha(2))
-            };
-            push("self_attn.v_proj.weight", vec![kv, h], v_proj);
-            push(
-                "self_attn.o_proj.weight",
-                vec![h, h],
-                power_law(&mut rng, h, h, alpha(3)),
-            );
-            push(
-                "post_attention_layernorm.weight",
-                vec![h],
-                ones_jitter(&mut rng, h),
-            );
-            push(
-                "mlp.gate_proj.weight",
-                vec![ff, h],
-                power_law(&mut rng, ff, h, alpha(4)),
-            );
-            push(
-                "mlp.up_proj.weight",
-                vec![ff, h],
-                power_law(&mut rng, ff, h, alpha(5)),
-            );
-            push(
-                "mlp.down_proj.weight",
-                vec![h, ff],
-                power_law(&mut rng, h, ff, alpha(6)),
-            );
-        }
+        )];
+        // Each layer draws from its own seed, so layers can be generated in parallel and the
+        // bytes still do not depend on the number of threads.
+        let layers: Vec<Vec<Generated>> = (0..self.layers)
+            .into_par_iter()
+            .map(|l| self.layer_tensors(l))
+            .collect();
+        out.extend(layers.into_iter().flatten());
         out.push((
             "model.norm.weight".into(),
             vec![h],
@@ -188,6 +148,63 @@ impl ModelSpec {
                 gaussian(&mut rng, v * h, 0.02),
             ));
         }
+        out
+    }
+
+    fn layer_tensors(&self, l: usize) -> Vec<Generated> {
+        let mut rng = Rng::new(self.seed ^ (l as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+        let (h, kv, ff) = (self.hidden, self.kv_dim(), self.intermediate);
+        let p = format!("model.layers.{l}");
+        // A different decay per layer and module, so the finite SNRs differ.
+        let alpha = |k: usize| 0.6 + 0.1 * ((l * 7 + k * 3) % 9) as f64;
+        let v_proj = |rng: &mut Rng| {
+            if self.infinite_layers.contains(&l) {
+                clustered_spectrum(rng, kv, h, 0.05 + 0.01 * l as f64)
+            } else {
+                power_law(rng, kv, h, alpha(2))
+            }
+        };
+        let mut out = Vec::new();
+        let mut push = |name: &str, shape: Vec<usize>, data: Vec<f64>| {
+            out.push((format!("{p}.{name}"), shape, data));
+        };
+        push("input_layernorm.weight", vec![h], ones_jitter(&mut rng, h));
+        push(
+            "self_attn.q_proj.weight",
+            vec![h, h],
+            power_law(&mut rng, h, h, alpha(0)),
+        );
+        push(
+            "self_attn.k_proj.weight",
+            vec![kv, h],
+            power_law(&mut rng, kv, h, alpha(1)),
+        );
+        push("self_attn.v_proj.weight", vec![kv, h], v_proj(&mut rng));
+        push(
+            "self_attn.o_proj.weight",
+            vec![h, h],
+            power_law(&mut rng, h, h, alpha(3)),
+        );
+        push(
+            "post_attention_layernorm.weight",
+            vec![h],
+            ones_jitter(&mut rng, h),
+        );
+        push(
+            "mlp.gate_proj.weight",
+            vec![ff, h],
+            power_law(&mut rng, ff, h, alpha(4)),
+        );
+        push(
+            "mlp.up_proj.weight",
+            vec![ff, h],
+            power_law(&mut rng, ff, h, alpha(5)),
+        );
+        push(
+            "mlp.down_proj.weight",
+            vec![h, ff],
+            power_law(&mut rng, h, ff, alpha(6)),
+        );
         out
     }
 }
@@ -265,7 +282,7 @@ pub fn demo_dir() -> io::Result<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join("snrscope").join("demo-model-v1");
+    let dir = base.join("snrscope").join("demo-model-v2");
     if !dir.join("config.json").is_file() {
         // Written under a temporary name first so an interrupted write is never mistaken for a
         // complete demo.
