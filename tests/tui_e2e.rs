@@ -20,7 +20,8 @@ struct Tmux {
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> Output {
         Command::new("tmux")
-            .arg("-L")
+            // No user configuration: the test must see tmux's defaults everywhere.
+            .args(["-f", "/dev/null", "-L"])
             .arg(&self.socket)
             .args(args)
             .output()
@@ -65,6 +66,13 @@ impl Drop for Tmux {
     }
 }
 
+fn unique_socket(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("snrscope-{tag}-{}-{nanos}", std::process::id())
+}
+
 fn tmux_available() -> bool {
     Command::new("tmux")
         .arg("-V")
@@ -100,7 +108,7 @@ fn explore_toggle_switch_help_and_quit() {
         exit = sh_quote(&exit_file),
     );
     let tmux = Tmux {
-        socket: format!("snrscope-e2e-{}-{:?}", std::process::id(), Instant::now()),
+        socket: unique_socket("e2e"),
     };
     let out = tmux.cmd(&[
         "new-session",
@@ -186,7 +194,7 @@ fn sigterm_restores_the_terminal() {
         model = sh_quote(&model),
     );
     let tmux = Tmux {
-        socket: format!("snrscope-term-{}-{:?}", std::process::id(), Instant::now()),
+        socket: unique_socket("term"),
     };
     let out = tmux.cmd(&[
         "new-session",
