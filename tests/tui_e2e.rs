@@ -62,7 +62,13 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let socket = self.cmd(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.cmd(&["kill-server"]);
+        // tmux may leave the socket file behind; do not litter /tmp on every test run.
+        let path = String::from_utf8_lossy(&socket.stdout).trim().to_string();
+        if path.contains("snrscope-") {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
