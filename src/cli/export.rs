@@ -13,7 +13,7 @@ use crate::{
         planning::{self, Choice, SnrTable},
     },
     model::Model,
-    plan::{Rule, format_ranges, parse_layer_list},
+    plan::{Rule, format_ranges, human_count, parse_layer_list},
     scan::{self, CancelToken, ScanEvent, ScanJob, ScanOptions},
     scanfile,
 };
@@ -74,7 +74,7 @@ pub struct ExportArgs {
     /// Replace existing output files and folders.
     #[arg(long)]
     pub force: bool,
-    /// Scan worker threads (default: one per core).
+    /// Scan worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
@@ -162,6 +162,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         drop: args.drop.clone().map(|l| l.0).unwrap_or_default(),
         keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
     };
+    let mut failed = 0;
     let (table, groups, dtype) = match &source {
         Source::ScanFile(entries) => {
             let table = SnrTable::from_scan(entries, &input)?;
@@ -170,7 +171,8 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             (table, groups, dtype)
         }
         Source::Model(model) => {
-            let table = scan_model(model, &args, &cancel)?;
+            let (table, f) = scan_model(model, &args, &cancel)?;
+            failed = f;
             let groups = table.unfrozen_groups();
             let dtype = args
                 .dtype
@@ -186,6 +188,18 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
 
     let plan = planning::make_plan(&table, &choice, &model_ref, &dtype)?;
     print_plan(&plan);
+    if let Source::Model(model) = &source
+        && let Some(stack) = model.layout.stack(&plan.stack_prefix)
+    {
+        let s = crate::plan::sizes(model, stack, &plan.dropped);
+        println!(
+            "parameters: {} -> {} (tensors: {} -> {})",
+            human_count(s.params_before),
+            human_count(s.params_after),
+            human_bytes(s.bytes_before),
+            human_bytes(s.bytes_after)
+        );
+    }
     if matches!(source, Source::ScanFile(_)) && args.model_name.is_none() && args.yaml.is_some() {
         eprintln!(
             "note: the YAML names the scan file as the model; pass --model-name with the \
@@ -255,7 +269,12 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     if !wrote_any {
         eprintln!("nothing written: pass --yaml, --model-out or --unfrozen-yaml");
     }
-    Ok(ExitCode::SUCCESS)
+    // As `snrscope scan`: 3 when finished but some matrices could not be scanned.
+    Ok(if failed > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Refuses existing outputs (without --force) before a long scan, not after.
@@ -295,12 +314,12 @@ fn install_ctrlc(cancel: &CancelToken) {
 }
 
 /// Scans the module the plan needs (all module types of the main stack when
-/// --unfrozen-yaml asks for them), with a progress bar.
+/// --unfrozen-yaml asks for them), with a progress bar. Also returns how many matrices failed.
 fn scan_model(
     model: &Arc<Model>,
     args: &ExportArgs,
     cancel: &CancelToken,
-) -> color_eyre::Result<SnrTable> {
+) -> color_eyre::Result<(SnrTable, usize)> {
     let stack = model.layout.main_stack().ok_or_else(|| {
         eyre!(
             "{}: no numbered layers found in the tensor names",
@@ -345,7 +364,8 @@ fn scan_model(
     }
     if failed > 0 {
         eprintln!(
-            "warning: {failed} matri(x/ces) could not be scanned; their layers count as unknown"
+            "warning: {failed} {} could not be scanned; their layers count as unknown",
+            if failed == 1 { "matrix" } else { "matrices" }
         );
     }
     // A module type whose matrices all failed still needs its (empty) row for --module.
@@ -354,7 +374,7 @@ fn scan_model(
         .entry(module.clone())
         .or_insert_with(|| vec![None; stack.num_layers]);
     table.default_module = Some(module);
-    Ok(table)
+    Ok((table, failed))
 }
 
 /// Runs the scan, showing bytes scanned; stops early on Ctrl-C.
@@ -406,6 +426,16 @@ fn bytes_bar(what: &str) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// `69.0 GB`, `512.0 MB` (powers of 1000, as --shard-size reads them).
+fn human_bytes(n: u64) -> String {
+    let x = n as f64;
+    match n {
+        0..1_000_000 => format!("{:.1} kB", x / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", x / 1e6),
+        _ => format!("{:.1} GB", x / 1e9),
+    }
 }
 
 fn print_plan(plan: &Plan) {
