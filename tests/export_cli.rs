@@ -303,7 +303,7 @@ fn sparse_model(dir: &Path, layers: usize) {
         }
     }
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
