@@ -589,3 +589,41 @@ fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
     assert!(fitted.contains(" … [77,79)  53/80 layers  "), "{fitted}");
     assert!(fitted.ends_with(" params"), "{fitted}");
 }
+
+#[test]
+fn the_key_table_binds_each_key_once_and_describes_every_row() {
+    use snrscope::ui::keys::BINDINGS;
+    let mut seen = Vec::new();
+    for b in BINDINGS {
+        assert!(!b.help.is_empty() && !b.shown.is_empty());
+        for k in b.keys {
+            assert!(!seen.contains(k), "{k:?} is bound twice");
+            seen.push(*k);
+        }
+    }
+    // The keys the issue asks for are all there.
+    for k in [
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Char('h'),
+        KeyCode::Char('l'),
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::Tab,
+        KeyCode::BackTab,
+        KeyCode::Char(' '),
+        KeyCode::Char('a'),
+        KeyCode::Char('c'),
+        KeyCode::Char('i'),
+        KeyCode::Char('y'),
+        KeyCode::Char('e'),
+        KeyCode::Char('w'),
+        KeyCode::Char('?'),
+        KeyCode::Char('q'),
+        KeyCode::Esc,
+    ] {
+        assert!(seen.contains(&k), "{k:?} is not bound");
+    }
+}

@@ -1056,13 +1056,7 @@ impl App {
             return 0.0;
         }
         v.sort_by(f64::total_cmp);
-        let x = v[v.len() / 4];
-        self.below_x_nudge(x)
-    }
-
-    fn below_x_nudge(&self, x: f64) -> f64 {
-        // Just above a value, so that layer is included.
-        x * (1.0 + 1e-9) + f64::MIN_POSITIVE
+        just_above(v[v.len() / 4])
     }
 
     fn click(&mut self, x: u16, y: u16) {
@@ -1230,18 +1224,26 @@ fn next_threshold(snr: &[Option<f64>], x: f64, up: bool) -> f64 {
         .collect();
     v.sort_by(f64::total_cmp);
     v.dedup();
-    let nudge = |v: f64| v * (1.0 + 1e-9) + f64::MIN_POSITIVE;
     if up {
-        v.iter().copied().find(|&s| s >= x).map(nudge).unwrap_or(x)
+        v.iter()
+            .copied()
+            .find(|&s| s >= x)
+            .map(just_above)
+            .unwrap_or(x)
     } else {
-        // The largest value strictly below the current threshold's covered set.
         let covered: Vec<f64> = v.iter().copied().filter(|&s| s < x).collect();
         match covered.len() {
             0 => x,
+            // Below the smallest value: the rule drops nothing.
             1 => covered[0] * (1.0 - 1e-9),
-            n => nudge(covered[n - 2]),
+            n => just_above(covered[n - 2]),
         }
     }
+}
+
+/// A threshold a hair above `x`, so `below` (strictly less than) takes the layer at `x`.
+fn just_above(x: f64) -> f64 {
+    x * (1.0 + 1e-9) + f64::MIN_POSITIVE
 }
 
 fn sanitize(name: &str) -> String {
