@@ -202,3 +202,43 @@ fn lone_safetensors_file_exports_without_copying_its_neighbours() {
         vec!["README.md", "mergekit_config.yml", "model.safetensors"]
     );
 }
+
+/// A checkpoint missing layer 2: exporting it as is would leave a hole, so it is refused;
+/// dropping layer 2 makes a complete model.
+#[test]
+fn a_stack_with_a_hole_must_drop_it() {
+    use safetensors::{Dtype, tensor::TensorView};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let data: Vec<Vec<u8>> = (0..4u8).map(|l| vec![l; 32]).collect();
+    let views: Vec<(String, TensorView<'_>)> = [0usize, 1, 3]
+        .iter()
+        .map(|&l| {
+            (
+                format!("model.layers.{l}.self_attn.v_proj.weight"),
+                TensorView::new(Dtype::F32, vec![2, 4], &data[l]).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &src.join("model.safetensors")).unwrap();
+    std::fs::write(src.join("config.json"), r#"{"num_hidden_layers": 4}"#).unwrap();
+    let model = Model::open(&src).unwrap();
+    let err = run(&model, &plan(4, &[]), &opts(&tmp.path().join("a"), false)).unwrap_err();
+    assert!(err.to_string().contains("[2]"), "{err}");
+    run(&model, &plan(4, &[2]), &opts(&tmp.path().join("b"), false)).unwrap();
+    let t = support::read_tensors(&tmp.path().join("b"));
+    let names: Vec<&String> = t.by_name.keys().collect();
+    assert_eq!(
+        names,
+        [
+            "model.layers.0.self_attn.v_proj.weight",
+            "model.layers.1.self_attn.v_proj.weight",
+            "model.layers.2.self_attn.v_proj.weight"
+        ]
+    );
+    assert_eq!(
+        t.by_name["model.layers.2.self_attn.v_proj.weight"].2,
+        vec![3u8; 32]
+    );
+}

@@ -20,11 +20,16 @@ const NOT_PER_LAYER: &[&str] = &[
 /// Arrays that hold layer *indices* (not one value per layer): renumbered, dropped ones removed.
 const LAYER_INDEX_LISTS: &[&str] = &["mlp_only_layers"];
 
+/// Sub-configs that describe the language model itself in multimodal configs. Other nested
+/// configs (vision towers, audio encoders) keep their own layer counts even when they happen to
+/// equal the text model's.
+const TEXT_CONFIGS: &[&str] = &["text_config", "llm_config", "language_config"];
+
 /// The config for a model that keeps the source layers `kept` (ascending) of `old_layers`.
-/// Edited objects: the top level, `text_config`, and any other nested object that declares
-/// the same layer count. In each: the layer-count keys equal to `old_layers` become
-/// `kept.len()`; every array of length `old_layers` keeps the kept layers' entries, in order.
-/// Returns the new config and one line per edit, for the model card.
+/// Edited objects: the top level and the text model's sub-config (`text_config`, ...). In each:
+/// the layer-count keys equal to `old_layers` become `kept.len()`; every array of length
+/// `old_layers` keeps the kept layers' entries, in order; lists of layer indices
+/// (`mlp_only_layers`) are renumbered. Returns the new config and one line per edit.
 pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value, Vec<String>) {
     let mut out = config.clone();
     let mut edits = Vec::new();
@@ -33,13 +38,9 @@ pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value
     };
     edit_object(top, "", old_layers, kept, &mut edits);
     for (key, v) in top.iter_mut() {
-        let Some(obj) = v.as_object_mut() else {
-            continue;
-        };
-        let declares = LAYER_COUNT_KEYS
-            .iter()
-            .any(|k| obj.get(*k).and_then(Value::as_u64) == Some(old_layers as u64));
-        if key == "text_config" || declares {
+        if let Some(obj) = v.as_object_mut()
+            && TEXT_CONFIGS.contains(&key.as_str())
+        {
             let path = format!("{key}.");
             edit_object(obj, &path, old_layers, kept, &mut edits);
         }
@@ -101,7 +102,7 @@ mod tests {
             "eos_token_id": [1, 2, 3, 4],
             "mlp_only_layers": [0, 2, 3],
             "text_config": {"num_hidden_layers": 4, "sliding": [true, false, true, false]},
-            "vision_config": {"num_hidden_layers": 7, "x": [1, 2, 3, 4]}
+            "vision_config": {"num_hidden_layers": 4, "x": [1, 2, 3, 4]}
         });
         let (out, edits) = prune_config(&c, 4, &[0, 3]);
         assert_eq!(
@@ -113,7 +114,7 @@ mod tests {
                 "eos_token_id": [1, 2, 3, 4],
                 "mlp_only_layers": [0, 1],
                 "text_config": {"num_hidden_layers": 2, "sliding": [true, false]},
-                "vision_config": {"num_hidden_layers": 7, "x": [1, 2, 3, 4]}
+                "vision_config": {"num_hidden_layers": 4, "x": [1, 2, 3, 4]}
             })
         );
         // Key order survives (serde_json's preserve_order).

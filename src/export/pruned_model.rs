@@ -132,6 +132,21 @@ fn out_tensors<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<OutTensor<'m>>, 
             ),
         });
     }
+    let missing: Vec<usize> = stack
+        .missing_layers()
+        .into_iter()
+        .filter(|l| plan.dropped.binary_search(l).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ExportError::BadModel {
+            path: model.source.clone(),
+            problem: format!(
+                "`{}` has no tensors for kept layer(s) {missing:?}; the pruned model would have \
+                 holes (drop them, or check the checkpoint is complete)",
+                plan.stack_prefix
+            ),
+        });
+    }
     let new_index: HashMap<usize, usize> = plan
         .kept()
         .into_iter()
