@@ -240,6 +240,62 @@ fn sigterm_restores_the_terminal() {
     assert!(!screen.contains("SNR of"), "{screen}");
 }
 
+/// A panic (forced by SNRSCOPE_TEST_PANIC on the first key) restores the terminal before the
+/// report is printed, so the report is readable on the normal screen.
+#[test]
+fn a_panic_restores_the_terminal_and_reports() {
+    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
+        return;
+    }
+    assert!(
+        tmux_available(),
+        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
+    );
+    let tmp = tempfile::TempDir::new().unwrap();
+    let model = tmp.path().join("panic-model");
+    write_model(&model, &ModelSpec::tiny(4, &[1])).unwrap();
+    let script = format!(
+        "SNRSCOPE_TEST_PANIC=1 RUST_BACKTRACE=0 exec {bin} {model}",
+        bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
+        model = sh_quote(&model),
+    );
+    let tmux = Tmux {
+        socket: unique_socket("panic"),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    tmux.cmd(&["set-option", "-t", "e2e", "remain-on-exit", "on"]);
+    tmux.wait_text("self_attn.v_proj scanned: 4 matrices");
+    tmux.keys(&["Right"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dead = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead}"]);
+        if String::from_utf8_lossy(&dead.stdout).trim() == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running after the panic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(alternate_on(&tmux), "0", "alternate screen left on panic");
+    let status = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead_status}"]);
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "101");
+    let screen = tmux.screen();
+    assert!(screen.contains("deliberate panic"), "{screen}");
+    assert!(!screen.contains("SNR of"), "{screen}");
+}
+
 fn alternate_on(tmux: &Tmux) -> String {
     let out = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -5,9 +5,12 @@
 //! [`app::App`], then draws once, so a burst of results costs one frame. Nothing on the UI
 //! thread reads tensor data or computes an SVD.
 //!
-//! Set `SNRSCOPE_FRAME_LOG=<path>` to append one line per frame (time since start, draw time,
-//! messages drained, whether a scan was running): that is how start-up and frame times are
-//! measured.
+//! Set `SNRSCOPE_FRAME_LOG=<path>` to append one line per frame (wall-clock stamp, time since
+//! start, draw time, messages drained, whether a scan was running): that is how start-up and
+//! frame times are measured.
+//!
+//! `SNRSCOPE_TEST_PANIC=1` makes the first key press panic. It exists so the end-to-end test
+//! can prove that a panic leaves the terminal usable; it does nothing otherwise.
 
 pub mod app;
 pub mod chart;
@@ -87,9 +90,15 @@ fn open_model(path: PathBuf, tx: Sender<Msg>) -> color_eyre::Result<App> {
 /// Puts the terminal back however the explorer ends (return, `?`, panic unwinding).
 struct TerminalGuard;
 
+/// Whether the terminal is in our mode. Restoring twice would be harmful, not just useless:
+/// leaving the alternate screen again jumps the cursor back over whatever the first restore
+/// let through (a panic report, say).
+static ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl TerminalGuard {
     fn enter() -> color_eyre::Result<TerminalGuard> {
         enable_raw_mode().wrap_err("cannot put the terminal in raw mode")?;
+        ACTIVE.store(true, std::sync::atomic::Ordering::SeqCst);
         let guard = TerminalGuard;
         execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
         Ok(guard)
@@ -103,6 +112,9 @@ impl Drop for TerminalGuard {
 }
 
 fn restore_terminal() {
+    if !ACTIVE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let _ = execute!(stdout(), DisableMouseCapture, LeaveAlternateScreen, Show);
     let _ = disable_raw_mode();
     let _ = stdout().flush();
@@ -205,6 +217,13 @@ where
             Ok(Instant::now())
         };
     let mut last_draw = draw(terminal, &app, 0)?;
+    let panic_on_key = std::env::var_os("SNRSCOPE_TEST_PANIC").is_some();
+    let handle = |app: &mut App, m: Msg| {
+        if panic_on_key && matches!(m, Msg::Key(_)) {
+            panic!("SNRSCOPE_TEST_PANIC: deliberate panic to test terminal restoration");
+        }
+        app.handle(m);
+    };
     loop {
         let busy = app.scanning() || app.export.is_some();
         let first = match rx.recv_timeout(if busy {
@@ -217,12 +236,12 @@ where
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        app.handle(first);
+        handle(&mut app, first);
         let mut msgs = 1;
         // Coalesce: take whatever else is waiting, and keep collecting until a frame is due.
         loop {
             while let Ok(m) = rx.try_recv() {
-                app.handle(m);
+                handle(&mut app, m);
                 msgs += 1;
             }
             let due = last_draw + MIN_FRAME_GAP;
@@ -232,7 +251,7 @@ where
             }
             match rx.recv_timeout(due - now) {
                 Ok(m) => {
-                    app.handle(m);
+                    handle(&mut app, m);
                     msgs += 1;
                 }
                 Err(_) => break,
