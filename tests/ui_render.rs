@@ -355,3 +355,20 @@ fn below_rule_draws_its_threshold_line() {
     assert_eq!(buf[(cell, y)].fg, Color::Red);
     assert!(text(&buf).contains("drop layers whose self_attn.v_proj SNR is below"));
 }
+
+#[test]
+fn help_on_a_short_terminal_still_shows_every_key() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::Help);
+    let buf = draw(&mut app, 80, 20);
+    let all = text(&buf);
+    insta::assert_snapshot!("help_80x20", all);
+    for b in snrscope::ui::keys::BINDINGS {
+        assert!(
+            all.contains(b.shown),
+            "help at 80x20 lacks the key {:?}",
+            b.shown
+        );
+    }
+    assert!(all.contains("Ctrl-C"));
+}

@@ -52,11 +52,31 @@ pub fn lines() -> Vec<Line<'static>> {
 
 pub fn render(area: Rect, buf: &mut Buffer) {
     let lines = lines();
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let w = 62.min(area.width);
+    let block = Block::bordered().title(" Keys · any key closes ");
+    let one_column = lines.len() as u16 + 2 <= area.height;
+    if one_column {
+        let w = 62.min(area.width);
+        let h = lines.len() as u16 + 2;
+        let r = area.centered(Constraint::Length(w), Constraint::Length(h));
+        Clear.render(r, buf);
+        Paragraph::new(lines).block(block).render(r, buf);
+        return;
+    }
+    // Too short for one column: two side by side, so no key is ever hidden on a small
+    // terminal (descriptions may be cut on the right, the keys never are).
+    let half = lines.len().div_ceil(2);
+    let w = area.width.min(124);
+    let h = (half as u16 + 2).min(area.height);
     let r = area.centered(Constraint::Length(w), Constraint::Length(h));
     Clear.render(r, buf);
-    Paragraph::new(lines)
-        .block(Block::bordered().title(" Keys · any key closes "))
-        .render(r, buf);
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let mut right = lines;
+    let left: Vec<Line> = right.drain(..half).collect();
+    let cw = inner.width / 2;
+    Paragraph::new(left).render(Rect::new(inner.x, inner.y, cw, inner.height), buf);
+    Paragraph::new(right).render(
+        Rect::new(inner.x + cw, inner.y, inner.width - cw, inner.height),
+        buf,
+    );
 }
