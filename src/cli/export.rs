@@ -229,6 +229,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             force: args.force,
         };
         let bar = bytes_bar("writing");
+        bar.set_message(out.display().to_string());
         let result = export::export_model(
             model,
             &plan,

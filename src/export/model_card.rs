@@ -59,11 +59,12 @@ pub fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) -> String
     let _ = writeln!(
         s,
         "The approach of Mihaiii/Cluj-Napoca-0.2: compute the signal-to-noise ratio of each \
-         layer's `{}` weight as laserRMT's laserQlora does (singular values above the \
-         Marchenko–Pastur threshold, with the noise level estimated from their interquartile \
-         range, count as signal; SNR = signal / noise, divided by the largest singular value), \
-         then drop the layers chosen below. An infinite SNR means no singular value fell \
-         under the noise threshold.\n",
+         layer's `{}` weight as laserRMT's `laserQlora.ipynb` does — singular values above the \
+         Marchenko–Pastur edge σ(1 + √β) count as signal, the rest as noise, with σ estimated \
+         from the singular values' interquartile range; SNR = sum of signal / sum of noise, \
+         divided by the largest singular value — then drop the layers chosen below (with \
+         mergekit's `passthrough` slices). An infinite SNR means no singular value fell under \
+         the noise threshold.\n",
         plan.module_type
     );
     let _ = writeln!(s, "Selection: {}.\n", plan.reason);
