@@ -508,6 +508,50 @@ fn escape_cancels_a_running_scan() {
     );
 }
 
+#[test]
+fn a_resumed_scan_computes_only_what_is_missing() {
+    let (_t, mut app, rx) = tiny_with(24, &[], false);
+    let v = app.drive;
+    app.modules[v].scan_id = 77;
+    app.modules[v].state = ScanState::Running;
+    let hand_made = stats_from_singular_values(vec![10.0, 4.0, 3.0, 2.0, 1.0], 5, 5);
+    for job in 0..4 {
+        app.handle(Msg::Scan {
+            scan_id: 77,
+            event: ScanEvent::Result {
+                result: Box::new(MatrixResult {
+                    job,
+                    outcome: Ok(hand_made.clone()),
+                    elapsed: Duration::ZERO,
+                }),
+                progress: Progress::default(),
+            },
+        });
+    }
+    app.handle(Msg::Scan {
+        scan_id: 77,
+        event: ScanEvent::Finished {
+            progress: Progress::default(),
+            cancelled: true,
+        },
+    });
+    assert_eq!(app.module().state, ScanState::Cancelled);
+    // Away and back resumes it.
+    app.update(Action::NextModule);
+    app.update(Action::PrevModule);
+    drain(&mut app, &rx);
+    let v = app.drive;
+    assert_eq!(app.modules[v].state, ScanState::Done);
+    assert_eq!(
+        app.modules[v].progress.total, 20,
+        "24 layers, 4 already known"
+    );
+    assert_eq!(app.modules[v].count(|k| k == Kind::Pending), 0);
+    // The known ones were not recomputed (the real matrices have another spectrum).
+    assert_eq!(app.modules[v].cells[3].stats(), Some(&hand_made));
+    assert_ne!(app.modules[v].cells[4].stats(), Some(&hand_made));
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }

@@ -191,6 +191,9 @@ pub struct ModuleView {
     pub jobs: Vec<ScanJob>,
     /// Job index -> layer.
     pub job_layer: Vec<usize>,
+    /// Indices into `jobs` of the running scan's jobs (a resumed scan skips finished ones);
+    /// empty means all of them.
+    pub scan_jobs: Vec<usize>,
     pub state: ScanState,
     pub progress: Progress,
     pub scan_id: u64,
@@ -357,6 +360,7 @@ impl App {
                     cells,
                     jobs,
                     job_layer,
+                    scan_jobs: Vec::new(),
                     state: ScanState::NotStarted,
                     progress: Progress::default(),
                     scan_id: 0,
@@ -457,6 +461,7 @@ impl App {
                     cells,
                     jobs: Vec::new(),
                     job_layer: Vec::new(),
+                    scan_jobs: Vec::new(),
                     state: ScanState::Loaded,
                     progress: Progress::default(),
                     scan_id: 0,
@@ -622,7 +627,12 @@ impl App {
             ScanEvent::Result { result, progress } => {
                 let m = &mut self.modules[mi];
                 m.progress = progress;
-                if let Some(&layer) = m.job_layer.get(result.job)
+                let job = if m.scan_jobs.is_empty() {
+                    Some(result.job)
+                } else {
+                    m.scan_jobs.get(result.job).copied()
+                };
+                if let Some(&layer) = job.and_then(|j| m.job_layer.get(j))
                     && let Some(cell) = m.cells.get_mut(layer)
                 {
                     cell.elapsed = Some(result.elapsed);
@@ -1002,21 +1012,24 @@ impl App {
         let m = &mut self.modules[mi];
         m.scan_id = id;
         m.state = ScanState::Running;
+        // Resuming after a cancel: only what is not computed yet.
+        m.scan_jobs = (0..m.jobs.len())
+            .filter(|&j| !matches!(m.cells[m.job_layer[j]].value, Value::Stats(_)))
+            .collect();
+        let jobs: Vec<ScanJob> = m.scan_jobs.iter().map(|&j| m.jobs[j].clone()).collect();
         m.progress = Progress {
-            total: m.jobs.len(),
-            bytes_total: m.jobs.iter().map(|j| j.bytes).sum(),
+            total: jobs.len(),
+            bytes_total: jobs.iter().map(|j| j.bytes).sum(),
             ..Progress::default()
         };
-        for &layer in &m.job_layer {
-            // A rescan after a cancel shows what was already computed until it is recomputed.
-            if !matches!(m.cells[layer].value, Value::Stats(_)) {
-                m.cells[layer].value = Value::Pending;
-            }
+        for &j in &m.scan_jobs {
+            let layer = m.job_layer[j];
+            m.cells[layer].value = Value::Pending;
         }
         let tx = self.tx.clone();
         let handle = scan::start(
             model,
-            m.jobs.clone(),
+            jobs,
             ScanOptions {
                 threads: self.options.threads,
             },

@@ -224,7 +224,8 @@ fn draw_bar(g: &ChartGeom, x: u16, kind: Kind, scale: Option<&Scale>, buf: &mut 
         }
     };
     match kind {
-        Kind::Missing => {}
+        // Not every layer has every module (gaps, mixed architectures): say so, visibly.
+        Kind::Missing => put(buf, bottom, "-", theme::dim()),
         Kind::Pending => put(
             buf,
             bottom,
