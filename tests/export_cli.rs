@@ -366,3 +366,51 @@ fn ctrl_c_mid_export_leaves_nothing() {
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(names_in(tmp.path()), vec!["src"], "{stderr}");
 }
+
+#[test]
+fn output_inside_the_model_is_refused_before_scanning() {
+    let tmp = tempfile::tempdir().unwrap();
+    gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
+    let (code, stdout, stderr) =
+        snrscope(&["export", "src", "--model-out", "src/pruned"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("src/pruned") && stderr.contains("inside the input"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("plan:"),
+        "refused before planning: {stdout}"
+    );
+    assert!(!tmp.path().join("src/pruned").exists());
+}
+
+/// Every v_proj infinite: no pruning plan exists, but Spectrum's selection still does.
+#[test]
+fn unfrozen_yaml_needs_no_pruning_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = r#"{"self_attn.v_proj": {"model.layers.0.self_attn.v_proj": Infinity,
+                                        "model.layers.1.self_attn.v_proj": Infinity}}"#;
+    std::fs::write(tmp.path().join("scan.json"), scan).unwrap();
+    let (code, _, stderr) = snrscope(
+        &[
+            "export",
+            "scan.json",
+            "--unfrozen-yaml",
+            "u.yml",
+            "--top-percent",
+            "50",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("no pruning plan"), "{stderr}");
+    let u = std::fs::read_to_string(tmp.path().join("u.yml")).unwrap();
+    assert!(
+        u.ends_with("# self_attn.v_proj layers\n- model.layers.0.self_attn.v_proj\n"),
+        "{u}"
+    );
+    let (code, _, stderr) = snrscope(&["export", "scan.json", "--yaml", "p.yml"], tmp.path());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("keep at least one"), "{stderr}");
+}

@@ -151,6 +151,10 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         for w in &model.warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(out) = &args.model_out {
+            // Before a scan that may take minutes, not after it.
+            export::check_output_folder(&model, out, args.force)?;
+        }
         Source::Model(Arc::new(model))
     };
     check_outputs(&args)?;
@@ -186,19 +190,31 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
 
-    let plan = planning::make_plan(&table, &choice, &model_ref, &dtype)?;
-    print_plan(&plan);
-    if let Source::Model(model) = &source
-        && let Some(stack) = model.layout.stack(&plan.stack_prefix)
-    {
-        let s = crate::plan::sizes(model, stack, &plan.dropped);
-        println!(
-            "parameters: {} -> {} (tensors: {} -> {})",
-            human_count(s.params_before),
-            human_count(s.params_after),
-            human_bytes(s.bytes_before),
-            human_bytes(s.bytes_after)
-        );
+    // Only --yaml and --model-out need a plan: a Spectrum selection is still written when, say,
+    // every layer's SNR is infinite.
+    let pruning = args.yaml.is_some() || args.model_out.is_some();
+    let plan = match planning::make_plan(&table, &choice, &model_ref, &dtype) {
+        Ok(p) => Some(p),
+        Err(e) if !pruning => {
+            eprintln!("note: no pruning plan: {e}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(plan) = &plan {
+        print_plan(plan);
+        if let Source::Model(model) = &source
+            && let Some(stack) = model.layout.stack(&plan.stack_prefix)
+        {
+            let s = crate::plan::sizes(model, stack, &plan.dropped);
+            println!(
+                "parameters: {} -> {} (tensors: {} -> {})",
+                human_count(s.params_before),
+                human_count(s.params_after),
+                human_bytes(s.bytes_before),
+                human_bytes(s.bytes_after)
+            );
+        }
     }
     if matches!(source, Source::ScanFile(_)) && args.model_name.is_none() && args.yaml.is_some() {
         eprintln!(
@@ -207,11 +223,6 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         );
     }
     let mut wrote_any = false;
-    if let Some(path) = &args.yaml {
-        export::write_mergekit_yaml(&plan, path)?;
-        eprintln!("wrote {}", path.display());
-        wrote_any = true;
-    }
     if let Some(path) = &args.unfrozen_yaml {
         export::write_unfrozen_yaml(&groups, args.top_percent, path)?;
         eprintln!(
@@ -220,6 +231,14 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             args.top_percent,
             groups.len()
         );
+        wrote_any = true;
+    }
+    let Some(plan) = plan else {
+        return Ok(finish(wrote_any, failed));
+    };
+    if let Some(path) = &args.yaml {
+        export::write_mergekit_yaml(&plan, path)?;
+        eprintln!("wrote {}", path.display());
         wrote_any = true;
     }
     if let (Some(out), Source::Model(model)) = (&args.model_out, &source) {
@@ -267,15 +286,19 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         }
         wrote_any = true;
     }
+    Ok(finish(wrote_any, failed))
+}
+
+/// As `snrscope scan`: 3 when finished but some matrices could not be scanned.
+fn finish(wrote_any: bool, failed: usize) -> ExitCode {
     if !wrote_any {
         eprintln!("nothing written: pass --yaml, --model-out or --unfrozen-yaml");
     }
-    // As `snrscope scan`: 3 when finished but some matrices could not be scanned.
-    Ok(if failed > 0 {
+    if failed > 0 {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Refuses existing outputs (without --force) before a long scan, not after.

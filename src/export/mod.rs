@@ -31,7 +31,7 @@ use crate::{model::Model, scan::CancelToken};
 pub use atomic_file::write_file_atomically;
 pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
 pub use model_card::{format_snr, model_card};
-pub use pruned_model::{export_model_with_hooks, is_weight_file};
+pub use pruned_model::{check_output_folder, export_model_with_hooks, is_weight_file};
 pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
 
 /// Everything a writer needs to know about the pruning decision.

@@ -54,7 +54,7 @@ fn canonical(p: &Path) -> Result<PathBuf, ExportError> {
 
 /// Refuses targets that would lose data: inside the input, containing the input, an existing
 /// folder without `--force`, something that is not a folder, a missing parent.
-fn check_target(model: &Model, out: &Path, force: bool) -> Result<(), ExportError> {
+pub fn check_output_folder(model: &Model, out: &Path, force: bool) -> Result<(), ExportError> {
     let bad = |problem: String| ExportError::BadTarget {
         out: out.to_path_buf(),
         problem,
@@ -193,7 +193,7 @@ pub fn export_model_with_hooks(
         ));
     }
     let tensors = out_tensors(model, plan)?;
-    check_target(model, &options.out, options.force)?;
+    check_output_folder(model, &options.out, options.force)?;
     let out = options.out.clone();
     let yaml = mergekit::yaml(plan)?;
 
