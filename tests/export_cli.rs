@@ -280,49 +280,12 @@ fn help_lists_the_flags() {
     }
 }
 
-/// A model of ~600 MB written as sparse files (instant to create, real bytes to copy): long
-/// enough to interrupt mid-write.
-#[cfg(unix)]
-fn sparse_model(dir: &Path, layers: usize) {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let big = [9600usize, 2048]; // F32: 75 MiB per layer
-    let mut header = serde_json::Map::new();
-    let mut off = 0u64;
-    for l in 0..layers {
-        for (name, shape) in [
-            ("self_attn.v_proj.weight", [64usize, 64]),
-            ("mlp.up_proj.weight", big),
-        ] {
-            let n = (shape[0] * shape[1] * 4) as u64;
-            header.insert(
-                format!("model.layers.{l}.{name}"),
-                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}),
-            );
-            off += n;
-        }
-    }
-    let mut h = serde_json::to_vec(&header).unwrap();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
-    f.write_all(&(h.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(&h).unwrap();
-    f.set_len(8 + h.len() as u64 + off).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        format!("{{\"num_hidden_layers\": {layers}, \"torch_dtype\": \"float32\"}}"),
-    )
-    .unwrap();
-}
-
 /// Ctrl-C while the shards are being written: exit 130, no final or temporary folder.
 #[cfg(unix)]
 #[test]
 fn ctrl_c_mid_export_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    sparse_model(&tmp.path().join("src"), 8);
+    support::sparse_model(&tmp.path().join("src"), 8);
     let mut child = Command::new(env!("CARGO_BIN_EXE_snrscope"))
         .args([
             "export",

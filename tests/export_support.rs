@@ -221,3 +221,39 @@ pub fn check_pruned(src: &Path, out: &Path, n: usize, dropped: &[usize], shard_l
     assert!(out.join("mergekit_config.yml").is_file());
     assert!(out.join("README.md").is_file());
 }
+
+/// A model of `layers` x 75 MiB written as sparse files (instant to create, real bytes to
+/// copy): big enough to interrupt mid-write or to measure memory use.
+pub fn sparse_model(dir: &Path, layers: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let big = [9600usize, 2048]; // F32: 75 MiB per layer
+    let mut header = serde_json::Map::new();
+    let mut off = 0u64;
+    for l in 0..layers {
+        for (name, shape) in [
+            ("self_attn.v_proj.weight", [64usize, 64]),
+            ("mlp.up_proj.weight", big),
+        ] {
+            let n = (shape[0] * shape[1] * 4) as u64;
+            header.insert(
+                format!("model.layers.{l}.{name}"),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}),
+            );
+            off += n;
+        }
+    }
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(h.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&h).unwrap();
+    f.set_len(8 + h.len() as u64 + off).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"num_hidden_layers\": {layers}, \"torch_dtype\": \"float32\"}}"),
+    )
+    .unwrap();
+}
