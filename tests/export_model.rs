@@ -219,3 +219,32 @@ fn scan_plan_export_drops_the_generated_infinite_layers() {
         "self_attn.v_proj SNR infinite; dropped by hand: 0; kept by hand: 4"
     );
 }
+
+/// mergekit's dtype: config.json's `torch_dtype`, else `dtype` (also in `text_config`), else
+/// the dtype holding most weight bytes.
+#[test]
+fn dtype_from_config_then_from_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = ModelSpec::tiny(2, &[]);
+    spec.dtype = Dtype::F32;
+    let src = gen_model(tmp.path(), "src", &spec);
+    let dtype_with = |config: serde_json::Value| {
+        std::fs::write(src.join("config.json"), config.to_string()).unwrap();
+        snrscope::export::planning::model_dtype(&Model::open(&src).unwrap())
+    };
+    let n = json!(2);
+    assert_eq!(
+        dtype_with(json!({"num_hidden_layers": n, "torch_dtype": "bfloat16"})),
+        "bfloat16"
+    );
+    assert_eq!(
+        dtype_with(json!({"num_hidden_layers": n, "dtype": "float16"})),
+        "float16"
+    );
+    assert_eq!(
+        dtype_with(json!({"num_hidden_layers": n, "text_config": {"torch_dtype": "float16"}})),
+        "float16"
+    );
+    // The weights are F32.
+    assert_eq!(dtype_with(json!({"num_hidden_layers": n})), "float32");
+}
