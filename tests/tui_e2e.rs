@@ -179,6 +179,69 @@ fn explore_toggle_switch_help_and_quit() {
     assert_eq!(alternate_on(&tmux), "0", "alternate screen left");
 }
 
+/// Real resizes (SIGWINCH through tmux): the chart scrolls when narrow, says which layers
+/// show, shows a clear message when too small, and comes back.
+#[test]
+fn resizing_scrolls_the_chart_and_warns_when_too_small() {
+    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
+        return;
+    }
+    assert!(
+        tmux_available(),
+        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
+    );
+    let tmp = tempfile::TempDir::new().unwrap();
+    let model = tmp.path().join("deep-model");
+    write_model(&model, &ModelSpec::tiny(80, &[3, 77])).unwrap();
+    let script = format!(
+        "exec {bin} {model}",
+        bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
+        model = sh_quote(&model),
+    );
+    let tmux = Tmux {
+        socket: unique_socket("resize"),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let s = tmux.wait_text("self_attn.v_proj scanned: 80 matrices");
+    assert!(
+        s.contains("· 80 layers "),
+        "all 80 fit at 120 columns:\n{s}"
+    );
+    let resize = |w: &str, h: &str| {
+        let out = tmux.cmd(&["resize-window", "-t", "e2e", "-x", w, "-y", h]);
+        assert!(out.status.success(), "resize-window: {out:?}");
+    };
+    // 60 columns: 49 for bars, two per layer.
+    resize("60", "24");
+    tmux.wait_text("layers 0–23 of 80");
+    tmux.keys(&["End"]);
+    let s = tmux.wait_text("layers 56–79 of 80");
+    assert!(s.contains("Layer 79"), "{s}");
+    resize("40", "12");
+    tmux.wait_text("terminal too small");
+    resize("100", "30");
+    let s = tmux.wait_text("· 80 layers ");
+    assert!(
+        s.contains("Layer 79"),
+        "the cursor survived the resizes:\n{s}"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("exit", |s| !s.contains("SNR of"));
+}
+
 /// SIGTERM while a scan shows: the explorer leaves the alternate screen and raw mode.
 #[test]
 fn sigterm_restores_the_terminal() {
