@@ -263,6 +263,23 @@ impl Model {
         &self.shards[t.shard].mmap[t.range.clone()]
     }
 
+    /// Asks the kernel to start reading the tensor's pages now, asynchronously: a sequential
+    /// copy (the export) then finds them in the page cache instead of faulting them in one
+    /// small read-around window at a time, which on a cold cache is several times slower.
+    pub fn prefetch(&self, t: &TensorEntry) {
+        #[cfg(unix)]
+        {
+            let mmap = &self.shards[t.shard].mmap;
+            let _ = mmap.advise_range(
+                memmap2::Advice::WillNeed,
+                t.range.start,
+                t.range.end - t.range.start,
+            );
+        }
+        #[cfg(not(unix))]
+        let _ = t;
+    }
+
     /// Tells the kernel the tensor's pages may be dropped: a scan reads each matrix once, and
     /// without this a 70B scan's resident set would grow with every matrix it touched.
     pub fn release(&self, t: &TensorEntry) {

@@ -23,6 +23,10 @@ pub struct OutTensor<'a> {
 /// Bytes copied between progress reports, cancel checks and page releases.
 pub const CHUNK: usize = 16 << 20;
 
+/// Chunks whose reading is requested ahead of the copy (64 MiB in flight; page cache, not
+/// resident in this process).
+const READ_AHEAD: usize = 4;
+
 /// Greedy split: a shard is closed when the next tensor would push its data past `limit`
 /// bytes (a tensor larger than `limit` gets a shard of its own).
 pub fn split_shards(tensors: &[OutTensor<'_>], limit: u64) -> Vec<Range<usize>> {
@@ -94,21 +98,30 @@ pub fn write_shard(
     let file = File::create(path).map_err(|e| ExportError::io(path, "cannot create", e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(&header(tensors)).map_err(werr)?;
-    for t in tensors {
-        let bytes = model.bytes(t.source);
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = (start + CHUNK).min(bytes.len());
-            w.write_all(&bytes[start..end]).map_err(werr)?;
-            // Drop the source pages just read, so the resident set stays at about one chunk.
-            let done = TensorEntry {
-                range: t.source.range.start + start..t.source.range.start + end,
-                ..t.source.clone()
-            };
-            model.release(&done);
-            after_chunk((end - start) as u64)?;
-            start = end;
+    // Every chunk of every tensor, in write order; the reads run READ_AHEAD chunks ahead.
+    let chunks: Vec<TensorEntry> = tensors
+        .iter()
+        .flat_map(|t| {
+            let r = t.source.range.clone();
+            (r.start..r.end)
+                .step_by(CHUNK)
+                .map(move |start| TensorEntry {
+                    range: start..(start + CHUNK).min(r.end),
+                    ..t.source.clone()
+                })
+        })
+        .collect();
+    for c in chunks.iter().take(READ_AHEAD) {
+        model.prefetch(c);
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        if let Some(ahead) = chunks.get(i + READ_AHEAD) {
+            model.prefetch(ahead);
         }
+        w.write_all(model.bytes(chunk)).map_err(werr)?;
+        // Drop the source pages just copied, so the resident set stays at about one chunk.
+        model.release(chunk);
+        after_chunk(chunk.num_bytes())?;
     }
     let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
     file.sync_all().map_err(werr)?;
