@@ -372,3 +372,32 @@ fn help_on_a_short_terminal_still_shows_every_key() {
     }
     assert!(all.contains("Ctrl-C"));
 }
+
+#[test]
+fn export_dialog_shows_the_ranges_the_warning_and_an_editable_path() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::ExportYaml);
+    app.update(Action::DialogEdit(snrscope::ui::app::Edit::Left));
+    let buf = draw(&mut app, 120, 40);
+    let all = text(&buf);
+    insta::assert_snapshot!("yaml_dialog_120x40", all);
+    assert!(all.contains("Write mergekit YAML"));
+    assert!(all.contains("keep [0,1) [2,8)"));
+    // Layers 2, 3 (failed, all-zero) and 5-7 (pending) have no SNR.
+    assert!(
+        all.contains("5 layer(s) have no self_attn.v_proj SNR (yet)"),
+        "{all}"
+    );
+    // The cursor sits on the last character of `tiny-model-pruned.yml`, shown reversed.
+    let (x, y) = (0..40u16)
+        .flat_map(|y| (0..120u16).map(move |x| (x, y)))
+        .find(|&(x, y)| {
+            row_of(&buf, y).contains("path tiny-model-pruned.yml")
+                && buf[(x, y)].symbol() == "l"
+                && buf[(x + 1, y)].symbol() == " "
+                && buf[(x - 1, y)].symbol() == "m"
+        })
+        .expect("the path line");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+    assert!(!buf[(x - 1, y)].modifier.contains(Modifier::REVERSED));
+}

@@ -418,10 +418,10 @@ fn yaml_dialog_writes_the_kept_slices() {
     };
     assert_eq!(d.input, "tiny-model-pruned.yml");
     let out = t.path().join("p.yml");
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog {
-        kind: DialogKind::Yaml,
-        input: out.display().to_string(),
-    });
+    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
+        DialogKind::Yaml,
+        out.display().to_string(),
+    ));
     assert!(app.unsaved());
     app.update(Action::DialogSubmit);
     let status = app.status.clone().expect("a status line");
@@ -458,10 +458,10 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
     assert_eq!(d.kind, DialogKind::Model);
     assert_eq!(d.input, "tiny-model-pruned/");
     let out = t.path().join("pruned");
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog {
-        kind: DialogKind::Model,
-        input: out.display().to_string(),
-    });
+    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
+        DialogKind::Model,
+        out.display().to_string(),
+    ));
     app.update(Action::DialogSubmit);
     assert!(
         app.export.is_some(),
@@ -484,10 +484,10 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
         .unwrap();
     assert_eq!(src.bytes(a), pruned.bytes(b));
     // A second export to the same folder is refused, and the explorer says why.
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog {
-        kind: DialogKind::Model,
-        input: out.display().to_string(),
-    });
+    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
+        DialogKind::Model,
+        out.display().to_string(),
+    ));
     app.update(Action::DialogSubmit);
     drain(&mut app, &rx);
     let status = app.status.clone().unwrap();
@@ -670,4 +670,40 @@ fn the_key_table_binds_each_key_once_and_describes_every_row() {
     ] {
         assert!(seen.contains(&k), "{k:?} is not bound");
     }
+}
+
+#[test]
+fn dialog_path_editing() {
+    let (_t, mut app, _rx) = scanned();
+    app.handle(key(KeyCode::Char('w')));
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    let input = |app: &App| match &app.overlay {
+        Overlay::Dialog(d) => (d.input.clone(), d.cursor),
+        o => panic!("no dialog: {o:?}"),
+    };
+    assert_eq!(input(&app), ("tiny-model-snr.json".to_string(), 19));
+    app.handle(ctrl('u'));
+    assert_eq!(input(&app), (String::new(), 0));
+    for c in ['a', 'é', 'b'] {
+        app.handle(key(KeyCode::Char(c)));
+    }
+    app.handle(key(KeyCode::Left));
+    app.handle(key(KeyCode::Char('X')));
+    assert_eq!(input(&app), ("aéXb".to_string(), 3));
+    app.handle(key(KeyCode::Home));
+    app.handle(key(KeyCode::Delete));
+    assert_eq!(input(&app), ("éXb".to_string(), 0));
+    app.handle(key(KeyCode::Right));
+    app.handle(key(KeyCode::Backspace));
+    assert_eq!(input(&app), ("Xb".to_string(), 0));
+    // Keys that would act on the chart only edit the path while the dialog is open.
+    app.handle(key(KeyCode::End));
+    app.handle(key(KeyCode::Char('q')));
+    app.handle(key(KeyCode::Char(' ')));
+    assert_eq!(input(&app), ("Xbq ".to_string(), 4));
+    assert!(!app.quit);
+    assert_eq!(app.cursor, 0);
+    assert_eq!(dropped(&app), vec![2, 5]);
+    app.handle(key(KeyCode::Esc));
+    assert_eq!(app.overlay, Overlay::None);
 }

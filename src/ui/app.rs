@@ -78,8 +78,7 @@ pub enum Action {
     ForceQuit,
     /// Mouse click at a terminal cell.
     Click(u16, u16),
-    DialogChar(char),
-    DialogBackspace,
+    DialogEdit(Edit),
     DialogSubmit,
     /// Answer to the quit confirmation.
     Confirm(bool),
@@ -235,6 +234,70 @@ impl DialogKind {
 pub struct Dialog {
     pub kind: DialogKind,
     pub input: String,
+    /// In characters, 0..=input's length.
+    pub cursor: usize,
+}
+
+/// Line editing in a dialog's path field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Insert(char),
+    Backspace,
+    Delete,
+    Left,
+    Right,
+    Home,
+    End,
+    /// Ctrl-U: replace the default path instead of erasing it key by key.
+    Clear,
+}
+
+impl Dialog {
+    pub fn new(kind: DialogKind, input: impl Into<String>) -> Dialog {
+        let input = input.into();
+        Dialog {
+            kind,
+            cursor: input.chars().count(),
+            input,
+        }
+    }
+
+    fn byte_at(&self, char_index: usize) -> usize {
+        self.input
+            .char_indices()
+            .nth(char_index)
+            .map_or(self.input.len(), |(b, _)| b)
+    }
+
+    pub fn edit(&mut self, e: Edit) {
+        let len = self.input.chars().count();
+        self.cursor = self.cursor.min(len);
+        match e {
+            Edit::Insert(c) => {
+                let b = self.byte_at(self.cursor);
+                self.input.insert(b, c);
+                self.cursor += 1;
+            }
+            Edit::Backspace if self.cursor > 0 => {
+                self.cursor -= 1;
+                let b = self.byte_at(self.cursor);
+                self.input.remove(b);
+            }
+            Edit::Delete if self.cursor < len => {
+                let b = self.byte_at(self.cursor);
+                self.input.remove(b);
+            }
+            Edit::Left => self.cursor = self.cursor.saturating_sub(1),
+            Edit::Right => self.cursor = (self.cursor + 1).min(len),
+            Edit::Home => self.cursor = 0,
+            Edit::End => self.cursor = len,
+            Edit::Clear => {
+                self.input.clear();
+                self.cursor = 0;
+            }
+            Edit::Backspace | Edit::Delete => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -859,14 +922,9 @@ impl App {
                 }
             }
             Action::Click(x, y) => self.click(x, y),
-            Action::DialogChar(c) => {
+            Action::DialogEdit(e) => {
                 if let Overlay::Dialog(d) = &mut self.overlay {
-                    d.input.push(c);
-                }
-            }
-            Action::DialogBackspace => {
-                if let Overlay::Dialog(d) = &mut self.overlay {
-                    d.input.pop();
+                    d.edit(e);
                 }
             }
             Action::DialogSubmit => {
@@ -1093,10 +1151,7 @@ impl App {
     }
 
     fn open_dialog(&mut self, kind: DialogKind) {
-        self.overlay = Overlay::Dialog(Dialog {
-            kind,
-            input: self.default_path(kind),
-        });
+        self.overlay = Overlay::Dialog(Dialog::new(kind, self.default_path(kind)));
     }
 
     /// The choice as the writers take it; the reason is worded as `snrscope export` words it,

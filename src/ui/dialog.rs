@@ -64,17 +64,17 @@ pub fn render_path(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
     }
     lines.extend([
         Line::raw(""),
-        Line::from(vec![
-            Span::styled("path ", theme::dim()),
-            Span::raw(d.input.clone()),
-            Span::styled("█", Style::new().fg(theme::ACCENT)),
-        ]),
+        path_line(d),
         Line::raw(""),
         Line::from(vec![
             Span::styled("Enter", theme::key()),
             Span::raw(" write  "),
             Span::styled("Esc", theme::key()),
-            Span::raw(" cancel"),
+            Span::raw(" cancel  "),
+            Span::styled("Ctrl-U", theme::key()),
+            Span::raw(" clear  "),
+            Span::styled("← →", theme::key()),
+            Span::raw(" move"),
         ]),
     ]);
     boxed(area, 70, format!(" {} ", d.kind.title()), lines, buf);
@@ -97,4 +97,26 @@ pub fn render_confirm_quit(app: &App, area: Rect, buf: &mut Buffer) {
         ]),
     ];
     boxed(area, 56, " Quit? ".into(), lines, buf);
+}
+
+/// The path with a block cursor on the character it stands before.
+fn path_line(d: &Dialog) -> Line<'static> {
+    let chars: Vec<char> = d.input.chars().collect();
+    let at = d.cursor.min(chars.len());
+    let before: String = chars[..at].iter().collect();
+    let (under, after): (String, String) = match chars.get(at) {
+        Some(c) => (c.to_string(), chars[at + 1..].iter().collect()),
+        None => (" ".to_string(), String::new()),
+    };
+    Line::from(vec![
+        Span::styled("path ", theme::dim()),
+        Span::raw(before),
+        Span::styled(
+            under,
+            Style::new()
+                .fg(theme::ACCENT)
+                .add_modifier(ratatui::style::Modifier::REVERSED),
+        ),
+        Span::raw(after),
+    ])
 }

@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::app::{Action, App, Overlay};
+use super::app::{Action, App, Edit, Overlay};
 
 pub struct Binding {
     pub keys: &'static [KeyCode],
@@ -182,15 +182,25 @@ pub fn action_for(app: &App, key: KeyEvent) -> Option<Action> {
         return Some(Action::ForceQuit);
     }
     match &app.overlay {
-        Overlay::Dialog(_) => match key.code {
-            Enter => Some(Action::DialogSubmit),
-            Esc => Some(Action::Cancel),
-            Backspace => Some(Action::DialogBackspace),
-            Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                Some(Action::DialogChar(c))
+        Overlay::Dialog(_) => {
+            let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+            let edit = |e| Some(Action::DialogEdit(e));
+            match key.code {
+                Enter => Some(Action::DialogSubmit),
+                Esc => Some(Action::Cancel),
+                Backspace => edit(Edit::Backspace),
+                Delete => edit(Edit::Delete),
+                KeyCode::Left => edit(Edit::Left),
+                KeyCode::Right => edit(Edit::Right),
+                KeyCode::Home => edit(Edit::Home),
+                KeyCode::End => edit(Edit::End),
+                Char('u') if ctrl => edit(Edit::Clear),
+                Char('a') if ctrl => edit(Edit::Home),
+                Char('e') if ctrl => edit(Edit::End),
+                Char(c) if !ctrl => edit(Edit::Insert(c)),
+                _ => None,
             }
-            _ => None,
-        },
+        }
         Overlay::ConfirmQuit => match key.code {
             Char('y') | Char('Y') | Char('q') | Enter => Some(Action::Confirm(true)),
             _ => Some(Action::Confirm(false)),
