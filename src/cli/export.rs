@@ -353,6 +353,22 @@ fn scan_model(
             model.source.display()
         )
     })?;
+    // Layer numbers are checked before a scan that may take minutes.
+    for (flag, list) in [("--drop", &args.drop), ("--keep", &args.keep)] {
+        if let Some(bad) = list
+            .iter()
+            .flat_map(|l| &l.0)
+            .find(|&&l| l >= stack.num_layers)
+        {
+            bail!(
+                "{flag} {bad}: {} has {} layers in `{}` (0-{})",
+                model.source.display(),
+                stack.num_layers,
+                stack.prefix,
+                stack.num_layers.saturating_sub(1)
+            );
+        }
+    }
     let mut table = SnrTable::for_stack(stack);
     let module = match &args.module {
         Some(m) if stack.modules.contains_key(m) => m.clone(),

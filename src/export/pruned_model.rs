@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    io,
+    io::{self, Write},
     path::{Path, PathBuf},
 };
 
@@ -169,10 +169,21 @@ fn out_tensors<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<OutTensor<'m>>, 
     Ok(out)
 }
 
+/// Writes and syncs a small file: the folder is renamed into place only once every byte in it
+/// is on disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let write = || -> io::Result<()> {
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| ExportError::io(path, "cannot write", e))
+}
+
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), ExportError> {
     let mut text = serde_json::to_string_pretty(v).expect("JSON values serialize");
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| ExportError::io(path, "cannot write", e))
+    write_synced(path, text.as_bytes())
 }
 
 /// [`super::export_model`] with a test hook: `fail_after_bytes` makes the shard writer fail as
@@ -267,12 +278,10 @@ pub fn export_model_with_hooks(
         None => notes.push("the source has no config.json; none was written".into()),
     }
     let copied = copy_other_files(model, &dir, &mut notes)?;
-    std::fs::write(dir.join("mergekit_config.yml"), &yaml)
-        .map_err(|e| ExportError::io(dir.join("mergekit_config.yml"), "cannot write", e))?;
+    write_synced(&dir.join("mergekit_config.yml"), yaml.as_bytes())?;
     let kept_params: u64 = tensors.iter().map(|t| t.source.num_elements()).sum();
     let card = model_card::model_card(plan, &yaml, Some((model.total_params(), kept_params)));
-    std::fs::write(dir.join("README.md"), card)
-        .map_err(|e| ExportError::io(dir.join("README.md"), "cannot write", e))?;
+    write_synced(&dir.join("README.md"), card.as_bytes())?;
 
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled { out });
@@ -330,7 +339,10 @@ fn copy_other_files(
     }
     names.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     for (name, path) in &names {
-        std::fs::copy(path, dir.join(name)).map_err(|e| ExportError::io(path, "cannot copy", e))?;
+        let to = dir.join(name);
+        std::fs::copy(path, &to)
+            .and_then(|_| std::fs::File::open(&to)?.sync_all())
+            .map_err(|e| ExportError::io(path, "cannot copy", e))?;
     }
     Ok(names.into_iter().map(|(n, _)| n).collect())
 }
