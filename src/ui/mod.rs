@@ -57,6 +57,12 @@ pub fn run(source: Option<PathBuf>) -> color_eyre::Result<ExitCode> {
     let started = Instant::now();
     // Installing twice (e.g. from a test harness) is harmless; keep the first.
     let _ = color_eyre::install();
+    if !std::io::IsTerminal::is_terminal(&stdout()) {
+        color_eyre::eyre::bail!(
+            "the explorer draws on a terminal, and standard output is not one; \
+             for scripts use `snrscope scan` or `snrscope export`"
+        );
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     // Everything that can fail with a plain message fails here, before the screen changes.
     let app = match source {
