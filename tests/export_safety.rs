@@ -242,3 +242,28 @@ fn a_stack_with_a_hole_must_drop_it() {
         vec![3u8; 32]
     );
 }
+
+/// A run killed with SIGKILL leaves its temporary folder; the next export to the same target
+/// removes it when its process is gone, and leaves a live process's folder alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn stale_temporary_folders_of_dead_runs_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
+    let model = Model::open(&src).unwrap();
+    let dead = tmp.path().join(".out.snrscope-tmp-999999999");
+    let live = tmp.path().join(".out.snrscope-tmp-1");
+    let other = tmp.path().join(".other.snrscope-tmp-999999999");
+    for d in [&dead, &live, &other] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("model.safetensors"), "partial").unwrap();
+    }
+    run(
+        &model,
+        &plan(3, &[1]),
+        &opts(&tmp.path().join("out"), false),
+    )
+    .unwrap();
+    assert!(!dead.exists());
+    assert!(live.exists() && other.exists());
+}

@@ -326,12 +326,13 @@ fn check_outputs(args: &ExportArgs) -> color_eyre::Result<()> {
     Ok(())
 }
 
-/// First Ctrl-C cancels (the export cleans up and says so); a second one exits at once.
+/// Ctrl-C cancels: the scan stops after the matrices in flight, the export after the chunk
+/// being copied, and the temporary folder is removed before exiting (code 130).
 fn install_ctrlc(cancel: &CancelToken) {
     let token = cancel.clone();
     let _ = ctrlc::set_handler(move || {
-        if token.is_cancelled() {
-            std::process::exit(130);
+        if !token.is_cancelled() {
+            eprintln!("\ncancelling: removing what was written…");
         }
         token.cancel();
     });

@@ -23,8 +23,10 @@ fn sibling(target: &Path, what: &str) -> PathBuf {
 }
 
 impl TempDir {
-    /// Creates the temporary folder beside `target` (whose parent must exist).
+    /// Creates the temporary folder beside `target` (whose parent must exist). Temporary
+    /// folders for the same target left by killed runs (their process is gone) are removed.
     pub fn beside(target: &Path) -> Result<TempDir, ExportError> {
+        remove_stale(target);
         let path = sibling(target, "tmp");
         // Left over from an earlier run of a process with our pid that was killed: ours to
         // remove, the name is specific enough.
@@ -92,6 +94,34 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         if self.armed {
             let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Removes `.<name>.snrscope-tmp-<pid>` folders beside `target` whose process no longer
+/// runs (killed with SIGKILL, power loss). Only where /proc tells which processes run.
+fn remove_stale(target: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{name}.snrscope-tmp-");
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
