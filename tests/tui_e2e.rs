@@ -15,9 +15,36 @@ use snrscope::demo::{ModelSpec, write_model};
 /// A tmux server of our own (unique socket), killed however the test ends.
 struct Tmux {
     socket: String,
+    /// The socket file, to remove afterwards (tmux can leave it behind).
+    socket_path: String,
 }
 
 impl Tmux {
+    /// A detached `w`x`h` session named `e2e` running `sh -c script` on a fresh server.
+    fn start(tag: &str, w: &str, h: &str, script: &str) -> Tmux {
+        let mut tmux = Tmux {
+            socket: unique_socket(tag),
+            socket_path: String::new(),
+        };
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            w,
+            "-y",
+            h,
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        let path = tmux.cmd(&["display-message", "-p", "#{socket_path}"]);
+        tmux.socket_path = String::from_utf8_lossy(&path.stdout).trim().to_string();
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             // No user configuration: the test must see tmux's defaults everywhere.
@@ -62,12 +89,10 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let socket = self.cmd(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.cmd(&["kill-server"]);
         // tmux may leave the socket file behind; do not litter /tmp on every test run.
-        let path = String::from_utf8_lossy(&socket.stdout).trim().to_string();
-        if path.contains("snrscope-") {
-            let _ = std::fs::remove_file(path);
+        if self.socket_path.contains("snrscope-") {
+            let _ = std::fs::remove_file(&self.socket_path);
         }
     }
 }
@@ -113,23 +138,7 @@ fn explore_toggle_switch_help_and_quit() {
         model = sh_quote(&model),
         exit = sh_quote(&exit_file),
     );
-    let tmux = Tmux {
-        socket: unique_socket("e2e"),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = Tmux::start("e2e", "120", "40", &script);
 
     // The scan of v_proj finishes and the seed rule drops layers 2 and 5.
     let s = tmux.wait_text("self_attn.v_proj scanned: 8 matrices");
@@ -198,23 +207,7 @@ fn resizing_scrolls_the_chart_and_warns_when_too_small() {
         bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
         model = sh_quote(&model),
     );
-    let tmux = Tmux {
-        socket: unique_socket("resize"),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = Tmux::start("resize", "120", "40", &script);
     let s = tmux.wait_text("self_attn.v_proj scanned: 80 matrices");
     assert!(
         s.contains("· 80 layers "),
@@ -262,23 +255,7 @@ fn sigterm_restores_the_terminal() {
         bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
         model = sh_quote(&model),
     );
-    let tmux = Tmux {
-        socket: unique_socket("term"),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = Tmux::start("term", "100", "30", &script);
     // Keep the dead pane, to read its exit status and final terminal modes.
     tmux.cmd(&["set-option", "-t", "e2e", "remain-on-exit", "on"]);
     tmux.wait_text("self_attn.v_proj scanned: 6 matrices");
@@ -317,43 +294,30 @@ fn a_panic_restores_the_terminal_and_reports() {
     let tmp = tempfile::TempDir::new().unwrap();
     let model = tmp.path().join("panic-model");
     write_model(&model, &ModelSpec::tiny(4, &[1])).unwrap();
+    let exit_file = tmp.path().join("exit-code");
+    // The shell waits for the exit status itself: tmux does not always reap a pane's process
+    // promptly, so its #{pane_dead_status} cannot be relied on.
     let script = format!(
-        "SNRSCOPE_TEST_PANIC=1 RUST_BACKTRACE=0 exec {bin} {model}",
+        "SNRSCOPE_TEST_PANIC=1 RUST_BACKTRACE=0 {bin} {model}; echo $? > {exit}; sleep 120",
         bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
         model = sh_quote(&model),
+        exit = sh_quote(&exit_file),
     );
-    let tmux = Tmux {
-        socket: unique_socket("panic"),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
-    tmux.cmd(&["set-option", "-t", "e2e", "remain-on-exit", "on"]);
+    let tmux = Tmux::start("panic", "100", "30", &script);
     tmux.wait_text("self_attn.v_proj scanned: 4 matrices");
     tmux.keys(&["Right"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let dead = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead}"]);
-        if String::from_utf8_lossy(&dead.stdout).trim() == "1" {
-            break;
+    let code = loop {
+        if let Ok(code) = std::fs::read_to_string(&exit_file)
+            && !code.trim().is_empty()
+        {
+            break code;
         }
         assert!(Instant::now() < deadline, "still running after the panic");
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    assert_eq!(code.trim(), "101");
     assert_eq!(alternate_on(&tmux), "0", "alternate screen left on panic");
-    let status = tmux.cmd(&["display-message", "-p", "-t", "e2e", "#{pane_dead_status}"]);
-    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "101");
     let screen = tmux.screen();
     assert!(screen.contains("deliberate panic"), "{screen}");
     assert!(!screen.contains("SNR of"), "{screen}");
