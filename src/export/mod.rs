@@ -110,8 +110,6 @@ pub enum ExportError {
         action: &'static str,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    ScanFile(#[from] crate::scanfile::ScanFileError),
     #[error("cancelled; nothing was written under {}", out.display())]
     Cancelled { out: PathBuf },
 }
