@@ -401,3 +401,27 @@ fn export_dialog_shows_the_ranges_the_warning_and_an_editable_path() {
     assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
     assert!(!buf[(x - 1, y)].modifier.contains(Modifier::REVERSED));
 }
+
+#[test]
+fn clicking_a_module_tab_shows_that_module() {
+    let (_t, mut app) = mixed_app();
+    let buf = draw(&mut app, 120, 40);
+    let tabs = row_of(&buf, 1);
+    // Click in the middle of the name as drawn, wherever the layout put it.
+    let byte = tabs.find("mlp.up_proj").expect("tab shown");
+    let column = tabs[..byte].chars().count() as u16 + 4;
+    app.handle(Msg::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+        column,
+        row: 1,
+        modifiers: crossterm::event::KeyModifiers::NONE,
+    }));
+    assert_eq!(app.module().name, "mlp.up_proj");
+    let buf = draw(&mut app, 120, 40);
+    assert!(text(&buf).contains("SNR of mlp.up_proj"));
+    // The tab is drawn as the current one (reversed).
+    let tabs = row_of(&buf, 1);
+    let byte = tabs.find("mlp.up_proj").expect("tab shown");
+    let x = tabs[..byte].chars().count() as u16;
+    assert!(buf[(x, 1)].modifier.contains(Modifier::REVERSED));
+}

@@ -1025,8 +1025,15 @@ impl App {
         if n == 0 {
             return;
         }
-        self.current = ((self.current as isize + dir).rem_euclid(n)) as usize;
-        let mi = self.current;
+        self.select_module(((self.current as isize + dir).rem_euclid(n)) as usize);
+    }
+
+    /// Shows a module type, scanning it if it was never (fully) scanned.
+    fn select_module(&mut self, mi: usize) {
+        if mi >= self.modules.len() {
+            return;
+        }
+        self.current = mi;
         if self.modules[mi].state == ScanState::NotStarted
             || self.modules[mi].state == ScanState::Cancelled
         {
@@ -1136,6 +1143,13 @@ impl App {
         }
         if let Some(layer) = layout::layer_at(self, x, y) {
             self.set_cursor(layer);
+        } else if !layout::too_small(self.size.0, self.size.1)
+            && y == layout::areas(self.size.0, self.size.1, self).tabs.y
+        {
+            let (_, _, tabs) = super::summary::tab_layout(self, self.size.0);
+            if let Some(&(mi, _, _)) = tabs.iter().find(|(_, a, b)| (*a..=*b).contains(&x)) {
+                self.select_module(mi);
+            }
         }
     }
 

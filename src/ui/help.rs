@@ -26,7 +26,7 @@ pub fn lines() -> Vec<Line<'static>> {
     ]));
     out.push(Line::from(vec![
         Span::styled(format!(" {:<7}", "mouse"), theme::key()),
-        Span::raw("click a bar to move the cursor there"),
+        Span::raw("click a bar or a module tab; the wheel moves"),
     ]));
     out.push(Line::raw(""));
     out.push(Line::from(vec![

@@ -56,39 +56,59 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     line(Line::from(spans), area, buf);
 }
 
-pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
-    let label = |m: &super::app::ModuleView| -> String {
-        let mark = match m.state {
-            ScanState::Running => "⟳",
-            ScanState::Queued => "…",
-            ScanState::Cancelled => "×",
-            _ => "",
-        };
-        format!(" {}{mark} ", m.name)
+fn tab_label(m: &super::app::ModuleView) -> String {
+    let mark = match m.state {
+        ScanState::Running => "⟳",
+        ScanState::Queued => "…",
+        ScanState::Cancelled => "×",
+        _ => "",
     };
-    // Start late enough that the current tab fits; say how many are hidden on each side.
+    format!(" {}{mark} ", m.name)
+}
+
+const TABS_PREFIX: &str = " module ";
+
+/// Which module tabs fit in `width` columns, and where: `(first, last)` (half-open) plus each
+/// shown tab's module index and column span. Starts late enough that the current tab fits.
+/// The renderer and mouse clicks both use it, so a click lands on the tab it points at.
+pub fn tab_layout(app: &App, width: u16) -> (usize, usize, Vec<(usize, u16, u16)>) {
     let widths: Vec<usize> = app
         .modules
         .iter()
-        .map(|m| label(m).chars().count() + 1)
+        .map(|m| Span::raw(tab_label(m)).width() + 1)
         .collect();
-    let room = (area.width as usize).saturating_sub(12);
+    let room = (width as usize).saturating_sub(12);
     let mut first = 0;
     while first < app.current && widths[first..=app.current].iter().sum::<usize>() > room {
         first += 1;
     }
-    let mut spans = vec![Span::styled(" module ", theme::dim())];
+    let mut x = TABS_PREFIX.len();
     if first > 0 {
-        spans.push(Span::styled(format!("‹{first} "), theme::dim()));
+        x += format!("‹{first} ").chars().count();
     }
     let mut used = 0;
     let mut last = first;
-    for (i, m) in app.modules.iter().enumerate().skip(first) {
-        if used + widths[i] > room && i > app.current {
+    let mut spans = Vec::new();
+    for (i, w) in widths.iter().enumerate().skip(first) {
+        if used + w > room && i > app.current {
             break;
         }
-        used += widths[i];
+        spans.push((i, x as u16, (x + w - 1) as u16));
+        used += w;
+        x += w;
         last = i + 1;
+    }
+    (first, last, spans)
+}
+
+pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
+    let (first, last, shown) = tab_layout(app, area.width);
+    let mut spans = vec![Span::styled(TABS_PREFIX, theme::dim())];
+    if first > 0 {
+        spans.push(Span::styled(format!("‹{first} "), theme::dim()));
+    }
+    for (i, _, _) in shown {
+        let m = &app.modules[i];
         let mut style = if i == app.current {
             Style::new()
                 .fg(theme::ACCENT)
@@ -101,7 +121,7 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         if i == app.drive {
             style = style.add_modifier(Modifier::UNDERLINED);
         }
-        spans.push(Span::styled(label(m), style));
+        spans.push(Span::styled(tab_label(m), style));
         spans.push(Span::raw(" "));
     }
     if last < app.modules.len() {
