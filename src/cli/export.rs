@@ -282,7 +282,11 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 eprintln!("{e}");
                 return Ok(ExitCode::from(130));
             }
-            Err(e) => return Err(eyre!("{e}; nothing was written under {}", out.display())),
+            // Failures while writing: the temporary folder is gone, any old folder is intact.
+            Err(e @ ExportError::Io { .. }) => {
+                return Err(eyre!("{e}; nothing was written under {}", out.display()));
+            }
+            Err(e) => return Err(e.into()),
         }
         wrote_any = true;
     }

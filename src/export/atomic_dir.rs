@@ -48,8 +48,11 @@ impl TempDir {
     }
 
     /// Renames the finished folder to the target. An existing target (the caller checked
-    /// `--force`) is moved aside first and removed only once the new folder is in place.
-    pub fn commit(mut self) -> Result<(), ExportError> {
+    /// `--force`) is moved aside first and removed only once the new folder is in place; if
+    /// that removal fails the export still succeeded, and the returned note says where the old
+    /// folder was left.
+    pub fn commit(mut self) -> Result<Option<String>, ExportError> {
+        let mut note = None;
         sync_dir(&self.path);
         if self.target.exists() {
             let old = sibling(&self.target, "old");
@@ -70,13 +73,12 @@ impl TempDir {
                 ));
             }
             self.armed = false;
-            std::fs::remove_dir_all(&old).map_err(|e| {
-                ExportError::io(
-                    &old,
-                    "new folder in place, but cannot remove the old one",
-                    e,
-                )
-            })?;
+            if let Err(e) = std::fs::remove_dir_all(&old) {
+                note = Some(format!(
+                    "the replaced folder could not be removed and is left at {}: {e}",
+                    old.display()
+                ));
+            }
         } else {
             std::fs::rename(&self.path, &self.target).map_err(|e| {
                 ExportError::io(&self.target, "cannot rename the new folder into place", e)
@@ -86,7 +88,7 @@ impl TempDir {
         if let Some(parent) = self.target.parent() {
             sync_dir(parent);
         }
-        Ok(())
+        Ok(note)
     }
 }
 

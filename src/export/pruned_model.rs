@@ -286,7 +286,7 @@ pub fn export_model_with_hooks(
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled { out });
     }
-    tmp.commit()?;
+    notes.extend(tmp.commit()?);
     Ok(ExportSummary {
         out,
         shards: n,
