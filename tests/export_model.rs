@@ -248,3 +248,73 @@ fn dtype_from_config_then_from_the_weights() {
     // The weights are F32.
     assert_eq!(dtype_with(json!({"num_hidden_layers": n})), "float32");
 }
+
+/// Only the planned stack is renumbered: a second stack (say a vision tower) and the
+/// non-layer tensors keep their names and bytes.
+#[test]
+fn other_stacks_are_copied_unchanged() {
+    use safetensors::tensor::TensorView;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let mut named: Vec<(String, Vec<u8>)> = Vec::new();
+    for l in 0..4u8 {
+        named.push((format!("model.layers.{l}.mlp.up_proj.weight"), vec![l; 16]));
+    }
+    for b in 0..2u8 {
+        named.push((format!("vision.blocks.{b}.attn.weight"), vec![100 + b; 16]));
+    }
+    named.push(("model.embed_tokens.weight".into(), vec![7; 16]));
+    let views: Vec<(String, TensorView<'_>)> = named
+        .iter()
+        .map(|(n, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, vec![2, 2], d).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &src.join("model.safetensors")).unwrap();
+    std::fs::write(
+        src.join("config.json"),
+        r#"{"num_hidden_layers": 4, "vision_config": {"num_hidden_layers": 2}}"#,
+    )
+    .unwrap();
+    let model = Model::open(&src).unwrap();
+    let out = tmp.path().join("out");
+    export::export_model(
+        &model,
+        &plan(4, &[1]),
+        &ExportOptions {
+            out: out.clone(),
+            shard_size: BIG,
+            force: false,
+        },
+        &mut |_| {},
+        &CancelToken::default(),
+    )
+    .unwrap();
+    let t = read_tensors(&out);
+    let got: Vec<(&str, u8)> = t
+        .by_name
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.2[0]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("model.embed_tokens.weight", 7),
+            ("model.layers.0.mlp.up_proj.weight", 0),
+            ("model.layers.1.mlp.up_proj.weight", 2),
+            ("model.layers.2.mlp.up_proj.weight", 3),
+            ("vision.blocks.0.attn.weight", 100),
+            ("vision.blocks.1.attn.weight", 101),
+        ]
+    );
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        c,
+        json!({"num_hidden_layers": 3, "vision_config": {"num_hidden_layers": 2}})
+    );
+}
