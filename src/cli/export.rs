@@ -27,7 +27,9 @@ Examples:
   snrscope export scan.json --yaml prune.yml
   snrscope export MODEL --unfrozen-yaml spectrum.yml --top-percent 25
 
-Without an output flag the plan is printed and nothing is written.")]
+Without an output flag the plan is printed and nothing is written. Ctrl-C stops cleanly:
+nothing is left under the output names. Exit codes: 0 done, 1 error, 2 usage, 3 done but some
+matrices could not be scanned, 130 interrupted.")]
 pub struct ExportArgs {
     /// Model folder (config.json + .safetensors), a .safetensors file, or a scan JSON
     /// (Spectrum / laserQlora layout; plans without the weights).
