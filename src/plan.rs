@@ -298,6 +298,20 @@ pub fn sizes(model: &Model, stack: &Stack, dropped: &[usize]) -> Sizes {
     }
 }
 
+/// `68.8 GB`, `14.7 MB` (powers of 1000, as model cards count).
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
 /// `34.4B`, `135.0M`, `12.3K`.
 pub fn human_count(n: u64) -> String {
     let n = n as f64;

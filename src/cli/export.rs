@@ -13,7 +13,7 @@ use crate::{
         planning::{self, Choice, SnrTable},
     },
     model::Model,
-    plan::{Rule, format_ranges, human_count, parse_layer_list},
+    plan::{Rule, format_ranges, human_bytes, human_count, parse_layer_list},
     scan::{self, CancelToken, ScanEvent, ScanJob, ScanOptions},
     scanfile,
 };
@@ -483,16 +483,6 @@ fn bytes_bar(what: &str) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
-}
-
-/// `69.0 GB`, `512.0 MB` (powers of 1000, as --shard-size reads them).
-fn human_bytes(n: u64) -> String {
-    let x = n as f64;
-    match n {
-        0..1_000_000 => format!("{:.1} kB", x / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", x / 1e6),
-        _ => format!("{:.1} GB", x / 1e9),
-    }
 }
 
 fn print_plan(plan: &Plan) {

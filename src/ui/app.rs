@@ -15,7 +15,7 @@ use crate::{
     export::{self, ExportOptions, ExportProgress, Plan, planning},
     layers::Stack,
     model::{self, Model},
-    plan::{self, Mark, Rule, Selection},
+    plan::{self, Mark, Rule, Selection, human_bytes},
     scan::{self, CancelToken, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
     snr::SnrStats,
@@ -1340,17 +1340,4 @@ fn sanitize(name: &str) -> String {
         })
         .collect();
     if s.is_empty() { "model".into() } else { s }
-}
-
-pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{b} B")
-    }
 }

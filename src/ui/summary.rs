@@ -10,10 +10,10 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, ScanState, StatusKind, human_bytes},
+    app::{App, ScanState, StatusKind},
     theme,
 };
-use crate::plan;
+use crate::plan::{self, human_bytes};
 
 fn line(l: Line, area: Rect, buf: &mut Buffer) {
     if area.height > 0 {
