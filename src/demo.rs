@@ -269,11 +269,51 @@ pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
         &dir.join("generation_config.json"),
         &json!({"bos_token_id": 1, "eos_token_id": 2, "do_sample": false}),
     )?;
+    write_json(&dir.join("tokenizer.json"), &tokenizer_json(spec.vocab))?;
     write_json(
         &dir.join("tokenizer_config.json"),
-        &json!({"model_max_length": 2048, "bos_token": "<s>", "eos_token": "</s>"}),
+        &json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": 2048,
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>"
+        }),
     )?;
     Ok(())
+}
+
+/// A word-level tokenizer with exactly `vocab` entries, so the demo is a complete model that
+/// transformers loads and mergekit copies (mergekit fails on a tokenizer config without a
+/// tokenizer).
+fn tokenizer_json(vocab: usize) -> serde_json::Value {
+    let specials = ["<unk>", "<s>", "</s>"];
+    let mut words = serde_json::Map::new();
+    for (i, w) in specials.iter().enumerate() {
+        words.insert(w.to_string(), i.into());
+    }
+    for i in specials.len()..vocab {
+        words.insert(format!("t{i}"), i.into());
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(id, content)| {
+            json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": words, "unk_token": "<unk>"}
+    })
 }
 
 /// Where the built-in demo lives: written once per version into the user's cache folder.
@@ -282,7 +322,7 @@ pub fn demo_dir() -> io::Result<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join("snrscope").join("demo-model-v2");
+    let dir = base.join("snrscope").join("demo-model-v3");
     if !dir.join("config.json").is_file() {
         // Written under a temporary name first so an interrupted write is never mistaken for a
         // complete demo.
