@@ -375,3 +375,59 @@ fn unfrozen_yaml_needs_no_pruning_plan() {
     assert_eq!(code, 1);
     assert!(stderr.contains("keep at least one"), "{stderr}");
 }
+
+/// `--scan` takes the SNR from a saved scan instead of scanning: a hand-written scan that calls
+/// only layer 7 infinite (the model's own ∞ layers are 2 and 5) must drop exactly layer 7.
+#[test]
+fn a_saved_scan_replaces_the_scan_and_must_match_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(8, &[2, 5]));
+    let entry = |l: usize, snr: &str| {
+        format!(
+            "\"model.layers.{l}.self_attn.v_proj\": {{\"snr\": {snr}, \"type\": \"self_attn.v_proj\"}}"
+        )
+    };
+    let body: Vec<String> = (0..8)
+        .map(|l| entry(l, if l == 7 { "Infinity" } else { "1.5" }))
+        .collect();
+    std::fs::write(
+        tmp.path().join("saved.json"),
+        format!("{{{}}}", body.join(",\n")),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = snrscope(
+        &[
+            "export",
+            "src",
+            "--scan",
+            "saved.json",
+            "--yaml",
+            "p.yml",
+            "--model-out",
+            "out",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kept: [0,7)"), "{stdout}");
+    assert_eq!(ranges(&tmp.path().join("p.yml")).1, vec![[0, 7]]);
+    check_pruned(&src, &tmp.path().join("out"), 8, &[7], 5_000_000_000);
+
+    // A scan of a 4-layer model does not fit an 8-layer one.
+    let short: Vec<String> = (0..4).map(|l| entry(l, "1.5")).collect();
+    std::fs::write(
+        tmp.path().join("short.json"),
+        format!("{{{}}}", short.join(",")),
+    )
+    .unwrap();
+    let (code, _, stderr) = snrscope(
+        &["export", "src", "--scan", "short.json", "--yaml", "q.yml"],
+        tmp.path(),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("short.json") && stderr.contains("4 layers") && stderr.contains("8 layers"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("q.yml").exists());
+}

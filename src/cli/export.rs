@@ -37,6 +37,10 @@ pub struct ExportArgs {
     /// Write mergekit's passthrough config (one slice per run of kept layers) to this file.
     #[arg(long, value_name = "FILE")]
     pub yaml: Option<PathBuf>,
+    /// With a model: take the SNR from this saved scan (e.g. `snrscope scan --out`) instead of
+    /// scanning again. Its layer stack must match the model's.
+    #[arg(long, value_name = "FILE")]
+    pub scan: Option<PathBuf>,
     /// Write the pruned model to this folder (needs the model's weights). Built beside it
     /// under a temporary name and renamed when complete.
     #[arg(long, value_name = "DIR")]
@@ -177,8 +181,14 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             (table, groups, dtype)
         }
         Source::Model(model) => {
-            let (table, f) = scan_model(model, &args, &cancel)?;
-            failed = f;
+            let table = match &args.scan {
+                Some(path) => saved_scan_for(model, path)?,
+                None => {
+                    let (table, f) = scan_model(model, &args, &cancel)?;
+                    failed = f;
+                    table
+                }
+            };
             let groups = table.unfrozen_groups();
             let dtype = args
                 .dtype
@@ -293,6 +303,31 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         wrote_any = true;
     }
     Ok(finish(wrote_any, failed))
+}
+
+/// The SNR table of a saved scan, checked against the model it is used with: a scan of another
+/// model would silently drop the wrong layers.
+fn saved_scan_for(model: &Model, path: &std::path::Path) -> color_eyre::Result<SnrTable> {
+    let (_, entries) = scanfile::read(path)?;
+    let table = SnrTable::from_scan(&entries, &path.display().to_string())?;
+    let stack = model.layout.main_stack().ok_or_else(|| {
+        eyre!(
+            "{}: no numbered layers found in the tensor names",
+            model.source.display()
+        )
+    })?;
+    if table.stack_prefix != stack.prefix || table.num_layers != stack.num_layers {
+        bail!(
+            "{}: scans `{}` with {} layers, but {} has `{}` with {} layers",
+            path.display(),
+            table.stack_prefix,
+            table.num_layers,
+            model.source.display(),
+            stack.prefix,
+            stack.num_layers
+        );
+    }
+    Ok(table)
 }
 
 /// As `snrscope scan`: 3 when finished but some matrices could not be scanned.

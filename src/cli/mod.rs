@@ -28,7 +28,7 @@ pub enum Command {
     /// Compute the SNR of one module type in every layer, without a terminal UI.
     Scan(scan::ScanArgs),
     /// Plan the pruning and write the mergekit YAML and/or the pruned model.
-    Export(export::ExportArgs),
+    Export(Box<export::ExportArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -42,7 +42,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Scan(args)) => scan::run(args),
-        Some(Command::Export(args)) => export::run(args),
+        Some(Command::Export(args)) => export::run(*args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(cli.model),
     };
