@@ -25,6 +25,7 @@ Examples:
   snrscope export MODEL --model-out ./Yi-34B-pruned --yaml prune.yml
   snrscope export MODEL --drop 12,20-21 --keep 55 --model-name 01-ai/Yi-34B --yaml prune.yml
   snrscope export scan.json --yaml prune.yml
+  snrscope export MODEL --scan saved-scan.json --model-out ./pruned
   snrscope export MODEL --unfrozen-yaml spectrum.yml --top-percent 25
 
 Without an output flag the plan is printed and nothing is written. Ctrl-C stops cleanly:
