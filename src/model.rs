@@ -58,6 +58,13 @@ pub enum OpenError {
     },
 }
 
+/// The model has no numbered layers: nothing to scan or prune.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: no numbered layers found in the tensor names")]
+pub struct NoLayerStack {
+    pub path: PathBuf,
+}
+
 /// Why a tensor could not be turned into an f64 matrix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MatrixError {
@@ -251,6 +258,13 @@ impl Model {
             by_name,
             layout,
             warnings,
+        })
+    }
+
+    /// The transformer's main layer stack (see [`layers::discover`]).
+    pub fn main_stack(&self) -> Result<&layers::Stack, NoLayerStack> {
+        self.layout.main_stack().ok_or_else(|| NoLayerStack {
+            path: self.source.clone(),
         })
     }
 

@@ -244,6 +244,16 @@ fn run(
     } else {
         Par::Seq
     };
+    // Ask the kernel for the next few matrices while the current ones are in the SVD: on a cold
+    // cache it then reads them in large requests instead of one small fault at a time. A fixed
+    // window keeps this independent of model size (WILLNEED fills the page cache, not our RSS).
+    let ahead = 2 * threads;
+    let prefetch = |i: usize| {
+        if let Some(t) = jobs.get(i).and_then(|j| model.tensor(&j.tensor)) {
+            model.prefetch(t);
+        }
+    };
+    (0..ahead).for_each(prefetch);
     let work = || {
         jobs.par_iter().enumerate().for_each_init(
             || (Vec::<f64>::new(), SvdWorkspace::default()),
@@ -251,6 +261,7 @@ fn run(
                 if cancel.is_cancelled() {
                     return;
                 }
+                prefetch(i + ahead);
                 let t0 = Instant::now();
                 let outcome = scan_one(model, job, buf, ws, par);
                 let result = MatrixResult {
@@ -293,30 +304,49 @@ fn scan_one(
         .ok_or_else(|| format!("no tensor named {}", job.tensor))?;
     let (rows, cols) = model.read_matrix(t, buf).map_err(|e| e.to_string())?;
     model.release(t);
-    let stats = snr::matrix_snr(buf, rows, cols, par, ws).map_err(|e| e.to_string());
-    // Keep the big buffer for the next matrix but not a stale copy of this one's contents.
-    buf.clear();
-    stats
+    snr::matrix_snr(buf, rows, cols, par, ws).map_err(|e| e.to_string())
 }
 
-/// Scans synchronously on the calling thread's pool; results in job order.
+/// Runs a scan to its end on the calling thread's behalf: `on_result` sees every result as it
+/// arrives (for progress bars), `stop` cancels the remaining jobs (e.g. Ctrl-C). Results come
+/// back in job order; `None` where a job was cancelled before it ran.
+pub fn run_to_end(
+    model: Arc<Model>,
+    jobs: Vec<ScanJob>,
+    options: ScanOptions,
+    stop: &CancelToken,
+    mut on_result: impl FnMut(&MatrixResult, &Progress),
+) -> Vec<Option<MatrixResult>> {
+    let n = jobs.len();
+    let (handle, rx) = start_channel(model, jobs, options);
+    let mut out: Vec<Option<MatrixResult>> = vec![None; n];
+    loop {
+        if stop.is_cancelled() {
+            handle.cancel();
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ScanEvent::Result { result, progress }) => {
+                on_result(&result, &progress);
+                let j = result.job;
+                out[j] = Some(*result);
+            }
+            Ok(ScanEvent::Finished { .. })
+            | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    handle.join();
+    out
+}
+
+/// Scans to the end without progress or cancellation; results in job order.
 pub fn scan_blocking(
     model: Arc<Model>,
     jobs: Vec<ScanJob>,
     options: ScanOptions,
 ) -> Vec<MatrixResult> {
-    let n = jobs.len();
-    let (handle, rx) = start_channel(model, jobs, options);
-    let mut out: Vec<Option<MatrixResult>> = vec![None; n];
-    for event in rx.iter() {
-        match event {
-            ScanEvent::Result { result, .. } => {
-                let j = result.job;
-                out[j] = Some(*result);
-            }
-            ScanEvent::Finished { .. } => break,
-        }
-    }
-    handle.join();
-    out.into_iter().flatten().collect()
+    run_to_end(model, jobs, options, &CancelToken::default(), |_, _| {})
+        .into_iter()
+        .flatten()
+        .collect()
 }

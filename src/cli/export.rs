@@ -1,11 +1,10 @@
 //! `snrscope export`: plan the pruning and write the mergekit YAML, the pruned model and/or
 //! Spectrum's unfrozen-parameters YAML.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Args;
 use color_eyre::eyre::{bail, eyre};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     export::{
@@ -14,9 +13,11 @@ use crate::{
     },
     model::Model,
     plan::{Rule, format_ranges, human_bytes, human_count, parse_layer_list},
-    scan::{self, CancelToken, ScanEvent, ScanJob, ScanOptions},
+    scan::{self, CancelToken, ScanJob},
     scanfile,
 };
+
+use super::scan::{self as scan_cli, scan_with_bar};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -260,7 +261,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             shard_size: args.shard_size,
             force: args.force,
         };
-        let bar = bytes_bar("writing");
+        let bar = scan_cli::bytes_bar("writing");
         bar.set_message(out.display().to_string());
         let result = export::export_model(
             model,
@@ -311,12 +312,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
 fn saved_scan_for(model: &Model, path: &std::path::Path) -> color_eyre::Result<SnrTable> {
     let (_, entries) = scanfile::read(path)?;
     let table = SnrTable::from_scan(&entries, &path.display().to_string())?;
-    let stack = model.layout.main_stack().ok_or_else(|| {
-        eyre!(
-            "{}: no numbered layers found in the tensor names",
-            model.source.display()
-        )
-    })?;
+    let stack = model.main_stack()?;
     if table.stack_prefix != stack.prefix || table.num_layers != stack.num_layers {
         bail!(
             "{}: scans `{}` with {} layers, but {} has `{}` with {} layers",
@@ -380,9 +376,6 @@ fn install_ctrlc(cancel: &CancelToken) {
     });
 }
 
-/// Scan inputs up to this size are prefetched into the page cache before scanning.
-const PREFETCH_LIMIT: u64 = 2_000_000_000;
-
 /// Scans the module the plan needs (all module types of the main stack when
 /// --unfrozen-yaml asks for them), with a progress bar. Also returns how many matrices failed.
 fn scan_model(
@@ -390,12 +383,7 @@ fn scan_model(
     args: &ExportArgs,
     cancel: &CancelToken,
 ) -> color_eyre::Result<(SnrTable, usize)> {
-    let stack = model.layout.main_stack().ok_or_else(|| {
-        eyre!(
-            "{}: no numbered layers found in the tensor names",
-            model.source.display()
-        )
-    })?;
+    let stack = model.main_stack()?;
     // Layer numbers are checked before a scan that may take minutes.
     for (flag, list) in [("--drop", &args.drop), ("--keep", &args.keep)] {
         if let Some(bad) = list
@@ -435,13 +423,6 @@ fn scan_model(
     } else {
         scan::jobs_for_module(model, stack, &module)
     };
-    // Ask for all the matrices up front (when they fit comfortably in memory): on a cold cache
-    // the kernel then reads them in large requests instead of one small fault at a time.
-    if jobs.iter().map(|j| j.bytes).sum::<u64>() <= PREFETCH_LIMIT {
-        for t in jobs.iter().filter_map(|j| model.tensor(&j.tensor)) {
-            model.prefetch(t);
-        }
-    }
     let results = scan_with_bar(model, jobs.clone(), args.threads, cancel);
     let mut failed = 0;
     for (job, r) in jobs.iter().zip(results) {
@@ -468,57 +449,6 @@ fn scan_model(
         .or_insert_with(|| vec![None; stack.num_layers]);
     table.default_module = Some(module);
     Ok((table, failed))
-}
-
-/// Runs the scan, showing bytes scanned; stops early on Ctrl-C.
-fn scan_with_bar(
-    model: &Arc<Model>,
-    jobs: Vec<ScanJob>,
-    threads: usize,
-    cancel: &CancelToken,
-) -> Vec<Option<Result<crate::snr::SnrStats, String>>> {
-    let total: u64 = jobs.iter().map(|j| j.bytes).sum();
-    let n = jobs.len();
-    let bar = bytes_bar("scanning");
-    bar.set_length(total);
-    bar.set_message(format!("{n} matrices"));
-    let (handle, rx) = scan::start_channel(model.clone(), jobs, ScanOptions { threads });
-    let mut results = vec![None; n];
-    loop {
-        if cancel.is_cancelled() {
-            handle.cancel();
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(ScanEvent::Result { result, progress }) => {
-                bar.set_position(progress.bytes_done);
-                let j = result.job;
-                results[j] = Some(result.outcome);
-            }
-            Ok(ScanEvent::Finished { .. }) => break,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    handle.join();
-    bar.finish_and_clear();
-    results
-}
-
-fn bytes_bar(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} \
-             {{bytes_per_sec}} ETA {{eta}}"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 fn print_plan(plan: &Plan) {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     model::Model,
-    scan::{self, ScanEvent, ScanJob, ScanOptions},
+    scan::{self, CancelToken, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
     snr::SnrStats,
 };
@@ -36,26 +36,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     let jobs = select_jobs(&model, args.modules.as_deref())?;
-    let bar = progress_bar(&jobs);
-    let (handle, rx) = scan::start_channel(
-        model.clone(),
-        jobs.clone(),
-        ScanOptions {
-            threads: args.threads,
-        },
-    );
-    let mut results: Vec<Option<Result<SnrStats, String>>> = vec![None; jobs.len()];
-    for event in rx.iter() {
-        match event {
-            ScanEvent::Result { result, progress } => {
-                bar.set_position(progress.bytes_done);
-                results[result.job] = Some(result.outcome);
-            }
-            ScanEvent::Finished { .. } => break,
-        }
-    }
-    handle.join();
-    bar.finish_and_clear();
+    let results = scan_with_bar(&model, jobs.clone(), args.threads, &CancelToken::default());
 
     let entries: Vec<ScanEntry> = jobs
         .iter()
@@ -106,12 +87,7 @@ pub fn select_jobs(model: &Model, modules: Option<&str>) -> color_eyre::Result<V
             jobs
         }
         None => {
-            let stack = model.layout.main_stack().ok_or_else(|| {
-                eyre!(
-                    "{}: no numbered layers found in the tensor names",
-                    model.source.display()
-                )
-            })?;
+            let stack = model.main_stack()?;
             let module = stack
                 .default_module()
                 .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?;
@@ -121,20 +97,43 @@ pub fn select_jobs(model: &Model, modules: Option<&str>) -> color_eyre::Result<V
     Ok(jobs)
 }
 
-fn progress_bar(jobs: &[ScanJob]) -> ProgressBar {
-    let total: u64 = jobs.iter().map(|j| j.bytes).sum();
+/// Runs the scan with a byte progress bar on stderr (when it is a terminal); `stop` ends it
+/// early. Outcomes in job order, `None` for jobs that never ran.
+pub fn scan_with_bar(
+    model: &Arc<Model>,
+    jobs: Vec<ScanJob>,
+    threads: usize,
+    stop: &CancelToken,
+) -> Vec<Option<Result<SnrStats, String>>> {
+    let bar = bytes_bar("scanning");
+    bar.set_length(jobs.iter().map(|j| j.bytes).sum());
+    bar.set_message(format!("{} matrices", jobs.len()));
+    let results = scan::run_to_end(
+        model.clone(),
+        jobs,
+        ScanOptions { threads },
+        stop,
+        |_, progress| bar.set_position(progress.bytes_done),
+    );
+    bar.finish_and_clear();
+    results.into_iter().map(|r| r.map(|r| r.outcome)).collect()
+}
+
+/// A bytes/rate/ETA bar for `what` ("scanning", "writing"); hidden when stderr is not a
+/// terminal, so scripts get clean output.
+pub fn bytes_bar(what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
+    let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} scanning {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} \
+             {{bytes_per_sec}} ETA {{eta}}"
+        ))
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.set_message(format!("{} matrices", jobs.len()));
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -387,12 +387,7 @@ impl App {
         tx: Sender<Msg>,
         options: AppOptions,
     ) -> color_eyre::Result<App> {
-        let stack = model.layout.main_stack().cloned().ok_or_else(|| {
-            color_eyre::eyre::eyre!(
-                "{}: no numbered layers found in the tensor names",
-                model.source.display()
-            )
-        })?;
+        let stack = model.main_stack()?.clone();
         let default = stack.default_module().map(str::to_string).ok_or_else(|| {
             color_eyre::eyre::eyre!("{}: layers have no 2-D weights", model.source.display())
         })?;
