@@ -154,58 +154,39 @@ impl ModelSpec {
     fn layer_tensors(&self, l: usize) -> Vec<Generated> {
         let mut rng = Rng::new(self.seed ^ (l as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
         let (h, kv, ff) = (self.hidden, self.kv_dim(), self.intermediate);
-        let p = format!("model.layers.{l}");
-        // A different decay per layer and module, so the finite SNRs differ.
-        let alpha = |k: usize| 0.6 + 0.1 * ((l * 7 + k * 3) % 9) as f64;
-        let v_proj = |rng: &mut Rng| {
-            if self.infinite_layers.contains(&l) {
-                clustered_spectrum(rng, kv, h, 0.05 + 0.01 * l as f64)
-            } else {
-                power_law(rng, kv, h, alpha(2))
-            }
-        };
-        let mut out = Vec::new();
-        let mut push = |name: &str, shape: Vec<usize>, data: Vec<f64>| {
-            out.push((format!("{p}.{name}"), shape, data));
-        };
-        push("input_layernorm.weight", vec![h], ones_jitter(&mut rng, h));
-        push(
-            "self_attn.q_proj.weight",
-            vec![h, h],
-            power_law(&mut rng, h, h, alpha(0)),
-        );
-        push(
-            "self_attn.k_proj.weight",
-            vec![kv, h],
-            power_law(&mut rng, kv, h, alpha(1)),
-        );
-        push("self_attn.v_proj.weight", vec![kv, h], v_proj(&mut rng));
-        push(
-            "self_attn.o_proj.weight",
-            vec![h, h],
-            power_law(&mut rng, h, h, alpha(3)),
-        );
-        push(
-            "post_attention_layernorm.weight",
-            vec![h],
-            ones_jitter(&mut rng, h),
-        );
-        push(
-            "mlp.gate_proj.weight",
-            vec![ff, h],
-            power_law(&mut rng, ff, h, alpha(4)),
-        );
-        push(
-            "mlp.up_proj.weight",
-            vec![ff, h],
-            power_law(&mut rng, ff, h, alpha(5)),
-        );
-        push(
-            "mlp.down_proj.weight",
-            vec![h, ff],
-            power_law(&mut rng, h, ff, alpha(6)),
-        );
-        out
+        // (module, rows, cols): cols 0 marks a 1-D norm weight. Checkpoint order; the index is
+        // also what varies each matrix's power-law decay.
+        let modules = [
+            ("input_layernorm", h, 0),
+            ("self_attn.q_proj", h, h),
+            ("self_attn.k_proj", kv, h),
+            ("self_attn.v_proj", kv, h),
+            ("self_attn.o_proj", h, h),
+            ("post_attention_layernorm", h, 0),
+            ("mlp.gate_proj", ff, h),
+            ("mlp.up_proj", ff, h),
+            ("mlp.down_proj", h, ff),
+        ];
+        let mut k = 0;
+        modules
+            .into_iter()
+            .map(|(name, rows, cols)| {
+                let (shape, data) = if cols == 0 {
+                    (vec![rows], ones_jitter(&mut rng, rows))
+                } else {
+                    // A different decay per layer and module, so the finite SNRs differ.
+                    let alpha = 0.6 + 0.1 * ((l * 7 + k * 3) % 9) as f64;
+                    k += 1;
+                    let data = if name == "self_attn.v_proj" && self.infinite_layers.contains(&l) {
+                        clustered_spectrum(&mut rng, rows, cols, 0.05 + 0.01 * l as f64)
+                    } else {
+                        power_law(&mut rng, rows, cols, alpha)
+                    };
+                    (vec![rows, cols], data)
+                };
+                (format!("model.layers.{l}.{name}.weight"), shape, data)
+            })
+            .collect()
     }
 }
 
