@@ -2,7 +2,7 @@
 //! whose v_proj SNR is infinite in layers 2 and 5. Keys go in with `send-keys`, the screen
 //! comes back with `capture-pane`.
 //!
-//! Needs tmux (CI installs it). Set SNRSCOPE_SKIP_TUI_E2E=1 to skip where it is missing.
+//! Needs tmux (CI installs it); without it these tests fail rather than pass unrun.
 
 use std::{
     path::Path,
@@ -115,19 +115,21 @@ fn sh_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
-#[test]
-fn explore_toggle_switch_help_and_quit() {
-    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
-        eprintln!("skipped: SNRSCOPE_SKIP_TUI_E2E is set");
-        return;
-    }
+/// Checks that tmux is there and writes a generated model into a fresh temporary folder.
+fn tmux_and_model(name: &str, spec: &ModelSpec) -> (tempfile::TempDir, std::path::PathBuf) {
     assert!(
         tmux_available(),
-        "tmux is required for this test (or set SNRSCOPE_SKIP_TUI_E2E=1)"
+        "tmux is required for the end-to-end tests"
     );
     let tmp = tempfile::TempDir::new().unwrap();
-    let model = tmp.path().join("e2e-model");
-    write_model(&model, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let model = tmp.path().join(name);
+    write_model(&model, spec).unwrap();
+    (tmp, model)
+}
+
+#[test]
+fn explore_toggle_switch_help_and_quit() {
+    let (tmp, model) = tmux_and_model("e2e-model", &ModelSpec::tiny(8, &[2, 5]));
     let exit_file = tmp.path().join("exit-code");
     let bin = env!("CARGO_BIN_EXE_snrscope");
     // The pane outlives the program so the restored screen can be inspected.
@@ -192,16 +194,7 @@ fn explore_toggle_switch_help_and_quit() {
 /// show, shows a clear message when too small, and comes back.
 #[test]
 fn resizing_scrolls_the_chart_and_warns_when_too_small() {
-    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
-        return;
-    }
-    assert!(
-        tmux_available(),
-        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
-    );
-    let tmp = tempfile::TempDir::new().unwrap();
-    let model = tmp.path().join("deep-model");
-    write_model(&model, &ModelSpec::tiny(80, &[3, 77])).unwrap();
+    let (_tmp, model) = tmux_and_model("deep-model", &ModelSpec::tiny(80, &[3, 77]));
     let script = format!(
         "exec {bin} {model}",
         bin = sh_quote(Path::new(env!("CARGO_BIN_EXE_snrscope"))),
@@ -238,16 +231,7 @@ fn resizing_scrolls_the_chart_and_warns_when_too_small() {
 /// SIGTERM while a scan shows: the explorer leaves the alternate screen and raw mode.
 #[test]
 fn sigterm_restores_the_terminal() {
-    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
-        return;
-    }
-    assert!(
-        tmux_available(),
-        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
-    );
-    let tmp = tempfile::TempDir::new().unwrap();
-    let model = tmp.path().join("term-model");
-    write_model(&model, &ModelSpec::tiny(6, &[1])).unwrap();
+    let (tmp, model) = tmux_and_model("term-model", &ModelSpec::tiny(6, &[1]));
     let pid_file = tmp.path().join("pid");
     let script = format!(
         "echo $$ > {pid}; exec {bin} {model}",
@@ -284,16 +268,7 @@ fn sigterm_restores_the_terminal() {
 /// report is printed, so the report is readable on the normal screen.
 #[test]
 fn a_panic_restores_the_terminal_and_reports() {
-    if std::env::var_os("SNRSCOPE_SKIP_TUI_E2E").is_some() {
-        return;
-    }
-    assert!(
-        tmux_available(),
-        "tmux is required (or set SNRSCOPE_SKIP_TUI_E2E=1)"
-    );
-    let tmp = tempfile::TempDir::new().unwrap();
-    let model = tmp.path().join("panic-model");
-    write_model(&model, &ModelSpec::tiny(4, &[1])).unwrap();
+    let (tmp, model) = tmux_and_model("panic-model", &ModelSpec::tiny(4, &[1]));
     let exit_file = tmp.path().join("exit-code");
     // The shell waits for the exit status itself: tmux does not always reap a pane's process
     // promptly, so its #{pane_dead_status} cannot be relied on.
