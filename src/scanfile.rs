@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path};
 
 use crate::pyjson::PyJson as Value;
 
-use crate::layers;
+use crate::{layers, scan::ScanJob, snr::SnrStats};
 
 /// One module's SNR as a scan file records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,33 @@ pub struct ScanEntry {
 }
 
 impl ScanEntry {
+    /// The scan-file record for one job (failed matrices carry their error and a NaN SNR).
+    pub fn from_result(job: &ScanJob, result: Option<&Result<SnrStats, String>>) -> ScanEntry {
+        let mut e = ScanEntry {
+            module: job.module.clone(),
+            module_type: job.module_type.clone(),
+            snr: f64::NAN,
+            extra: Vec::new(),
+            error: None,
+        };
+        match result {
+            Some(Ok(s)) => {
+                e.snr = s.snr_ratio;
+                e.extra = vec![
+                    ("raw_snr".into(), s.raw_snr),
+                    ("max_singular_value".into(), s.max_singular_value),
+                    ("threshold".into(), s.threshold),
+                    ("sigma".into(), s.sigma),
+                    ("n_signal".into(), s.n_signal as f64),
+                    ("n_noise".into(), s.n_noise as f64),
+                ];
+            }
+            Some(Err(msg)) => e.error = Some(msg.clone()),
+            None => e.error = Some("not scanned (cancelled)".into()),
+        }
+        e
+    }
+
     /// `(stack, layer index)` when the module belongs to a numbered layer.
     pub fn layer(&self) -> Option<(&str, usize)> {
         layers::parse_layer_name(&self.module).map(|p| (p.stack, p.index))

@@ -1,7 +1,7 @@
 //! The command line: argument parsing and the headless subcommands.
 
 mod export;
-pub mod scan;
+mod scan;
 
 use std::{path::PathBuf, process::ExitCode};
 

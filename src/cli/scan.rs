@@ -3,7 +3,7 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Args;
-use color_eyre::eyre::{Context, bail, eyre};
+use color_eyre::eyre::{bail, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
@@ -41,12 +41,12 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     let entries: Vec<ScanEntry> = jobs
         .iter()
         .zip(&results)
-        .map(|(job, r)| entry_for(job, r.as_ref()))
+        .map(|(job, r)| ScanEntry::from_result(job, r.as_ref()))
         .collect();
     let failed = entries.iter().filter(|e| e.error.is_some()).count();
     match &args.out {
         Some(path) => {
-            write_atomically(path, &scanfile::to_json(&entries))?;
+            crate::export::write_file_atomically(path, scanfile::to_json(&entries).as_bytes())?;
             eprintln!(
                 "wrote {} result(s) to {} ({} infinite, {failed} failed)",
                 entries.len(),
@@ -138,33 +138,6 @@ pub fn bytes_bar(what: &str) -> ProgressBar {
     bar
 }
 
-/// The scan-file record for one job (failed matrices carry their error and a NaN SNR).
-pub fn entry_for(job: &ScanJob, result: Option<&Result<SnrStats, String>>) -> ScanEntry {
-    let mut e = ScanEntry {
-        module: job.module.clone(),
-        module_type: job.module_type.clone(),
-        snr: f64::NAN,
-        extra: Vec::new(),
-        error: None,
-    };
-    match result {
-        Some(Ok(s)) => {
-            e.snr = s.snr_ratio;
-            e.extra = vec![
-                ("raw_snr".into(), s.raw_snr),
-                ("max_singular_value".into(), s.max_singular_value),
-                ("threshold".into(), s.threshold),
-                ("sigma".into(), s.sigma),
-                ("n_signal".into(), s.n_signal as f64),
-                ("n_noise".into(), s.n_noise as f64),
-            ];
-        }
-        Some(Err(msg)) => e.error = Some(msg.clone()),
-        None => e.error = Some("not scanned (cancelled)".into()),
-    }
-    e
-}
-
 fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> String {
     use std::fmt::Write as _;
     let width = jobs
@@ -201,26 +174,4 @@ fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> Stri
         );
     }
     out
-}
-
-/// Writes `text` beside `path` and renames it into place, so a reader never sees half a file.
-pub fn write_atomically(path: &std::path::Path, text: &str) -> color_eyre::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| eyre!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).wrap_err_with(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).wrap_err_with(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot write", path.display())
-    })?;
-    Ok(())
 }

@@ -1221,12 +1221,12 @@ impl App {
             DialogKind::ScanJson => {
                 let entries = self.scan_entries();
                 let text = scanfile::to_json(&entries);
-                match crate::cli::scan::write_atomically(&path, &text) {
+                match export::write_file_atomically(&path, text.as_bytes()) {
                     Ok(()) => self.set_status(
                         format!("wrote {} scan entries to {}", entries.len(), path.display()),
                         StatusKind::Ok,
                     ),
-                    Err(e) => self.set_status(format!("{e:#}"), StatusKind::Error),
+                    Err(e) => self.set_status(e.to_string(), StatusKind::Error),
                 }
             }
             DialogKind::Model => self.start_export(path),
@@ -1246,7 +1246,7 @@ impl App {
                     Value::Failed(e) => Some(Err(e.clone())),
                     _ => None,
                 };
-                out.push(crate::cli::scan::entry_for(job, r.as_ref()));
+                out.push(ScanEntry::from_result(job, r.as_ref()));
             }
         }
         out
