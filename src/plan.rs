@@ -300,30 +300,23 @@ pub fn sizes(model: &Model, stack: &Stack, dropped: &[usize]) -> Sizes {
 
 /// `68.8 GB`, `14.7 MB` (powers of 1000, as model cards count).
 pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{b} B")
-    }
+    scaled(b, [" B", " kB", " MB", " GB"])
 }
 
 /// `34.4B`, `135.0M`, `12.3K`.
 pub fn human_count(n: u64) -> String {
-    let n = n as f64;
-    if n >= 1e9 {
-        format!("{:.1}B", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1}M", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1}K", n / 1e3)
-    } else {
-        format!("{n}")
+    scaled(n, ["", "K", "M", "B"])
+}
+
+/// One decimal in the largest power of 1000 that fits, with that power's suffix.
+fn scaled(n: u64, suffixes: [&str; 4]) -> String {
+    let x = n as f64;
+    for (scale, suffix) in [(1e9, suffixes[3]), (1e6, suffixes[2]), (1e3, suffixes[1])] {
+        if x >= scale {
+            return format!("{:.1}{suffix}", x / scale);
+        }
     }
+    format!("{n}{}", suffixes[0])
 }
 
 #[cfg(test)]
@@ -400,6 +393,16 @@ mod tests {
         s.refresh_rule(&Rule::Infinite, &[Some(1.0), Some(f64::INFINITY), None]);
         assert_eq!(s.dropped(), vec![0, 1]);
         assert_eq!(s.mark(0), Mark::DropManual);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_count(34_400_000_000), "34.4B");
+        assert_eq!(human_count(135_000_000), "135.0M");
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_bytes(68_800_000_000), "68.8 GB");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
+        assert_eq!(human_bytes(12), "12 B");
     }
 
     #[test]
