@@ -1,13 +1,15 @@
 //! Our SNR against the numpy oracle (`shared/tools/snr_oracle.py`) on models the tests
 //! generate: relative 1e-9 on every statistic, and the same set of infinite layers.
+//!
+//! The oracle's values are committed under tests/golden/ (produced only by
+//! tests/golden/regenerate.py, which `.ci/run` re-runs against the live oracle), so this needs
+//! no Python.
 
 mod common;
 
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc};
 
-use safetensors::Dtype;
 use snrscope::{
-    demo::{ModelSpec, write_model},
     model::Model,
     scan::{self, ScanOptions},
 };
@@ -24,13 +26,14 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= REL * a.abs().max(b.abs()) || (a - b).abs() < 1e-300
 }
 
-/// Scans `path` with snrscope and compares every matrix `pattern` selects with the oracle.
-/// Returns the modules both call infinite.
-fn compare(path: &Path, pattern: &str) -> BTreeSet<String> {
-    let oracle = common::run_oracle(path, pattern);
-    let oracle = oracle.as_object().expect("object");
-    let model = Arc::new(Model::open(path).expect("opens"));
-    let jobs = scan::jobs_matching(&model, &regex::Regex::new(pattern).unwrap());
+/// Builds the golden case's model, scans every matrix its pattern selects with snrscope and
+/// compares with the oracle's values. Returns the modules both call infinite.
+fn compare(case: &str) -> BTreeSet<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::golden(case, tmp.path());
+    let oracle = g.results.as_object().expect("object");
+    let model = Arc::new(Model::open(g.target()).expect("opens"));
+    let jobs = scan::jobs_matching(&model, &regex::Regex::new(g.case.pattern).unwrap());
     let results = scan::scan_blocking(model, jobs.clone(), ScanOptions { threads: 2 });
     assert_eq!(results.len(), jobs.len());
     let ours: Vec<(&str, _)> = jobs
@@ -94,93 +97,56 @@ fn v_proj_set(layers: &[usize]) -> BTreeSet<String> {
 
 #[test]
 fn bf16_gqa_sharded_with_planted_infinite_layers() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = ModelSpec::tiny(12, &[0, 4, 5, 11]);
-    spec.shards = 3;
-    write_model(dir.path(), &spec).unwrap();
-    assert!(dir.path().join("model.safetensors.index.json").is_file());
-    let inf = compare(dir.path(), "v_proj");
-    assert_eq!(inf, v_proj_set(&[0, 4, 5, 11]));
+    assert_eq!(compare("bf16_gqa_sharded"), v_proj_set(&[0, 4, 5, 11]));
 }
 
 #[test]
 fn every_matrix_of_a_bf16_model() {
-    // q/k/o/mlp, embeddings and lm_head too: rectangular both ways and square.
-    let dir = tempfile::tempdir().unwrap();
-    write_model(dir.path(), &ModelSpec::tiny(3, &[1])).unwrap();
-    compare(dir.path(), ".");
+    assert_eq!(compare("bf16_every_matrix"), v_proj_set(&[1]));
 }
 
 #[test]
 fn f16_single_file_given_as_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = ModelSpec::tiny(6, &[2, 3]);
-    spec.dtype = Dtype::F16;
-    spec.seed = 11;
-    write_model(dir.path(), &spec).unwrap();
-    let inf = compare(&dir.path().join("model.safetensors"), "v_proj");
-    assert_eq!(inf, v_proj_set(&[2, 3]));
+    assert_eq!(compare("f16_single_file"), v_proj_set(&[2, 3]));
 }
 
 #[test]
 fn f32_square_value_projections() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = ModelSpec::tiny(5, &[4]);
-    spec.dtype = Dtype::F32;
-    spec.kv_heads = spec.heads; // no GQA: v_proj is square
-    spec.seed = 12;
-    write_model(dir.path(), &spec).unwrap();
-    let model = Model::open(dir.path()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    common::golden("f32_square", tmp.path());
+    let model = Model::open(tmp.path()).unwrap();
     let v = model
         .tensor("model.layers.0.self_attn.v_proj.weight")
         .unwrap();
-    assert_eq!(v.shape, vec![64, 64]);
-    let inf = compare(dir.path(), "self_attn");
-    assert_eq!(inf, v_proj_set(&[4]));
+    assert_eq!(v.shape, vec![64, 64], "no GQA: square value projections");
+    assert_eq!(compare("f32_square"), v_proj_set(&[4]));
 }
 
 #[test]
 fn f64_sharded() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = ModelSpec::tiny(4, &[0, 3]);
-    spec.dtype = Dtype::F64;
-    spec.shards = 2;
-    spec.seed = 13;
-    write_model(dir.path(), &spec).unwrap();
-    let inf = compare(dir.path(), "v_proj|down_proj");
-    assert_eq!(inf, v_proj_set(&[0, 3]));
+    assert_eq!(compare("f64_sharded"), v_proj_set(&[0, 3]));
+}
+
+#[test]
+fn two_bf16_shards() {
+    assert_eq!(compare("bf16_two_shards"), v_proj_set(&[2, 10, 11]));
 }
 
 #[test]
 fn larger_shapes_take_faers_blocked_paths() {
-    // Tiny models keep every SVD on faer's small-matrix path; these shapes go through its
-    // QR pre-reduction (tall and wide) and divide-and-conquer bidiagonal solver.
-    use snrscope::demo::{Rng, encode, power_law};
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng::new(99);
-    let shapes = [(384usize, 1536usize), (1536, 384), (600, 600)];
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, &(r, c))| {
-            let w = power_law(&mut rng, r, c, 0.7 + 0.2 * i as f64);
-            (
-                format!("model.layers.{i}.self_attn.v_proj.weight"),
-                vec![r, c],
-                encode(Dtype::BF16, &w),
-            )
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(Dtype::BF16, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let file = dir.path().join("model.safetensors");
-    safetensors::serialize_to_file(views, None, &file).unwrap();
-    compare(&file, "v_proj");
+    compare("bf16_larger_shapes");
+}
+
+/// Every committed golden file belongs to a case (a stale file would check nothing).
+#[test]
+fn every_golden_file_has_a_case() {
+    for entry in std::fs::read_dir(common::golden_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(case) = name.strip_suffix(".json") {
+            assert!(
+                common::cases::CASES.iter().any(|c| c.name == case),
+                "tests/golden/{name} has no case in tests/golden/cases.rs"
+            );
+        }
+    }
 }

@@ -1,0 +1,167 @@
+//! The models whose oracle SNR is committed under `tests/golden/`: one definition, read by the
+//! tests (which build each model and compare snrscope with the committed values) and by the
+//! `golden_models` example (which builds the same models for `tests/golden/regenerate.py`).
+//!
+//! Changing a case changes its model: run `python3 tests/golden/regenerate.py` afterwards.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use safetensors::Dtype;
+use snrscope::demo::{ModelSpec, Rng, encode, power_law, write_model};
+
+pub struct Case {
+    /// Also the golden file's name: `tests/golden/<name>.json`.
+    pub name: &'static str,
+    /// What the oracle and snrscope are pointed at, relative to the case's folder ("" = the
+    /// folder itself).
+    pub target: &'static str,
+    /// The oracle's `--match` regular expression.
+    pub pattern: &'static str,
+    build: fn(&Path),
+}
+
+impl Case {
+    /// Writes the case's model into `dir` (created).
+    pub fn build(&self, dir: &Path) {
+        (self.build)(dir)
+    }
+}
+
+fn spec(layers: usize, infinite: &[usize], f: impl FnOnce(&mut ModelSpec)) -> ModelSpec {
+    let mut s = ModelSpec::tiny(layers, infinite);
+    f(&mut s);
+    s
+}
+
+fn write(dir: &Path, s: &ModelSpec) {
+    write_model(dir, s).expect("writing a test model");
+}
+
+pub const CASES: &[Case] = &[
+    Case {
+        name: "bf16_gqa_sharded",
+        target: "",
+        pattern: "v_proj",
+        build: |d| write(d, &spec(12, &[0, 4, 5, 11], |s| s.shards = 3)),
+    },
+    Case {
+        // q/k/o/mlp, embeddings and lm_head too: rectangular both ways and square.
+        name: "bf16_every_matrix",
+        target: "",
+        pattern: ".",
+        build: |d| write(d, &ModelSpec::tiny(3, &[1])),
+    },
+    Case {
+        name: "f16_single_file",
+        target: "model.safetensors",
+        pattern: "v_proj",
+        build: |d| {
+            write(
+                d,
+                &spec(6, &[2, 3], |s| {
+                    s.dtype = Dtype::F16;
+                    s.seed = 11;
+                }),
+            )
+        },
+    },
+    Case {
+        // No GQA: v_proj is square.
+        name: "f32_square",
+        target: "",
+        pattern: "self_attn",
+        build: |d| {
+            write(
+                d,
+                &spec(5, &[4], |s| {
+                    s.dtype = Dtype::F32;
+                    s.kv_heads = s.heads;
+                    s.seed = 12;
+                }),
+            )
+        },
+    },
+    Case {
+        name: "f64_sharded",
+        target: "",
+        pattern: "v_proj|down_proj",
+        build: |d| {
+            write(
+                d,
+                &spec(4, &[0, 3], |s| {
+                    s.dtype = Dtype::F64;
+                    s.shards = 2;
+                    s.seed = 13;
+                }),
+            )
+        },
+    },
+    Case {
+        // A 12-layer model in two shards, the layout `snrscope scan --out` is checked on.
+        name: "bf16_two_shards",
+        target: "",
+        pattern: "v_proj",
+        build: |d| write(d, &spec(12, &[2, 10, 11], |s| s.shards = 2)),
+    },
+    Case {
+        // Tiny models keep every SVD on faer's small-matrix path; these shapes go through its
+        // QR pre-reduction (tall and wide) and divide-and-conquer bidiagonal solver.
+        name: "bf16_larger_shapes",
+        target: "model.safetensors",
+        pattern: "v_proj",
+        build: larger_shapes,
+    },
+];
+
+fn larger_shapes(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(99);
+    let shapes = [(384usize, 1536usize), (1536, 384), (600, 600)];
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(r, c))| {
+            let w = power_law(&mut rng, r, c, 0.7 + 0.2 * i as f64);
+            (
+                format!("model.layers.{i}.self_attn.v_proj.weight"),
+                vec![r, c],
+                encode(Dtype::BF16, &w),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::BF16, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+pub fn case(name: &str) -> &'static Case {
+    CASES
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no golden case {name}"))
+}
+
+/// sha256 of every `.safetensors` file under `dir`, by file name: what the golden file was
+/// computed from.
+pub fn weight_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest as _;
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("listing a case folder") {
+        let path = entry.expect("listing a case folder").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".safetensors") {
+            let bytes = std::fs::read(&path).expect("reading a weight file");
+            let digest = sha2::Sha256::digest(&bytes);
+            out.insert(name, digest.iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+    out
+}
