@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod demo;
 pub mod export;
+pub mod fsid;
 pub mod layers;
 pub mod model;
 pub mod plan;
@@ -14,4 +15,5 @@ pub mod pyjson;
 pub mod scan;
 pub mod scanfile;
 pub mod snr;
+pub mod text;
 pub mod ui;

@@ -5,7 +5,8 @@ use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
     ops::Range,
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
+    sync::OnceLock,
 };
 
 use memmap2::Mmap;
@@ -33,11 +34,13 @@ pub enum OpenError {
     NotSafetensors { path: PathBuf },
     #[error("{dir}: no .safetensors file in this folder")]
     NoSafetensors { dir: PathBuf },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {}", crate::text::io_reason(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {problem}")]
+    Map { path: PathBuf, problem: String },
     #[error("{path}: not a valid safetensors file: {problem}")]
     BadHeader { path: PathBuf, problem: String },
     #[error(
@@ -74,25 +77,73 @@ pub enum MatrixError {
     NotMatrix { name: String, shape: Vec<usize> },
     #[error("{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16)")]
     UnsupportedDtype { name: String, dtype: String },
+    #[error("{path}: {problem}")]
+    Unreadable { path: PathBuf, problem: String },
 }
 
-/// One memory-mapped `.safetensors` file.
+/// One `.safetensors` file, mapped into memory the first time its data is read: a scan needs
+/// address space only for the shards it touches, not for the whole model (68 GiB for a 34B
+/// model, which `ulimit -v` may not allow).
 #[derive(Debug)]
 pub struct Shard {
     pub path: PathBuf,
     /// File name relative to the model folder (what an index's weight_map says).
     pub file_name: String,
-    mmap: Mmap,
+    len: u64,
+    mmap: OnceLock<Mmap>,
     pub metadata: Option<HashMap<String, String>>,
 }
 
 impl Shard {
     pub fn len(&self) -> u64 {
-        self.mmap.len() as u64
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mmap.is_empty()
+        self.len == 0
+    }
+
+    /// The shard's bytes, mapping the file on first use.
+    fn map(&self) -> Result<&Mmap, MatrixError> {
+        if let Some(m) = self.mmap.get() {
+            return Ok(m);
+        }
+        let unreadable = |problem: String| MatrixError::Unreadable {
+            path: self.path.clone(),
+            problem,
+        };
+        let file = File::open(&self.path)
+            .map_err(|e| unreadable(format!("cannot open: {}", crate::text::io_reason(&e))))?;
+        let mmap = map_file(&file, self.len).map_err(|e| unreadable(map_problem(&e, self.len)))?;
+        if mmap.len() as u64 != self.len {
+            return Err(unreadable(format!(
+                "changed since it was opened ({} bytes, now {})",
+                self.len,
+                mmap.len()
+            )));
+        }
+        // Another thread may have mapped it meanwhile; either map serves.
+        Ok(self.mmap.get_or_init(|| mmap))
+    }
+}
+
+fn map_file(file: &File, _len: u64) -> std::io::Result<Mmap> {
+    // SAFETY: the file is opened read-only and never written by this process. Another process
+    // truncating it underneath us would fault reads, the usual caveat of every mmap loader.
+    unsafe { Mmap::map(file) }
+}
+
+/// Why a map failed, in words a user can act on.
+fn map_problem(e: &std::io::Error, len: u64) -> String {
+    if e.raw_os_error() == Some(12) {
+        // ENOMEM from mmap: the address space, not the RAM, ran out.
+        format!(
+            "cannot map its {} into memory: out of address space (is `ulimit -v` set? snrscope \
+             maps each shard it reads, so the limit must exceed the largest shard)",
+            crate::plan::human_bytes(len)
+        )
+    } else {
+        format!("cannot map into memory: {}", crate::text::io_reason(e))
     }
 }
 
@@ -272,9 +323,15 @@ impl Model {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// The tensor's raw little-endian bytes, straight from the map.
-    pub fn bytes(&self, t: &TensorEntry) -> &[u8] {
-        &self.shards[t.shard].mmap[t.range.clone()]
+    /// The tensor's raw little-endian bytes, straight from the map (mapping its shard on
+    /// first use).
+    pub fn bytes(&self, t: &TensorEntry) -> Result<&[u8], MatrixError> {
+        let mmap = self.shards[t.shard].map()?;
+        mmap.get(t.range.clone())
+            .ok_or_else(|| MatrixError::Unreadable {
+                path: self.shards[t.shard].path.clone(),
+                problem: format!("too short for tensor {}", t.name),
+            })
     }
 
     /// Asks the kernel to start reading the tensor's pages now, asynchronously: a sequential
@@ -282,8 +339,7 @@ impl Model {
     /// small read-around window at a time, which on a cold cache is several times slower.
     pub fn prefetch(&self, t: &TensorEntry) {
         #[cfg(unix)]
-        {
-            let mmap = &self.shards[t.shard].mmap;
+        if let Ok(mmap) = self.shards[t.shard].map() {
             let _ = mmap.advise_range(
                 memmap2::Advice::WillNeed,
                 t.range.start,
@@ -298,8 +354,7 @@ impl Model {
     /// without this a 70B scan's resident set would grow with every matrix it touched.
     pub fn release(&self, t: &TensorEntry) {
         #[cfg(unix)]
-        {
-            let mmap = &self.shards[t.shard].mmap;
+        if let Some(mmap) = self.shards[t.shard].mmap.get() {
             // SAFETY: the map is read-only and file-backed, so dropped pages are re-read from
             // the file on the next access; no borrowed slice can observe different contents.
             unsafe {
@@ -324,7 +379,7 @@ impl Model {
             name: t.name.clone(),
             shape: t.shape.clone(),
         })?;
-        if !decode_f64(t.dtype, self.bytes(t), out) {
+        if !decode_f64(t.dtype, self.bytes(t)?, out) {
             return Err(MatrixError::UnsupportedDtype {
                 name: t.name.clone(),
                 dtype: dtype_name(t.dtype),
@@ -440,6 +495,21 @@ fn read_weight_map(index: &Path) -> Result<WeightMap, OpenError> {
 }
 
 fn shard_names(dir: &Path, index: &Path, weight_map: &WeightMap) -> Result<Vec<String>, OpenError> {
+    // An index is data from the internet: its file names must stay inside the model folder.
+    for (tensor, shard) in weight_map {
+        let inside = Path::new(shard)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside || shard.is_empty() {
+            return Err(OpenError::BadIndex {
+                path: index.to_path_buf(),
+                problem: format!(
+                    "weight_map entry for {tensor} names {shard:?}, which is outside the model \
+                     folder; refusing to read it"
+                ),
+            });
+        }
+    }
     let mut names: Vec<String> = weight_map.values().cloned().collect();
     names.sort_by(|a, b| layers::natural_cmp(a, b));
     names.dedup();
@@ -490,9 +560,12 @@ fn open_shard(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    // SAFETY: the file is opened read-only and never written by this process. Another process
-    // truncating it underneath us would fault reads, the usual caveat of every mmap loader.
-    let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    // Mapped only to parse the header here, and unmapped again at the end of this function.
+    let mmap = map_file(&file, len).map_err(|e| OpenError::Map {
+        path: path.to_path_buf(),
+        problem: map_problem(&e, len),
+    })?;
     let (header_len, metadata) =
         SafeTensors::read_metadata(&mmap).map_err(|e| header_error(path, &mmap, e))?;
     let data_start = 8 + header_len;
@@ -511,7 +584,8 @@ fn open_shard(
         path: path.to_path_buf(),
         file_name,
         metadata: metadata.metadata().clone(),
-        mmap,
+        len: mmap.len() as u64,
+        mmap: OnceLock::new(),
     };
     Ok((shard, entries))
 }

@@ -7,10 +7,12 @@ use color_eyre::eyre::{bail, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
+    export::Inputs,
     model::Model,
     scan::{self, CancelToken, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
     snr::SnrStats,
+    text::escape_controls,
 };
 
 #[derive(Debug, Args)]
@@ -28,12 +30,26 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Replace an existing --out file (never one of the model's own files).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     let model = Arc::new(Model::open(&args.model)?);
     for w in &model.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_controls(w));
+    }
+    let inputs = Inputs::of_model(&model);
+    if let Some(out) = &args.out {
+        // Before a scan that may take minutes, not after it.
+        inputs.check(out)?;
+        if out.symlink_metadata().is_ok() && !args.force {
+            bail!(
+                "{}: already exists (pass --force to replace it)",
+                out.display()
+            );
+        }
     }
     let jobs = select_jobs(&model, args.modules.as_deref())?;
     let results = scan_with_bar(&model, jobs.clone(), args.threads, &CancelToken::default());
@@ -46,7 +62,12 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     let failed = entries.iter().filter(|e| e.error.is_some()).count();
     match &args.out {
         Some(path) => {
-            crate::export::write_file_atomically(path, scanfile::to_json(&entries).as_bytes())?;
+            crate::export::write_file_atomically(
+                path,
+                scanfile::to_json(&entries).as_bytes(),
+                &inputs,
+                args.force,
+            )?;
             eprintln!(
                 "wrote {} result(s) to {} ({} infinite, {failed} failed)",
                 entries.len(),
@@ -59,8 +80,8 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     for e in entries.iter().filter(|e| e.error.is_some()) {
         eprintln!(
             "warning: {}: {}",
-            e.module,
-            e.error.as_deref().unwrap_or_default()
+            escape_controls(&e.module),
+            escape_controls(e.error.as_deref().unwrap_or_default())
         );
     }
     Ok(if failed > 0 {
@@ -169,8 +190,9 @@ fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> Stri
         };
         let _ = writeln!(
             out,
-            "{layer:>5}  {:<width$}  {shape:>12}  {value:>14}  {mark}",
-            job.module_type
+            "{layer:>5}  {:<width$}  {shape:>12}  {value:>14}  {}",
+            escape_controls(&job.module_type),
+            escape_controls(&mark)
         );
     }
     out
