@@ -122,9 +122,9 @@ pub fn write_shard(
             path: model.source.clone(),
             problem: e.to_string(),
         })?;
-        w.write_all(bytes).map_err(werr)?;
-        // Drop the source pages just copied, so the resident set stays at about one chunk.
-        model.release(chunk);
+        w.write_all(&bytes).map_err(werr)?;
+        // Unmapped here, so the resident set stays at about one chunk.
+        drop(bytes);
         after_chunk(chunk.num_bytes())?;
     }
     let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
