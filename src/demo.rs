@@ -76,6 +76,19 @@ impl ModelSpec {
         }
     }
 
+    /// Parameters of every tensor the spec generates.
+    pub fn num_params(&self) -> u64 {
+        let (h, kv, ff, v) = (
+            self.hidden as u64,
+            self.kv_dim() as u64,
+            self.intermediate as u64,
+            self.vocab as u64,
+        );
+        let layer = 2 * h + 2 * h * h + 2 * kv * h + 3 * ff * h;
+        let heads = if self.tied_embeddings { 1 } else { 2 };
+        self.layers as u64 * layer + heads * v * h + h
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
@@ -195,7 +208,22 @@ type Encoded = (String, Vec<usize>, Vec<u8>);
 
 /// Writes the model as an ordinary Hugging Face folder (created if missing).
 pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
+    write_model_reporting(dir, spec, &mut |_| {})
+}
+
+/// [`write_model`], telling `report` each step as it starts (the demo's first run takes a
+/// while on a slow machine).
+pub fn write_model_reporting(
+    dir: &Path,
+    spec: &ModelSpec,
+    report: &mut dyn FnMut(&str),
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    report(&format!(
+        "computing {} layers of weights ({} parameters)",
+        spec.layers,
+        crate::plan::human_count(spec.num_params())
+    ));
     let tensors: Vec<Encoded> = spec
         .tensors()
         .into_iter()
@@ -234,6 +262,7 @@ pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
         for (name, _) in &views {
             weight_map.insert(name.clone(), file.clone());
         }
+        report(&format!("writing {file}"));
         let metadata = Some(std::collections::HashMap::from([(
             "format".to_string(),
             "pt".to_string(),
@@ -245,6 +274,7 @@ pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
         let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_json(&dir.join("model.safetensors.index.json"), &index)?;
     }
+    report("writing config.json and the tokenizer");
     write_json(&dir.join("config.json"), &spec.config())?;
     write_json(
         &dir.join("generation_config.json"),
@@ -299,6 +329,11 @@ fn tokenizer_json(vocab: usize) -> serde_json::Value {
 
 /// Where the built-in demo lives: written once per version into the user's cache folder.
 pub fn demo_dir() -> io::Result<PathBuf> {
+    demo_dir_reporting(&mut |_| {})
+}
+
+/// [`demo_dir`], telling `report` what it does when it has to write the demo first.
+pub fn demo_dir_reporting(report: &mut dyn FnMut(&str)) -> io::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -311,7 +346,11 @@ pub fn demo_dir() -> io::Result<PathBuf> {
             .join("snrscope")
             .join(format!(".demo-tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        write_model(&tmp, &ModelSpec::demo())?;
+        report(&format!(
+            "writing the demo model once into {} (it is reused from there)",
+            dir.display()
+        ));
+        write_model_reporting(&tmp, &ModelSpec::demo(), report)?;
         if let Err(e) = std::fs::rename(&tmp, &dir) {
             let _ = std::fs::remove_dir_all(&tmp);
             if !dir.join("config.json").is_file() {

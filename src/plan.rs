@@ -98,24 +98,41 @@ pub enum Mark {
     DropManual,
     /// Kept by hand, against the rule.
     KeepManual,
+    /// Dropped by hand where the rule drops it too: recorded, so it holds when the rule
+    /// changes.
+    DropManualAgrees,
+    /// Kept by hand where the rule keeps it too.
+    KeepManualAgrees,
 }
 
 impl Mark {
     pub fn is_dropped(self) -> bool {
-        matches!(self, Mark::DropByRule | Mark::DropManual)
+        matches!(
+            self,
+            Mark::DropByRule | Mark::DropManual | Mark::DropManualAgrees
+        )
     }
 
+    /// A hand choice the rule disagrees with: what makes the choice differ from the rule's.
     pub fn is_manual(self) -> bool {
         matches!(self, Mark::DropManual | Mark::KeepManual)
     }
+
+    /// Any hand choice, agreeing with the rule or not.
+    pub fn is_override(self) -> bool {
+        !matches!(self, Mark::Keep | Mark::DropByRule)
+    }
 }
 
-/// Which layers of an `n`-layer stack are dropped: the rule's choice plus manual overrides.
+/// Which layers of an `n`-layer stack are dropped: the rule's choice with the user's hand
+/// choices on top. A hand choice is kept even where the rule happens to agree, so changing or
+/// cycling the rule never loses it; only [`Selection::apply_rule`] and
+/// [`Selection::forget`] remove hand choices.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Selection {
     num_layers: usize,
     by_rule: Vec<bool>,
-    /// layer -> dropped, where the user overrode the rule.
+    /// layer -> dropped, chosen by hand.
     manual: BTreeMap<usize, bool>,
 }
 
@@ -155,8 +172,10 @@ impl Selection {
     pub fn mark(&self, layer: usize) -> Mark {
         let rule = self.by_rule.get(layer).copied().unwrap_or(false);
         match (self.manual.get(&layer), rule) {
-            (Some(true), _) => Mark::DropManual,
-            (Some(false), _) => Mark::KeepManual,
+            (Some(true), true) => Mark::DropManualAgrees,
+            (Some(true), false) => Mark::DropManual,
+            (Some(false), true) => Mark::KeepManual,
+            (Some(false), false) => Mark::KeepManualAgrees,
             (None, true) => Mark::DropByRule,
             (None, false) => Mark::Keep,
         }
@@ -166,16 +185,29 @@ impl Selection {
         self.mark(layer).is_dropped()
     }
 
-    /// Sets a layer's fate by hand; setting it to what the rule says removes the override.
+    /// Sets a layer's fate by hand (recorded even where the rule agrees).
     pub fn set(&mut self, layer: usize, dropped: bool) {
-        if layer >= self.num_layers {
-            return;
-        }
-        if self.by_rule[layer] == dropped {
-            self.manual.remove(&layer);
-        } else {
+        if layer < self.num_layers {
             self.manual.insert(layer, dropped);
         }
+    }
+
+    /// Hands a layer back to the rule.
+    pub fn forget(&mut self, layer: usize) -> bool {
+        self.manual.remove(&layer).is_some()
+    }
+
+    /// The hand choices: layer -> dropped.
+    pub fn overrides(&self) -> &BTreeMap<usize, bool> {
+        &self.manual
+    }
+
+    /// Replaces the hand choices (undo and redo restore them this way).
+    pub fn set_overrides(&mut self, manual: BTreeMap<usize, bool>) {
+        self.manual = manual
+            .into_iter()
+            .filter(|(l, _)| *l < self.num_layers)
+            .collect();
     }
 
     pub fn toggle(&mut self, layer: usize) {
@@ -209,8 +241,16 @@ impl Selection {
             .collect()
     }
 
+    /// Whether any hand choice is recorded (agreeing with the rule or not).
     pub fn has_manual(&self) -> bool {
         !self.manual.is_empty()
+    }
+
+    /// How many layers' fate differs from the rule's.
+    pub fn against_rule(&self) -> usize {
+        (0..self.num_layers)
+            .filter(|&i| self.mark(i).is_manual())
+            .count()
     }
 
     pub fn kept_ranges(&self) -> Vec<Range<usize>> {
@@ -374,7 +414,9 @@ mod tests {
         s.toggle(0);
         assert_eq!(s.mark(0), Mark::DropManual);
         assert_eq!(s.dropped(), vec![0, 3]);
-        s.toggle(1); // back to what the rule says: no longer manual
+        s.toggle(1); // back to what the rule says, still recorded as a hand choice
+        assert_eq!(s.mark(1), Mark::DropManualAgrees);
+        assert!(s.forget(1));
         assert_eq!(s.mark(1), Mark::DropByRule);
         s.invert();
         assert_eq!(s.dropped(), vec![2]);
@@ -383,6 +425,26 @@ mod tests {
         s.apply_rule(&Rule::Infinite, &snr);
         assert_eq!(s.dropped(), vec![1, 3]);
         assert!(!s.has_manual());
+    }
+
+    #[test]
+    fn hand_choices_survive_rule_changes() {
+        let inf = f64::INFINITY;
+        let snr = [Some(1.0), Some(inf), Some(2.0), Some(3.0)];
+        let mut s = Selection::new(4);
+        s.apply_rule(&Rule::Infinite, &snr);
+        s.toggle(1); // keep the infinite layer by hand
+        for rule in [Rule::Lowest(1), Rule::Below(2.5), Rule::Infinite] {
+            s.refresh_rule(&rule, &snr);
+            assert!(!s.is_dropped(1), "{rule}");
+        }
+        // Under `lowest:1` the rule keeps layer 1 anyway: the choice is recorded, agreeing.
+        s.refresh_rule(&Rule::Lowest(1), &snr);
+        assert_eq!(s.mark(1), Mark::KeepManualAgrees);
+        assert_eq!(s.against_rule(), 0);
+        s.refresh_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.mark(1), Mark::KeepManual);
+        assert_eq!(s.against_rule(), 1);
     }
 
     #[test]

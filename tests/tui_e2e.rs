@@ -57,20 +57,23 @@ fn explore_toggle_switch_help_and_quit() {
     t.keys(&[key::TAB]);
     let s = t.wait_text("mlp.down_proj scanned: 8 matrices");
     assert!(s.contains("SNR of mlp.down_proj"), "{s}");
-    assert!(s.contains("choice follows self_attn.v_proj"), "{s}");
+    assert!(
+        s.contains("mlp.down_proj on screen (d: let it drive)"),
+        "{s}"
+    );
     assert!(s.contains("keep [0,5) [6,8)  7/8 layers"), "{s}");
 
     // Help shows and goes away.
     t.keys(&["?"]);
     let s = t.wait_text("Keys · any key closes");
-    assert!(s.contains("re-apply the rule"), "{s}");
+    assert!(s.contains("back to the rule alone"), "{s}");
     t.keys(&[key::ESC]);
     t.wait_for("help to close", |s| !s.contains("Keys · any key closes"));
 
-    // The choice was changed by hand: q asks first.
+    // The choice was changed by hand: q asks first; q again quits without writing.
     t.keys(&["q"]);
     t.wait_text("Quit?");
-    t.keys(&["y"]);
+    t.keys(&["q"]);
     assert_eq!(t.wait_exit(), 0);
     assert!(!t.alternate(), "alternate screen left");
     let s = t.screen();
@@ -88,11 +91,11 @@ fn resizing_scrolls_the_chart_and_warns_when_too_small() {
         s.contains("· 80 layers "),
         "all 80 fit at 120 columns:\n{s}"
     );
-    // 60 columns: 49 for bars, two per layer.
+    // 60 columns: 47 for bars, two per layer.
     t.resize(60, 24);
-    t.wait_text("layers 0–23 of 80");
+    t.wait_text("layers 0–22 of 80");
     t.keys(&[key::END]);
-    let s = t.wait_text("layers 56–79 of 80");
+    let s = t.wait_text("layers 57–79 of 80");
     assert!(s.contains("Layer 79"), "{s}");
     t.resize(40, 12);
     t.wait_text("terminal too small");
@@ -144,4 +147,118 @@ fn a_panic_restores_the_terminal_and_reports() {
     let s = t.screen();
     assert!(s.contains("deliberate panic"), "{s}");
     assert!(!s.contains("SNR of"), "{s}");
+}
+
+/// One whole working session, as a user would have it (issue 8): browse, jump, override,
+/// change the rule, undo, write the YAML with a model name over an existing file (asked,
+/// confirmed), export the model over an existing folder (asked, confirmed), quit.
+#[test]
+fn a_whole_session() {
+    let (tmp, model) = model("session-model", &ModelSpec::tiny(8, &[2, 5]));
+    let yaml = tmp.path().join("prune.yml");
+    std::fs::write(&yaml, "# hand-edited\n").unwrap();
+    let out = tmp.path().join("pruned");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("old.txt"), "old").unwrap();
+    let mut t = explorer(&tmp, &[model.as_os_str()], &[], 120, 40);
+    t.wait_text("self_attn.v_proj scanned: 8 matrices");
+    // Browse and jump.
+    t.keys(&[key::RIGHT, key::RIGHT, key::RIGHT]);
+    t.wait_text("Layer 3");
+    t.keys(&[":", "7", key::ENTER]);
+    t.wait_text("Layer 7");
+    t.keys(&["N"]);
+    t.wait_text("Layer 5");
+    // Override: keep the infinite layer 5 by hand.
+    t.keys(&[key::SPACE]);
+    t.wait_text("keep [0,2) [3,8)  7/8 layers");
+    // Change the rule three times: the hand choice holds.
+    t.keys(&["r"]);
+    t.wait_text("rule drop the 1 layers with the lowest");
+    t.keys(&["r", "r"]);
+    let s = t.wait_text("rule drop layers whose self_attn.v_proj SNR is infinite");
+    assert!(s.contains("keep [0,2) [3,8)  7/8 layers"), "{s}");
+    // Undo the three rule changes and the override; redo the override; undo it again.
+    t.keys(&["u", "u", "u", "u"]);
+    t.wait_text("keep [0,2) [3,5) [6,8)  6/8 layers");
+    t.keys(&[key::CTRL_R]);
+    t.wait_text("keep [0,2) [3,8)  7/8 layers");
+    t.keys(&["u"]);
+    t.wait_text("keep [0,2) [3,5) [6,8)  6/8 layers");
+    // Write the YAML with a model name over the hand-edited file: asked, then confirmed.
+    t.keys(&["y"]);
+    t.wait_text("Write mergekit YAML");
+    t.keys(&[key::CTRL_U]);
+    t.type_text(yaml.to_str().unwrap());
+    t.keys(&[key::TAB, key::CTRL_U]);
+    t.type_text("org/session-model");
+    t.keys(&[key::ENTER]);
+    t.wait_text("Replace this file?");
+    assert_eq!(std::fs::read_to_string(&yaml).unwrap(), "# hand-edited\n");
+    t.keys(&["y"]);
+    t.wait_text("wrote");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    assert!(text.contains("model: org/session-model"), "{text}");
+    assert!(text.contains("layer_range: [6, 8]"), "{text}");
+    // Export over the existing folder: asked, then confirmed.
+    t.keys(&["e"]);
+    t.wait_text("Export pruned model");
+    t.keys(&[key::CTRL_U]);
+    t.type_text(out.to_str().unwrap());
+    t.keys(&[key::ENTER]);
+    t.wait_text("Replace this folder?");
+    t.keys(&["y"]);
+    t.wait_text("exported");
+    assert!(out.join("config.json").is_file() && !out.join("old.txt").exists());
+    // Everything written: q quits at once.
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    assert!(!t.alternate());
+}
+
+/// With NO_COLOR=1 no colour reaches the terminal, and the marks, the cursor and the module on
+/// screen still read apart.
+#[test]
+fn without_colour_the_marks_still_differ() {
+    let (tmp, model) = model("mono-model", &ModelSpec::tiny(8, &[2, 5]));
+    let mut t = explorer(
+        &tmp,
+        &[model.as_os_str()],
+        &[("NO_COLOR", OsStr::new("1"))],
+        120,
+        40,
+    );
+    t.wait_text("self_attn.v_proj scanned: 8 matrices");
+    t.keys(&[key::SPACE]); // 0: dropped by hand
+    t.keys(&[key::RIGHT, key::RIGHT, key::SPACE]); // 2: kept by hand
+    t.keys(&[key::RIGHT]);
+    let s = t.wait_text("keep [1,5) [6,8)");
+    assert!(!t.any_colour(), "NO_COLOR: no colour on screen");
+    let marks = s
+        .lines()
+        .find(|l| l.contains('✖') && l.contains('✓'))
+        .unwrap_or_else(|| panic!("a marks row: {s}"));
+    assert!(marks.contains('✗'), "the rule's drop of layer 5: {marks}");
+    assert!(marks.contains('^'), "the cursor on layer 3: {marks}");
+    assert!(s.contains("[self_attn.v_proj]"), "{s}");
+    assert!(t.find_reversed("3"), "the cursor's label is reversed");
+    t.keys(&[key::CTRL_C]);
+    t.wait_exit();
+}
+
+/// The first run writes the demo model and says what it is doing, and where.
+#[test]
+fn the_demo_first_run_shows_its_progress() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let mut t = explorer(&tmp, &[] as &[&OsStr], &[], 120, 40);
+    t.wait_text("scanned: 24 matrices");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    let s = t.screen();
+    assert!(s.contains("writing the demo model once into"), "{s}");
+    assert!(s.contains("computing 24 layers of weights"), "{s}");
+    assert!(
+        s.contains(&tmp.path().join("snrscope").display().to_string()),
+        "{s}"
+    );
 }

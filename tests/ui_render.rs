@@ -17,10 +17,7 @@ use snrscope::{
     scan::{MatrixResult, Progress, ScanEvent},
     snr::{SnrStats, stats_from_singular_values},
     ui::{
-        Action, App, AppOptions, Msg,
-        app::ScanState,
-        layout::{self, ChartGeom},
-        render,
+        Action, App, AppOptions, Edit, Msg, layout::ChartGeom, render, state::document::ScanState,
     },
 };
 use tempfile::TempDir;
@@ -38,12 +35,14 @@ fn mixed_app() -> (TempDir, App) {
         AppOptions {
             autoscan: false,
             threads: 1,
+            // A fixed name: the default is the model's absolute (temporary) path.
+            model_name: Some("org/tiny-model".into()),
         },
     )
     .unwrap();
-    let v = app.drive;
-    app.modules[v].scan_id = 9;
-    app.modules[v].state = ScanState::Running;
+    let v = app.choice.drive;
+    app.doc.modules[v].scan_id = 9;
+    app.doc.modules[v].state = ScanState::Running;
     let outcomes: Vec<(usize, Result<SnrStats, String>)> = vec![
         (
             0,
@@ -112,9 +111,7 @@ fn text(buf: &Buffer) -> String {
 }
 
 fn geom(app: &App) -> ChartGeom {
-    let (w, h) = app.size;
-    let a = layout::areas(w, h, app);
-    layout::chart_geom(a.main, app.num_layers, app.offset)
+    app.chart_geom()
 }
 
 /// Column of the middle of layer `i`'s bar.
@@ -196,7 +193,7 @@ fn manual_overrides_look_different_from_the_rule() {
     insta::assert_snapshot!("manual_marks_120x40", text(&buf));
     let g = geom(&app);
     let m0 = &buf[(bar_x(&g, 0), g.marks_y)];
-    assert_eq!((m0.symbol(), m0.fg), ("✗", Color::Yellow));
+    assert_eq!((m0.symbol(), m0.fg), ("✖", Color::Yellow));
     assert!(m0.modifier.contains(Modifier::BOLD));
     let m1 = &buf[(bar_x(&g, 1), g.marks_y)];
     assert_eq!((m1.symbol(), m1.fg), ("✓", Color::Green));
@@ -217,7 +214,7 @@ fn manual_overrides_look_different_from_the_rule() {
 fn summary_line_shows_ranges_counts_and_parameters() {
     let (_t, mut app) = mixed_app();
     let buf = draw(&mut app, 120, 40);
-    let a = layout::areas(120, 40, &app);
+    let a = snrscope::ui::layout::areas(120, 40, app.layout_flags());
     // 8 layers of 30 848 parameters plus 16 448 outside the stack (hand-counted from the
     // tiny spec: hidden 64, kv 32, intermediate 96, vocab 128); layer 1 dropped.
     assert_eq!(
@@ -262,7 +259,15 @@ fn help_overlay_lists_every_key() {
         "previous layer",
         "next module type",
         "drop / keep the layer under the cursor",
-        "re-apply the rule",
+        "back to the rule alone",
+        "undo the last change",
+        "jump to layer N",
+        "next layer with infinite SNR",
+        "layers sorted by SNR",
+        "the module on screen drives the choice",
+        "unfrozen-parameters YAML",
+        "the model's warnings",
+        "write the YAML, then quit",
         "log / linear SNR scale",
         "write the mergekit YAML",
         "export the pruned model",
@@ -296,19 +301,21 @@ fn narrow_terminal_scrolls_and_says_which_layers_show() {
         AppOptions {
             autoscan: false,
             threads: 1,
+            // A fixed name: the default is the model's absolute (temporary) path.
+            model_name: Some("org/tiny-model".into()),
         },
     )
     .unwrap();
-    // 60 wide: 49 bar columns, two per layer: 24 layers at a time.
+    // 60 wide: 47 bar columns, two per layer: 23 layers at a time.
     let buf = draw(&mut app, 60, 24);
     insta::assert_snapshot!("narrow_60x24", text(&buf));
-    assert!(text(&buf).contains("layers 0–23 of 80"));
+    assert!(text(&buf).contains("layers 0–22 of 80"));
     app.update(Action::End);
     let buf = draw(&mut app, 60, 24);
-    assert!(text(&buf).contains("layers 56–79 of 80"), "{}", text(&buf));
+    assert!(text(&buf).contains("layers 57–79 of 80"), "{}", text(&buf));
     let g = geom(&app);
-    assert_eq!(buf[(g.bars.x + 23 * g.slot, g.labels_y)].symbol(), "7");
-    assert_eq!(buf[(g.bars.x + 23 * g.slot + 1, g.labels_y)].symbol(), "9");
+    assert_eq!(buf[(g.bars.x + 22 * g.slot, g.labels_y)].symbol(), "7");
+    assert_eq!(buf[(g.bars.x + 22 * g.slot + 1, g.labels_y)].symbol(), "9");
 }
 
 #[test]
@@ -334,7 +341,7 @@ fn every_size_renders_without_panicking() {
     assert!(text(&buf).contains("Spectrum · layer 0"));
     // Draw into an offset area too: widgets must not assume (0, 0).
     let mut buf = Buffer::empty(Rect::new(3, 2, 90, 28));
-    snrscope::ui::render::draw(&app, buf.area, &mut buf);
+    snrscope::ui::draw(&app, buf.area, &mut buf);
 }
 
 #[test]
@@ -363,7 +370,7 @@ fn help_on_a_short_terminal_still_shows_every_key() {
     let buf = draw(&mut app, 80, 20);
     let all = text(&buf);
     insta::assert_snapshot!("help_80x20", all);
-    for b in snrscope::ui::keys::BINDINGS {
+    for b in snrscope::ui::keys::NORMAL {
         assert!(
             all.contains(b.shown),
             "help at 80x20 lacks the key {:?}",
@@ -376,8 +383,8 @@ fn help_on_a_short_terminal_still_shows_every_key() {
 #[test]
 fn export_dialog_shows_the_ranges_the_warning_and_an_editable_path() {
     let (_t, mut app) = mixed_app();
-    app.update(Action::ExportYaml);
-    app.update(Action::DialogEdit(snrscope::ui::app::Edit::Left));
+    app.update(Action::WriteYaml);
+    app.update(Action::Edit(Edit::Left));
     let buf = draw(&mut app, 120, 40);
     let all = text(&buf);
     insta::assert_snapshot!("yaml_dialog_120x40", all);
@@ -424,4 +431,172 @@ fn clicking_a_module_tab_shows_that_module() {
     let byte = tabs.find("mlp.up_proj").expect("tab shown");
     let x = tabs[..byte].chars().count() as u16;
     assert!(buf[(x, 1)].modifier.contains(Modifier::REVERSED));
+}
+
+/// Issue 8, item 7: a 0.01 % spread is drawn as nearly equal bars on a log axis widened to a
+/// decade (and the title says so), with axis labels that tell the two values apart; the rule
+/// line shows the `below` threshold exactly.
+#[test]
+fn a_tiny_spread_is_drawn_honestly() {
+    let (_t, mut app) = mixed_app();
+    // Four finite layers whose SNR differ in the fourth or fifth digit (hand-made spectra:
+    // the smallest singular value moves the noise sum a little).
+    for (job, last) in [(0usize, 1.0), (2, 1.0005), (3, 1.001), (4, 1.0015)] {
+        app.handle(Msg::Scan {
+            scan_id: 9,
+            event: ScanEvent::Result {
+                result: Box::new(MatrixResult {
+                    job,
+                    outcome: Ok(stats_from_singular_values(
+                        vec![10.0, 4.0, 3.0, 2.0, last],
+                        5,
+                        5,
+                    )),
+                    elapsed: Duration::ZERO,
+                }),
+                progress: Progress::default(),
+            },
+        });
+    }
+    let buf = draw(&mut app, 120, 40);
+    let all = text(&buf);
+    let finite: Vec<f64> = app
+        .module()
+        .cells
+        .iter()
+        .filter_map(|c| c.snr().filter(|x| x.is_finite()))
+        .collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    assert!(hi / lo < 1.001, "{lo} {hi}");
+    assert!(all.contains("log scale widened to one decade"), "{all}");
+    let g = geom(&app);
+    // Labels of the largest and smallest value differ, and each parses back close to its value.
+    let labels: Vec<f64> = (g.axis.y..g.axis.y + g.axis.height)
+        .filter_map(|y| {
+            let r: String = (g.axis.x..g.axis.x + g.axis.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect();
+            r.trim().trim_end_matches('┤').trim().parse::<f64>().ok()
+        })
+        .collect();
+    assert!(labels.len() >= 2, "{labels:?}");
+    assert!(
+        labels.iter().any(|l| (l - hi).abs() <= 1e-3 * hi),
+        "{labels:?} vs {hi}"
+    );
+    assert!(
+        labels.iter().any(|l| (l - lo).abs() <= 1e-3 * lo),
+        "{labels:?} vs {lo}"
+    );
+    // The three finite bars differ by far less than the chart's height.
+    let bottom = g.bars.y + g.bars.height - 1;
+    let height = |i: usize| {
+        let x = bar_x(&g, i);
+        (g.bars.y..=bottom)
+            .filter(|&y| buf[(x, y)].symbol() != " ")
+            .count()
+    };
+    let hs: Vec<usize> = [0usize, 2, 3, 4]
+        .into_iter()
+        .filter(|&i| app.module().cells[i].snr().is_some_and(f64::is_finite))
+        .map(height)
+        .collect();
+    assert_eq!(hs.len(), 4);
+    assert!(
+        hs.iter().max().unwrap() - hs.iter().min().unwrap() <= 1,
+        "{hs:?}"
+    );
+    // The exact threshold of a `below` rule.
+    app.update(Action::CycleRule);
+    app.update(Action::CycleRule);
+    let snrscope::plan::Rule::Below(x) = app.choice.rule else {
+        panic!("{:?}", app.choice.rule)
+    };
+    let buf = draw(&mut app, 120, 40);
+    assert!(
+        text(&buf).contains(&format!("below {x:?}")),
+        "{}",
+        text(&buf)
+    );
+}
+
+/// Issue 8, item 9: the three marks are three glyphs, the cursor is reversed (and pointed at
+/// when its layer has no mark), the module on screen is in brackets — all without colour.
+#[test]
+fn marks_cursor_and_tab_read_without_colour() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::Toggle); // 0: dropped by hand
+    app.update(Action::Right);
+    app.update(Action::Toggle); // 1: infinite, kept by hand
+    app.update(Action::Right);
+    app.update(Action::Right);
+    app.update(Action::Right); // cursor on 4, no mark
+    // A rule that drops layer 4's neighbour 0 by rule: `lowest 1` picks the smallest finite.
+    let buf = draw(&mut app, 120, 40);
+    let g = geom(&app);
+    let mark = |i: usize| buf[(bar_x(&g, i), g.marks_y)].symbol().to_string();
+    assert_eq!(mark(0), "✖");
+    assert_eq!(mark(1), "✓");
+    assert_eq!(mark(4), "^", "the cursor without a mark");
+    app.update(Action::CycleRule); // lowest 1: layer 0 by rule too (hand agrees), so use 4
+    app.update(Action::Left);
+    app.update(Action::Left);
+    app.update(Action::Left); // cursor on 1
+    let buf = draw(&mut app, 120, 40);
+    let marks: Vec<String> = (0..8)
+        .map(|i| buf[(bar_x(&g, i), g.marks_y)].symbol().to_string())
+        .collect();
+    let rule_dropped: Vec<usize> = (0..8)
+        .filter(|&i| app.choice.mark(i) == snrscope::plan::Mark::DropByRule)
+        .collect();
+    for i in rule_dropped {
+        assert_eq!(marks[i], "✗", "{marks:?}");
+    }
+    let label = &buf[(g.bars.x + g.slot, g.labels_y)];
+    assert_eq!(label.symbol(), "1");
+    assert!(label.modifier.contains(Modifier::REVERSED));
+    assert!(
+        row_of(&buf, 1).contains("[self_attn.v_proj"),
+        "{}",
+        row_of(&buf, 1)
+    );
+}
+
+/// Issue 8, item 8: at 80 columns the rule line still says which module drives the choice.
+#[test]
+fn the_rule_line_names_the_driving_module_at_80_columns() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::NextModule);
+    let buf = draw(&mut app, 80, 24);
+    let a = snrscope::ui::layout::areas(80, 24, app.layout_flags());
+    let rule = row_of(&buf, a.rule.y);
+    assert!(rule.contains("self_attn.v_proj"), "{rule}");
+}
+
+/// The sorted view lists layers by SNR with their fate; the cursor's row is reversed.
+#[test]
+fn sorted_view_lists_layers_by_snr() {
+    let (_t, mut app) = mixed_app();
+    app.update(Action::ToggleSorted);
+    let buf = draw(&mut app, 120, 40);
+    let all = text(&buf);
+    assert!(all.contains("Layers by SNR of self_attn.v_proj"), "{all}");
+    let rows: Vec<String> = all
+        .lines()
+        .filter(|l| l.contains("dropped") || l.contains("kept"))
+        .map(String::from)
+        .collect();
+    // Layer 1 (infinite) first, then 4 (0.78), then 0 (0.57), then the ones without a value.
+    let layer_of = |r: &String| {
+        r.split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let order: Vec<usize> = rows.iter().take(3).map(layer_of).collect();
+    assert_eq!(order, vec![1, 4, 0], "{rows:#?}");
+    assert!(rows[0].contains("∞") && rows[0].contains("dropped by the rule"));
 }

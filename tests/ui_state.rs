@@ -19,8 +19,11 @@ use snrscope::{
     snr::stats_from_singular_values,
     ui::{
         Action, App, AppOptions, Msg,
-        app::{DialogKind, Kind, Overlay, ScanState, StatusKind},
-        summary::summary_text,
+        state::{
+            document::{Kind, ScanState},
+            overlay::{Dialog, DialogKind, Overlay, Question, StatusKind},
+        },
+        view::bars::summary_text,
     },
 };
 use tempfile::TempDir;
@@ -42,6 +45,7 @@ fn tiny_with(layers: usize, inf: &[usize], autoscan: bool) -> (TempDir, App, Rec
         AppOptions {
             autoscan,
             threads: 2,
+            ..AppOptions::default()
         },
     )
     .unwrap();
@@ -70,8 +74,31 @@ fn key(c: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
+/// Types `text` into the focused dialog field after clearing it (Ctrl-U).
+fn type_into(app: &mut App, text: &str) {
+    app.handle(Msg::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    for c in text.chars() {
+        app.handle(key(KeyCode::Char(c)));
+    }
+}
+
+fn dialog(app: &App) -> &Dialog {
+    match &app.overlay {
+        Overlay::Dialog(d) => d,
+        o => panic!("no dialog: {o:?}"),
+    }
+}
+
+fn status(app: &App) -> (StatusKind, String) {
+    let s = app.status.clone().expect("a status line");
+    (s.kind, s.text)
+}
+
 fn dropped(app: &App) -> Vec<usize> {
-    app.selection.dropped()
+    app.choice.selection().dropped()
 }
 
 #[test]
@@ -81,7 +108,7 @@ fn opens_on_the_value_projection_and_the_seed_rule_drops_the_infinite_layers() {
     assert_eq!(app.drive_module().name, "self_attn.v_proj");
     assert_eq!(app.module().state, ScanState::Done);
     assert_eq!(dropped(&app), vec![2, 5]);
-    assert_eq!(app.selection.mark(2), Mark::DropByRule);
+    assert_eq!(app.choice.mark(2), Mark::DropByRule);
     let inf: Vec<usize> = (0..8)
         .filter(|&i| app.module().cells[i].kind() == Kind::Infinite)
         .collect();
@@ -95,19 +122,21 @@ fn toggling_marks_manual_overrides_and_moves_the_ranges() {
     let (_t, mut app, _rx) = scanned();
     app.handle(key(KeyCode::Right));
     app.handle(key(KeyCode::Char('l')));
-    assert_eq!(app.cursor, 2);
+    assert_eq!(app.view.cursor, 2);
     app.handle(key(KeyCode::Char(' ')));
-    assert_eq!(app.selection.mark(2), Mark::KeepManual);
+    assert_eq!(app.choice.mark(2), Mark::KeepManual);
     assert_eq!(dropped(&app), vec![5]);
     app.update(Action::Home);
     app.update(Action::Toggle);
-    assert_eq!(app.selection.mark(0), Mark::DropManual);
+    assert_eq!(app.choice.mark(0), Mark::DropManual);
     assert_eq!(dropped(&app), vec![0, 5]);
     assert!(summary_text(&app).starts_with("keep [1,5) [6,8)  6/8 layers"));
     assert!(app.unsaved());
-    // Toggling back to what the rule says removes the override.
+    // Toggling back to what the rule says keeps the hand choice, agreeing (it returns when
+    // the rule changes); it no longer counts as a change from the rule.
     app.update(Action::Toggle);
-    assert_eq!(app.selection.mark(0), Mark::Keep);
+    assert_eq!(app.choice.mark(0), Mark::KeepManualAgrees);
+    assert_eq!(app.choice.selection().against_rule(), 1);
 }
 
 #[test]
@@ -117,9 +146,14 @@ fn apply_clear_and_invert() {
     app.update(Action::Toggle);
     assert_eq!(dropped(&app), vec![2, 3, 5]);
     app.update(Action::ApplyRule);
+    assert_eq!(
+        app.overlay,
+        Overlay::Question(Question::DiscardHandChoices(1))
+    );
+    app.handle(key(KeyCode::Char('y')));
     assert_eq!(dropped(&app), vec![2, 5]);
-    assert!(!app.selection.has_manual());
-    app.update(Action::Clear);
+    assert!(!app.choice.selection().has_manual());
+    app.update(Action::KeepAll);
     assert_eq!(dropped(&app), Vec::<usize>::new());
     app.update(Action::Invert);
     assert_eq!(dropped(&app), (0..8).collect::<Vec<_>>());
@@ -130,12 +164,12 @@ fn apply_clear_and_invert() {
 fn slice_ranges_at_the_edges() {
     let (_t, mut app, _rx) = scanned();
     let choose = |app: &mut App, layers: &[usize]| {
-        app.update(Action::Clear);
+        app.update(Action::KeepAll);
         for &l in layers {
             app.set_cursor(l);
             app.update(Action::Toggle);
         }
-        app.selection.kept_ranges()
+        app.choice.selection().kept_ranges()
     };
     // All kept.
     assert_eq!(choose(&mut app, &[]), vec![0..8]);
@@ -187,26 +221,26 @@ fn a_second_module_waits_for_the_running_scan() {
     assert!(app.scanning());
     app.update(Action::NextModule); // mlp.down_proj
     app.update(Action::NextModule); // mlp.gate_proj
-    assert_eq!(app.modules[0].state, ScanState::Queued);
-    assert_eq!(app.modules[1].state, ScanState::Queued);
+    assert_eq!(app.doc.modules[0].state, ScanState::Queued);
+    assert_eq!(app.doc.modules[1].state, ScanState::Queued);
     drain(&mut app, &rx);
     for i in [0, 1, 6] {
         assert_eq!(
-            app.modules[i].state,
+            app.doc.modules[i].state,
             ScanState::Done,
             "{}",
-            app.modules[i].name
+            app.doc.modules[i].name
         );
     }
-    assert_eq!(app.modules[2].state, ScanState::NotStarted);
+    assert_eq!(app.doc.modules[2].state, ScanState::NotStarted);
 }
 
 /// Synthetic events: a hand-made spectrum per layer, in any order.
 #[test]
 fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
     let (_t, mut app, _rx) = tiny(false);
-    let v = app.drive;
-    app.modules[v].scan_id = 42;
+    let v = app.choice.drive;
+    app.doc.modules[v].scan_id = 42;
     let infinite = || Ok(stats_from_singular_values(vec![1.5, 1.4, 1.3, 1.2], 4, 8));
     let finite = || {
         Ok(stats_from_singular_values(
@@ -235,8 +269,8 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
     send(&mut app, 3, infinite());
     send(&mut app, 1, finite());
     assert_eq!(dropped(&app), vec![0, 3]);
-    assert_eq!(app.selection.mark(0), Mark::DropManual);
-    assert_eq!(app.selection.mark(3), Mark::DropByRule);
+    assert_eq!(app.choice.mark(0), Mark::DropManual);
+    assert_eq!(app.choice.mark(3), Mark::DropByRule);
     send(
         &mut app,
         4,
@@ -304,29 +338,29 @@ fn other_rules_cycle_and_adjust() {
 fn cursor_movement_clamps() {
     let (_t, mut app, _rx) = scanned();
     app.update(Action::Left);
-    assert_eq!(app.cursor, 0);
+    assert_eq!(app.view.cursor, 0);
     app.update(Action::End);
-    assert_eq!(app.cursor, 7);
+    assert_eq!(app.view.cursor, 7);
     app.update(Action::Right);
-    assert_eq!(app.cursor, 7);
+    assert_eq!(app.view.cursor, 7);
     app.update(Action::PageLeft);
-    assert_eq!(app.cursor, 0);
+    assert_eq!(app.view.cursor, 0);
     app.update(Action::PageRight);
-    assert_eq!(app.cursor, 7);
+    assert_eq!(app.view.cursor, 7);
 }
 
 #[test]
 fn paging_and_scrolling_on_a_narrow_terminal() {
     let (_t, mut app, _rx) = tiny_with(80, &[3], false);
-    // 60 columns: 58 inside the border, 9 for the axis: 49 columns, 24 layers of 2.
+    // 60 columns: 58 inside the border, 11 for the axis: 47 columns, 23 layers of 2.
     app.handle(Msg::Resize(60, 30));
     app.update(Action::PageRight);
-    assert_eq!(app.cursor, 24);
-    assert_eq!(app.offset, 1);
+    assert_eq!(app.view.cursor, 23);
+    assert_eq!(app.view.offset, 1);
     app.update(Action::End);
-    assert_eq!((app.cursor, app.offset), (79, 56));
+    assert_eq!((app.view.cursor, app.view.offset), (79, 57));
     app.update(Action::Home);
-    assert_eq!((app.cursor, app.offset), (0, 0));
+    assert_eq!((app.view.cursor, app.view.offset), (0, 0));
 }
 
 #[test]
@@ -339,13 +373,13 @@ fn quit_asks_only_when_the_choice_changed() {
     app.update(Action::Toggle);
     app.handle(key(KeyCode::Char('q')));
     assert!(!app.quit);
-    assert_eq!(app.overlay, Overlay::ConfirmQuit);
-    app.handle(key(KeyCode::Char('n')));
+    assert_eq!(app.overlay, Overlay::QuitPrompt);
+    app.handle(key(KeyCode::Esc));
     assert!(!app.quit);
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.overlay, Overlay::None, "Esc stays");
     app.handle(key(KeyCode::Char('q')));
-    app.handle(key(KeyCode::Char('y')));
-    assert!(app.quit);
+    app.handle(key(KeyCode::Char('q')));
+    assert!(app.quit, "q at the prompt quits without writing");
 
     let (_t, mut app, _rx) = scanned();
     app.update(Action::Toggle);
@@ -374,13 +408,11 @@ fn help_overlay_opens_and_any_key_closes_it() {
 fn scan_json_dialog_writes_a_readable_file() {
     let (t, mut app, _rx) = scanned();
     app.handle(key(KeyCode::Char('w')));
-    let Overlay::Dialog(d) = &app.overlay else {
-        panic!("no dialog: {:?}", app.overlay)
-    };
+    let d = dialog(&app);
     assert_eq!(d.kind, DialogKind::ScanJson);
-    assert_eq!(d.input, "tiny-model-snr.json");
+    assert_eq!(d.path(), "tiny-model-snr.json");
     // Replace the default path by typing.
-    for _ in 0..d.input.len() {
+    for _ in 0..d.path().len() {
         app.handle(key(KeyCode::Backspace));
     }
     let out = t.path().join("out.json");
@@ -413,17 +445,11 @@ fn yaml_dialog_writes_the_kept_slices() {
     app.set_cursor(7);
     app.update(Action::Toggle); // drop the last layer by hand as well
     app.handle(key(KeyCode::Char('y')));
-    let Overlay::Dialog(d) = &app.overlay else {
-        panic!("no dialog")
-    };
-    assert_eq!(d.input, "tiny-model-pruned.yml");
+    assert_eq!(dialog(&app).path(), "tiny-model-pruned.yml");
     let out = t.path().join("p.yml");
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
-        DialogKind::Yaml,
-        out.display().to_string(),
-    ));
+    type_into(&mut app, &out.display().to_string());
     assert!(app.unsaved());
-    app.update(Action::DialogSubmit);
+    app.handle(key(KeyCode::Enter));
     let status = app.status.clone().expect("a status line");
     assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
     assert!(!app.unsaved(), "written: quitting no longer asks");
@@ -435,9 +461,13 @@ fn yaml_dialog_writes_the_kept_slices() {
         .iter()
         .map(|s| {
             let src = &s["sources"][0];
+            // mergekit reads a relative path as a repo id: the folder's absolute path.
             assert_eq!(
                 src["model"].as_str().unwrap(),
-                app.source_path.display().to_string()
+                std::fs::canonicalize(&app.doc.source_path)
+                    .unwrap()
+                    .display()
+                    .to_string()
             );
             let r = src["layer_range"].as_sequence().unwrap();
             (r[0].as_u64().unwrap(), r[1].as_u64().unwrap())
@@ -452,25 +482,20 @@ fn yaml_dialog_writes_the_kept_slices() {
 fn export_dialog_writes_the_pruned_model_in_the_background() {
     let (t, mut app, rx) = scanned();
     app.handle(key(KeyCode::Char('e')));
-    let Overlay::Dialog(d) = &app.overlay else {
-        panic!("no dialog")
-    };
+    let d = dialog(&app);
     assert_eq!(d.kind, DialogKind::Model);
-    assert_eq!(d.input, "tiny-model-pruned/");
+    assert_eq!(d.path(), "tiny-model-pruned");
     let out = t.path().join("pruned");
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
-        DialogKind::Model,
-        out.display().to_string(),
-    ));
-    app.update(Action::DialogSubmit);
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Enter));
     assert!(
         app.export.is_some(),
         "{:?}",
         app.status.as_ref().map(|s| &s.text)
     );
     drain(&mut app, &rx);
-    let status = app.status.clone().unwrap();
-    assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Ok, "{text}");
     let pruned = Model::open(&out).unwrap();
     let stack = pruned.layout.main_stack().unwrap();
     assert_eq!(stack.num_layers, 6, "8 layers minus the infinite 2 and 5");
@@ -483,16 +508,26 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
         .tensor("model.layers.2.self_attn.v_proj.weight")
         .unwrap();
     assert_eq!(*src.bytes(a).unwrap(), *pruned.bytes(b).unwrap());
-    // A second export to the same folder is refused, and the explorer says why.
-    app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
-        DialogKind::Model,
+    // A second export to the same folder asks first, and replaces only on yes.
+    std::fs::write(out.join("marker"), "old").unwrap();
+    app.handle(key(KeyCode::Char('e')));
+    assert_eq!(
+        dialog(&app).path(),
         out.display().to_string(),
-    ));
-    app.update(Action::DialogSubmit);
+        "the last path"
+    );
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(dialog(&app).replace.as_deref(), Some(out.as_path()));
+    app.handle(key(KeyCode::Char('n')));
+    assert!(dialog(&app).replace.is_none(), "back to the path");
+    assert!(app.export.is_none() && out.join("marker").exists());
+    app.handle(key(KeyCode::Enter));
+    app.handle(key(KeyCode::Char('y')));
+    assert!(app.export.is_some());
     drain(&mut app, &rx);
-    let status = app.status.clone().unwrap();
-    assert_eq!(status.kind, StatusKind::Error, "{}", status.text);
-    assert!(status.text.contains("exists"), "{}", status.text);
+    assert_eq!(status(&app).0, StatusKind::Ok, "{}", status(&app).1);
+    assert!(!out.join("marker").exists(), "replaced");
+    assert!(out.join("config.json").is_file());
 }
 
 #[test]
@@ -511,9 +546,9 @@ fn escape_cancels_a_running_scan() {
 #[test]
 fn a_resumed_scan_computes_only_what_is_missing() {
     let (_t, mut app, rx) = tiny_with(24, &[], false);
-    let v = app.drive;
-    app.modules[v].scan_id = 77;
-    app.modules[v].state = ScanState::Running;
+    let v = app.choice.drive;
+    app.doc.modules[v].scan_id = 77;
+    app.doc.modules[v].state = ScanState::Running;
     let hand_made = stats_from_singular_values(vec![10.0, 4.0, 3.0, 2.0, 1.0], 5, 5);
     for job in 0..4 {
         app.handle(Msg::Scan {
@@ -540,16 +575,16 @@ fn a_resumed_scan_computes_only_what_is_missing() {
     app.update(Action::NextModule);
     app.update(Action::PrevModule);
     drain(&mut app, &rx);
-    let v = app.drive;
-    assert_eq!(app.modules[v].state, ScanState::Done);
+    let v = app.choice.drive;
+    assert_eq!(app.doc.modules[v].state, ScanState::Done);
     assert_eq!(
-        app.modules[v].progress.total, 20,
+        app.doc.modules[v].progress.total, 20,
         "24 layers, 4 already known"
     );
-    assert_eq!(app.modules[v].count(|k| k == Kind::Pending), 0);
+    assert_eq!(app.doc.modules[v].count(|k| k == Kind::Pending), 0);
     // The known ones were not recomputed (the real matrices have another spectrum).
-    assert_eq!(app.modules[v].cells[3].stats(), Some(&hand_made));
-    assert_ne!(app.modules[v].cells[4].stats(), Some(&hand_made));
+    assert_eq!(app.doc.modules[v].cells[3].stats(), Some(&hand_made));
+    assert_ne!(app.doc.modules[v].cells[4].stats(), Some(&hand_made));
 }
 
 fn write(path: &Path, text: &str) {
@@ -574,7 +609,7 @@ fn scan_file_mode_uses_the_entries() {
     let (_, entries) = scanfile::read(&p).unwrap();
     let (tx, _rx) = crossbeam_channel::unbounded();
     let mut app = App::for_scan_file(&p, entries, tx).unwrap();
-    assert_eq!(app.num_layers, 4);
+    assert_eq!(app.num_layers(), 4);
     assert_eq!(app.drive_module().name, "self_attn.v_proj");
     assert_eq!(app.module().name, "self_attn.v_proj");
     assert_eq!(dropped(&app), vec![1]);
@@ -596,8 +631,8 @@ fn clicking_a_bar_moves_the_cursor() {
     use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
     let (_t, mut app, _rx) = scanned();
     app.handle(Msg::Resize(120, 40));
-    // 120 columns: 118 inside the border, 9 for the axis: 109 columns, 13 per layer at
-    // most 8: bars start at column 10, layer 5 at 10 + 5 * 8 = 50.
+    // 120 columns: 118 inside the border, 11 for the axis: 107 columns, 13 per layer at
+    // most 8: bars start at column 12, layer 5 at 12 + 5 * 8 = 52.
     let click = |app: &mut App, column: u16, row: u16| {
         app.handle(Msg::Mouse(MouseEvent {
             kind: MouseEventKind::Down(MouseButton::Left),
@@ -606,14 +641,14 @@ fn clicking_a_bar_moves_the_cursor() {
             modifiers: KeyModifiers::NONE,
         }));
     };
-    click(&mut app, 52, 10);
-    assert_eq!(app.cursor, 5);
-    click(&mut app, 10, 10);
-    assert_eq!(app.cursor, 0);
+    click(&mut app, 53, 10);
+    assert_eq!(app.view.cursor, 5);
+    click(&mut app, 12, 10);
+    assert_eq!(app.view.cursor, 0);
     // Outside the bars: nothing moves.
-    click(&mut app, 5, 10);
+    click(&mut app, 11, 10);
     click(&mut app, 52, 0);
-    assert_eq!(app.cursor, 0);
+    assert_eq!(app.view.cursor, 0);
 }
 
 #[test]
@@ -624,10 +659,10 @@ fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
         app.update(Action::Toggle);
     }
     // 27 layers dropped (1, 4, …, 79): kept runs [0,1) [2,4) … [77,79).
-    let full = snrscope::ui::summary::summary_text(&app);
+    let full = snrscope::ui::view::bars::summary_text(&app);
     assert!(full.starts_with("keep [0,1) [2,4) [5,7) "), "{full}");
     assert!(full.contains(" [74,76) [77,79)  53/80 layers  "), "{full}");
-    let fitted = snrscope::ui::summary::summary_fitted(&app, 70);
+    let fitted = snrscope::ui::view::bars::summary_fitted(&app, 70);
     assert!(fitted.chars().count() <= 70, "{fitted}");
     assert!(fitted.starts_with("keep [0,1) [2,4) "), "{fitted}");
     assert!(fitted.contains(" … [77,79)  53/80 layers  "), "{fitted}");
@@ -636,15 +671,20 @@ fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
 
 #[test]
 fn the_key_table_binds_each_key_once_and_describes_every_row() {
-    use snrscope::ui::keys::BINDINGS;
+    use snrscope::ui::keys::NORMAL;
     let mut seen = Vec::new();
-    for b in BINDINGS {
+    for b in NORMAL {
         assert!(!b.help.is_empty() && !b.shown.is_empty());
         for k in b.keys {
-            assert!(!seen.contains(k), "{k:?} is bound twice");
-            seen.push(*k);
+            assert!(!seen.contains(&(*k, b.ctrl)), "{k:?} is bound twice");
+            seen.push((*k, b.ctrl));
         }
     }
+    let seen: Vec<KeyCode> = seen
+        .into_iter()
+        .filter(|(_, c)| !c)
+        .map(|(k, _)| k)
+        .collect();
     // The keys the issue asks for are all there.
     for k in [
         KeyCode::Left,
@@ -667,6 +707,15 @@ fn the_key_table_binds_each_key_once_and_describes_every_row() {
         KeyCode::Char('?'),
         KeyCode::Char('q'),
         KeyCode::Esc,
+        KeyCode::Char('u'),
+        KeyCode::Char(':'),
+        KeyCode::Char('n'),
+        KeyCode::Char('N'),
+        KeyCode::Char('d'),
+        KeyCode::Char('o'),
+        KeyCode::Char('U'),
+        KeyCode::Char('!'),
+        KeyCode::Char('x'),
     ] {
         assert!(seen.contains(&k), "{k:?} is not bound");
     }
@@ -678,7 +727,7 @@ fn dialog_path_editing() {
     app.handle(key(KeyCode::Char('w')));
     let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
     let input = |app: &App| match &app.overlay {
-        Overlay::Dialog(d) => (d.input.clone(), d.cursor),
+        Overlay::Dialog(d) => (d.path().to_string(), d.fields[0].edit.cursor),
         o => panic!("no dialog: {o:?}"),
     };
     assert_eq!(input(&app), ("tiny-model-snr.json".to_string(), 19));
@@ -702,8 +751,437 @@ fn dialog_path_editing() {
     app.handle(key(KeyCode::Char(' ')));
     assert_eq!(input(&app), ("Xbq ".to_string(), 4));
     assert!(!app.quit);
-    assert_eq!(app.cursor, 0);
+    assert_eq!(app.view.cursor, 0);
     assert_eq!(dropped(&app), vec![2, 5]);
     app.handle(key(KeyCode::Esc));
     assert_eq!(app.overlay, Overlay::None);
+}
+
+// ---- issue 8: the explorer keeps the user's work, item by item ----
+
+/// Item 1: `y` on an existing file asks inside the dialog and writes only after `y`; the dialog
+/// remembers the path; `~` expands; a folder means the default name in it.
+#[test]
+fn writing_over_an_existing_file_asks_first() {
+    let (t, mut app, _rx) = scanned();
+    let out = t.path().join("hand-edited.yml");
+    std::fs::write(&out, "# my edits\n").unwrap();
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(dialog(&app).replace.as_deref(), Some(out.as_path()));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# my edits\n");
+    app.handle(key(KeyCode::Char('n')));
+    assert_eq!(dialog(&app).path(), out.display().to_string(), "text kept");
+    app.handle(key(KeyCode::Esc));
+    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# my edits\n");
+    // The next `y` starts from the path used last, and replaces only after yes.
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), out.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("merge_method: passthrough")
+    );
+    // A folder: the default name inside it.
+    let folder = t.path().join("configs");
+    std::fs::create_dir(&folder).unwrap();
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &folder.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(status(&app).0, StatusKind::Ok, "{}", status(&app).1);
+    assert!(folder.join("tiny-model-pruned.yml").is_file());
+}
+
+#[test]
+fn a_tilde_path_expands_to_home() {
+    let (t, mut app, _rx) = scanned();
+    let home = std::env::var("HOME").unwrap();
+    // A name no one has: written under $HOME, then removed.
+    let name = format!(
+        "snrscope-test-{}-{}.json",
+        std::process::id(),
+        t.path().display().to_string().len()
+    );
+    app.handle(key(KeyCode::Char('w')));
+    type_into(&mut app, &format!("~/{name}"));
+    app.handle(key(KeyCode::Enter));
+    let written = Path::new(&home).join(&name);
+    let ok = written.is_file();
+    let _ = std::fs::remove_file(&written);
+    assert!(ok, "{:?}", app.status.as_ref().map(|s| &s.text));
+}
+
+/// Items 1 and 5: an error keeps the dialog open with the text, in one sentence that names the path
+/// once, without "(os error N)".
+#[test]
+fn a_failed_write_keeps_the_dialog_and_says_why_once() {
+    let (t, mut app, _rx) = scanned();
+    let bad = t.path().join("no-such-folder").join("p.yml");
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &bad.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    let d = dialog(&app);
+    assert_eq!(d.path(), bad.display().to_string());
+    let err = d.error.clone().expect("an error");
+    assert_eq!(err.matches(&bad.display().to_string()).count(), 1, "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    // Writing into the model itself: refused, whatever is answered.
+    let inside = app.doc.source_path.join("p.yml");
+    type_into(&mut app, &inside.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert!(
+        dialog(&app)
+            .error
+            .clone()
+            .unwrap()
+            .contains("inside the input")
+    );
+    assert!(!inside.exists());
+}
+
+/// Item 2: A hand choice survives three rule cycles, `a` asks, undo and redo walk back and forth.
+#[test]
+fn hand_choices_survive_rule_changes_and_undo_restores() {
+    let (_t, mut app, _rx) = scanned();
+    app.set_cursor(2);
+    app.handle(key(KeyCode::Char(' '))); // keep the infinite layer 2 by hand
+    assert_eq!(app.choice.mark(2), Mark::KeepManual);
+    for _ in 0..3 {
+        app.handle(key(KeyCode::Char('r')));
+        assert!(!dropped(&app).contains(&2), "rule {:?}", app.choice.rule);
+    }
+    assert_eq!(app.choice.rule, snrscope::plan::Rule::Infinite);
+    assert_eq!(
+        app.choice.mark(2),
+        Mark::KeepManual,
+        "still there after r r r"
+    );
+    assert_eq!(dropped(&app), vec![5]);
+    // `a` asks, and `n` keeps everything.
+    app.handle(key(KeyCode::Char('a')));
+    assert_eq!(
+        app.overlay,
+        Overlay::Question(Question::DiscardHandChoices(1))
+    );
+    app.handle(key(KeyCode::Char('n')));
+    assert_eq!(app.choice.mark(2), Mark::KeepManual);
+    app.handle(key(KeyCode::Char('a')));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dropped(&app), vec![2, 5]);
+    // Undo brings the hand choice back; redo drops it again; Ctrl-R is redo.
+    app.handle(key(KeyCode::Char('u')));
+    assert_eq!(dropped(&app), vec![5]);
+    app.handle(Msg::Key(KeyEvent::new(
+        KeyCode::Char('r'),
+        KeyModifiers::CONTROL,
+    )));
+    assert_eq!(dropped(&app), vec![2, 5]);
+    // All the way back to the start: 1 toggle + 3 rule changes + the reset.
+    for _ in 0..5 {
+        app.handle(key(KeyCode::Char('u')));
+    }
+    assert_eq!(dropped(&app), vec![2, 5]);
+    assert!(!app.choice.selection().has_manual());
+    app.handle(key(KeyCode::Char('u')));
+    assert_eq!(status(&app).1, "nothing to undo");
+}
+
+#[test]
+fn x_hands_a_layer_back_to_the_rule() {
+    let (_t, mut app, _rx) = scanned();
+    app.set_cursor(5);
+    app.update(Action::Toggle);
+    app.update(Action::Toggle); // dropped by hand, as the rule would: recorded, agreeing
+    assert_eq!(app.choice.mark(5), Mark::DropManualAgrees);
+    app.handle(key(KeyCode::Char('x')));
+    assert_eq!(app.choice.mark(5), Mark::DropByRule);
+}
+
+/// Item 3: Esc during an export cancels the export only, says so, and the scan goes on.
+#[test]
+fn escape_during_an_export_cancels_only_the_export() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("big");
+    write_model(&src, &ModelSpec::tiny(4, &[1])).unwrap();
+    // Big sparse matrices: a slow export (hundreds of MB to copy) and a slow scan.
+    let big = tmp.path().join("big-sparse");
+    sparse_model(&big, 8);
+    let model = Arc::new(Model::open(&big).unwrap());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut app = App::for_model(
+        model,
+        tx,
+        AppOptions {
+            autoscan: false,
+            threads: 1,
+            ..AppOptions::default()
+        },
+    )
+    .unwrap();
+    let up = app.doc.module_index("mlp.up_proj").unwrap();
+    app.view.current = up;
+    app.update(Action::NextModule);
+    app.update(Action::PrevModule); // back on up_proj: its scan starts
+    assert!(app.scanning());
+    app.set_cursor(0);
+    app.update(Action::Toggle);
+    app.handle(key(KeyCode::Char('e')));
+    // Not every layer is scanned: asked first.
+    assert!(matches!(
+        app.overlay,
+        Overlay::Question(Question::ExportAnyway(_))
+    ));
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &tmp.path().join("out").display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert!(app.export.is_some(), "{:?}", app.status);
+    app.handle(key(KeyCode::Esc));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.export.is_some() {
+        assert!(Instant::now() < deadline);
+        if let Ok(m) = rx.recv_timeout(Duration::from_secs(1)) {
+            app.handle(m);
+        }
+    }
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Info, "{text}");
+    assert!(text.contains("export cancelled, nothing written"), "{text}");
+    assert!(app.scanning(), "the scan goes on");
+    assert!(!tmp.path().join("out").exists());
+    app.handle(key(KeyCode::Esc)); // now the scan
+    drain(&mut app, &rx);
+    assert_eq!(app.module().state, ScanState::Cancelled);
+}
+
+/// A model of `layers` x 75 MiB of F32 written as sparse files (instant to create).
+fn sparse_model(dir: &Path, layers: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let big = [9600usize, 2048];
+    let mut header = serde_json::Map::new();
+    let mut off = 0u64;
+    for l in 0..layers {
+        for (name, shape) in [
+            ("self_attn.v_proj.weight", [64usize, 64]),
+            ("mlp.up_proj.weight", big),
+        ] {
+            let n = (shape[0] * shape[1] * 4) as u64;
+            header.insert(
+                format!("model.layers.{l}.{name}"),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}),
+            );
+            off += n;
+        }
+    }
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(h.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&h).unwrap();
+    f.set_len(8 + h.len() as u64 + off).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"num_hidden_layers\": {layers}, \"torch_dtype\": \"float32\"}}"),
+    )
+    .unwrap();
+}
+
+/// Item 4: The YAML's `model:` is the folder's absolute path by default, editable, and preset by
+/// `--model-name`; for a scan file it is required.
+#[test]
+fn the_model_name_field() {
+    let (t, mut app, _rx) = scanned();
+    app.handle(key(KeyCode::Char('y')));
+    let abs = std::fs::canonicalize(&app.doc.source_path).unwrap();
+    assert_eq!(dialog(&app).field("model"), Some(abs.to_str().unwrap()));
+    let out = t.path().join("named.yml");
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "01-ai/Yi-34B");
+    app.handle(key(KeyCode::Enter));
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    assert!(yaml.contains("model: 01-ai/Yi-34B"), "{yaml}");
+    // Preset from the command line.
+    let (tx, _rx2) = crossbeam_channel::unbounded();
+    let model = app.model().unwrap().clone();
+    let app2 = App::for_model(
+        model,
+        tx,
+        AppOptions {
+            model_name: Some("org/name".into()),
+            ..AppOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(app2.model_name(), "org/name");
+    // A scan file: empty and required.
+    let p = t.path().join("scan.json");
+    std::fs::write(
+        &p,
+        r#"{"model.layers.0.self_attn.v_proj": {"snr": 0.5, "type": "self_attn.v_proj"},
+            "model.layers.1.self_attn.v_proj": {"snr": Infinity, "type": "self_attn.v_proj"}}"#,
+    )
+    .unwrap();
+    let (_, entries) = scanfile::read(&p).unwrap();
+    let (tx, _rx3) = crossbeam_channel::unbounded();
+    let mut app3 = App::for_scan_file(&p, entries, tx).unwrap();
+    app3.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app3).field("model"), Some(""));
+    type_into(&mut app3, &t.path().join("s.yml").display().to_string());
+    app3.handle(key(KeyCode::Enter));
+    assert!(dialog(&app3).error.clone().unwrap().contains("model name"));
+    assert_eq!(dialog(&app3).focus, 1, "the field to fill");
+    assert!(!t.path().join("s.yml").exists());
+}
+
+/// Item 6: The quit prompt: `w` writes the YAML, then quits.
+#[test]
+fn quit_prompt_w_writes_the_yaml_then_quits() {
+    let (t, mut app, _rx) = scanned();
+    app.update(Action::Toggle);
+    app.handle(key(KeyCode::Char('q')));
+    assert_eq!(app.overlay, Overlay::QuitPrompt);
+    app.handle(key(KeyCode::Char('w')));
+    assert_eq!(dialog(&app).kind, DialogKind::Yaml);
+    assert!(!app.quit);
+    let out = t.path().join("final.yml");
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert!(app.quit);
+    assert!(out.is_file());
+}
+
+/// Item 8: Any module can drive the choice; `d` again goes back to the default.
+#[test]
+fn the_module_on_screen_can_drive_the_choice() {
+    let (_t, mut app, rx) = scanned();
+    app.handle(key(KeyCode::Tab)); // mlp.down_proj
+    drain(&mut app, &rx);
+    app.handle(key(KeyCode::Char('d')));
+    assert_eq!(app.drive_module().name, "mlp.down_proj");
+    assert_eq!(
+        dropped(&app),
+        Vec::<usize>::new(),
+        "no infinite down_proj layer"
+    );
+    app.handle(key(KeyCode::Char('r'))); // lowest K reads down_proj now
+    let down: Vec<Option<f64>> = app.module().snr();
+    let lowest = (0..8)
+        .min_by(|&a, &b| down[a].unwrap().total_cmp(&down[b].unwrap()))
+        .unwrap();
+    assert_eq!(dropped(&app), vec![lowest]);
+    assert!(app.rule_text().contains("mlp.down_proj"));
+    app.handle(key(KeyCode::Char('d'))); // on screen = drive: back to the default
+    assert_eq!(app.drive_module().name, "self_attn.v_proj");
+    app.handle(key(KeyCode::Char('u')));
+    assert_eq!(app.drive_module().name, "mlp.down_proj", "undoable");
+}
+
+/// Item 10: `e` asks when nothing is dropped, and says how much it would copy.
+#[test]
+fn exporting_a_plan_that_drops_nothing_asks_first() {
+    let (_t, mut app, _rx) = scanned();
+    app.update(Action::KeepAll);
+    app.handle(key(KeyCode::Char('e')));
+    match &app.overlay {
+        Overlay::Question(Question::ExportAnyway(why)) => {
+            assert!(
+                why.contains("nothing is dropped: this writes a full copy of"),
+                "{why}"
+            );
+            assert!(why.contains(" kB") || why.contains(" MB"), "{why}");
+        }
+        o => panic!("{o:?}"),
+    }
+    app.handle(key(KeyCode::Char('n')));
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+/// Item 11: The model's warnings can be read.
+#[test]
+fn warnings_overlay_lists_the_warnings() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("m");
+    let mut spec = ModelSpec::tiny(4, &[1]);
+    spec.extra_config
+        .insert("num_hidden_layers".into(), serde_json::json!(5));
+    write_model(&dir, &spec).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    assert!(!model.warnings.is_empty());
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let mut app = App::for_model(model, tx, AppOptions::default()).unwrap();
+    assert!(
+        status(&app)
+            .1
+            .starts_with("warning: config.json declares 5 layers")
+    );
+    app.handle(key(KeyCode::Char('!')));
+    assert_eq!(app.overlay, Overlay::Warnings);
+    app.handle(key(KeyCode::Char('j')));
+    assert_eq!(app.overlay, Overlay::None, "any key closes");
+}
+
+/// Keyboard reach: jump to a layer, next/previous infinite layer, the sorted view.
+#[test]
+fn jump_next_infinite_and_the_sorted_view() {
+    let (_t, mut app, _rx) = scanned();
+    app.handle(key(KeyCode::Char('6')));
+    assert!(matches!(app.overlay, Overlay::Jump(_)));
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(app.view.cursor, 6);
+    app.handle(key(KeyCode::Char(':')));
+    app.handle(key(KeyCode::Char('9')));
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(app.view.cursor, 6);
+    assert!(status(&app).1.contains("no layer 9"));
+    app.handle(key(KeyCode::Char('N')));
+    assert_eq!(app.view.cursor, 5);
+    app.handle(key(KeyCode::Char('N')));
+    assert_eq!(app.view.cursor, 2);
+    app.handle(key(KeyCode::Char('n')));
+    assert_eq!(app.view.cursor, 5);
+    // The sorted view: infinite layers first, then by SNR descending; Space works there.
+    app.handle(key(KeyCode::Char('o')));
+    assert!(app.view.sorted);
+    let order = app.sorted_layers();
+    assert_eq!(&order[..2], &[2, 5]);
+    let snr = app.module().snr();
+    for w in order[2..].windows(2) {
+        assert!(snr[w[0]].unwrap() >= snr[w[1]].unwrap());
+    }
+    app.handle(key(KeyCode::Home));
+    assert_eq!(app.view.cursor, 2);
+    app.handle(key(KeyCode::Down));
+    app.handle(key(KeyCode::Down));
+    assert_eq!(app.view.cursor, order[2]);
+    app.handle(key(KeyCode::Char(' ')));
+    assert_eq!(app.choice.mark(order[2]), Mark::DropManual);
+}
+
+/// `snrscope MODEL --scan FILE`: the saved module is shown from the file, not scanned.
+#[test]
+fn a_saved_scan_opens_with_the_model() {
+    let (t, app, _rx) = scanned();
+    let saved = t.path().join("saved.json");
+    std::fs::write(&saved, scanfile::to_json(&app.scan_entries())).unwrap();
+    let (tx, _rx2) = crossbeam_channel::unbounded();
+    let app2 = App::for_model_with_scan(
+        app.model().unwrap().clone(),
+        &saved,
+        &scanfile::read(&saved).unwrap().1,
+        tx,
+        AppOptions::interactive(),
+    )
+    .unwrap();
+    assert!(!app2.scanning(), "nothing left to scan");
+    assert_eq!(app2.drive_module().state, ScanState::Loaded);
+    assert_eq!(dropped(&app2), vec![2, 5]);
 }

@@ -20,6 +20,16 @@ pub struct Cli {
     /// Model folder, .safetensors file or scan JSON to explore; the built-in demo model when
     /// omitted.
     pub model: Option<PathBuf>,
+    /// Explorer: show this saved scan (e.g. `snrscope scan --out`) with the model instead of
+    /// scanning those module types again.
+    #[arg(long, value_name = "FILE")]
+    pub scan: Option<PathBuf>,
+    /// Explorer: mergekit's `model:` for the YAML [default: the model folder's absolute path].
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// Explorer: scan worker threads; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -45,7 +55,12 @@ pub fn main() -> ExitCode {
         Some(Command::Scan(args)) => scan::run(args),
         Some(Command::Export(args)) => export::run(*args),
         Some(Command::Demo { dir }) => demo(dir),
-        None => crate::ui::run(cli.model),
+        None => crate::ui::run(crate::ui::Explore {
+            source: cli.model,
+            scan: cli.scan,
+            model_name: cli.model_name,
+            threads: cli.threads,
+        }),
     };
     match result {
         Ok(code) => code,

@@ -1,383 +1,76 @@
-//! The explorer's whole state and the one place it changes: [`App::handle`] for messages,
-//! [`App::update`] for user intents. Rendering only reads it.
+//! The explorer's state and the one place it changes: [`App::handle`] for messages,
+//! [`App::update`] for user intents. Each concern lives in a sub-state (`state::*`); this
+//! module routes and enforces the rules between them. Rendering only reads it.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use crossbeam_channel::Sender;
-use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{MouseButton, MouseEventKind};
 
+use super::{
+    action::Action,
+    format,
+    keys::{self, Mode},
+    layout::{self, Flags},
+    msg::{ExportMsg, Msg},
+    state::{
+        choice::{self, Choice},
+        document::{Cell, Document, Kind, ModuleView, ScanState, Source},
+        export_job::ExportJob,
+        overlay::{Dialog, DialogKind, LineEdit, Overlay, Question, Status, StatusKind},
+        scans::Scans,
+        view::View,
+    },
+};
 use crate::{
-    export::{self, ExportOptions, ExportProgress, Plan, planning},
-    layers::Stack,
-    model::{self, Model},
-    plan::{self, Mark, Rule, Selection, human_bytes},
-    scan::{self, CancelToken, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
+    export::{self, ExportOptions, Inputs, Plan, planning},
+    model::Model,
+    plan::{self, Mark, Rule, human_bytes},
     scanfile::{self, ScanEntry},
     snr::SnrStats,
+    text::escape_controls,
 };
 
-use super::{keys, layout};
-
-/// Everything that can wake the UI thread. Workers and the input thread all send these on one
-/// channel, so the loop has a single place to wait.
-#[derive(Debug)]
-pub enum Msg {
-    Key(KeyEvent),
-    Mouse(MouseEvent),
-    Resize(u16, u16),
-    Scan {
-        /// Generation of the scan, so events of a cancelled-and-restarted scan cannot be
-        /// mistaken for the new one's.
-        scan_id: u64,
-        event: ScanEvent,
-    },
-    Export(ExportMsg),
-    Tick,
-    /// SIGTERM / SIGINT / SIGHUP.
-    Terminate,
-}
-
-#[derive(Debug)]
-pub enum ExportMsg {
-    Progress(ExportProgress),
-    Done(Result<export::ExportSummary, String>),
-}
-
-/// What the user means, independent of which key expressed it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Action {
-    Left,
-    Right,
-    Home,
-    End,
-    PageLeft,
-    PageRight,
-    NextModule,
-    PrevModule,
-    Toggle,
-    ApplyRule,
-    Clear,
-    Invert,
-    CycleRule,
-    RuleUp,
-    RuleDown,
-    ToggleScale,
-    ToggleSpectrum,
-    Help,
-    ExportYaml,
-    ExportModel,
-    WriteScan,
-    Cancel,
-    Quit,
-    /// Ctrl-C: leave now, no questions.
-    ForceQuit,
-    /// Mouse click at a terminal cell.
-    Click(u16, u16),
-    DialogEdit(Edit),
-    DialogSubmit,
-    /// Answer to the quit confirmation.
-    Confirm(bool),
-}
-
-/// One layer's value for one module type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// The layer has no tensor of this module type.
-    Missing,
-    Pending,
-    Stats(Box<SnrStats>),
-    Failed(String),
-    /// Read from a scan file: only the numbers the file holds.
-    File {
-        snr: f64,
-        extra: Vec<(String, f64)>,
-        error: Option<String>,
-    },
-}
-
-/// How a bar is drawn.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    Missing,
-    Pending,
-    Infinite,
-    Finite(f64),
-    /// NaN ratio: an all-zero matrix (S[0] = 0).
-    NaN,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cell {
-    /// Tensor name (model) or module name (scan file).
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub dtype: String,
-    pub value: Value,
-    pub elapsed: Option<Duration>,
-}
-
-impl Cell {
-    fn missing() -> Cell {
-        Cell {
-            name: String::new(),
-            shape: Vec::new(),
-            dtype: String::new(),
-            value: Value::Missing,
-            elapsed: None,
-        }
-    }
-
-    pub fn kind(&self) -> Kind {
-        match &self.value {
-            Value::Missing => Kind::Missing,
-            Value::Pending => Kind::Pending,
-            Value::Failed(_) => Kind::Failed,
-            Value::File { error: Some(_), .. } => Kind::Failed,
-            Value::Stats(s) => kind_of(s.snr_ratio),
-            Value::File { snr, .. } => kind_of(*snr),
-        }
-    }
-
-    /// What the pruning rules read (`None` for anything without a number).
-    pub fn snr(&self) -> Option<f64> {
-        match self.kind() {
-            Kind::Infinite => Some(f64::INFINITY),
-            Kind::Finite(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn stats(&self) -> Option<&SnrStats> {
-        match &self.value {
-            Value::Stats(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-fn kind_of(v: f64) -> Kind {
-    if v.is_nan() {
-        Kind::NaN
-    } else if v == f64::INFINITY {
-        Kind::Infinite
-    } else {
-        Kind::Finite(v)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanState {
-    NotStarted,
-    Queued,
-    Running,
-    Done,
-    Cancelled,
-    /// Scan-file mode: the values came from disk.
-    Loaded,
-}
-
-/// One module type's bars.
-#[derive(Debug, Clone)]
-pub struct ModuleView {
-    pub name: String,
-    pub cells: Vec<Cell>,
-    pub jobs: Vec<ScanJob>,
-    /// Job index -> layer.
-    pub job_layer: Vec<usize>,
-    /// Indices into `jobs` of the running scan's jobs (a resumed scan skips finished ones);
-    /// empty means all of them.
-    pub scan_jobs: Vec<usize>,
-    pub state: ScanState,
-    pub progress: Progress,
-    pub scan_id: u64,
-}
-
-impl ModuleView {
-    pub fn snr(&self) -> Vec<Option<f64>> {
-        self.cells.iter().map(Cell::snr).collect()
-    }
-
-    pub fn count(&self, pred: impl Fn(Kind) -> bool) -> usize {
-        self.cells.iter().filter(|c| pred(c.kind())).count()
-    }
-}
-
-pub enum Source {
-    Model(Arc<Model>),
-    ScanFile(PathBuf),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialogKind {
-    Yaml,
-    Model,
-    ScanJson,
-}
-
-impl DialogKind {
-    pub fn title(self) -> &'static str {
-        match self {
-            DialogKind::Yaml => "Write mergekit YAML",
-            DialogKind::Model => "Export pruned model",
-            DialogKind::ScanJson => "Write scan JSON",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dialog {
-    pub kind: DialogKind,
-    pub input: String,
-    /// In characters, 0..=input's length.
-    pub cursor: usize,
-}
-
-/// Line editing in a dialog's path field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Edit {
-    Insert(char),
-    Backspace,
-    Delete,
-    Left,
-    Right,
-    Home,
-    End,
-    /// Ctrl-U: replace the default path instead of erasing it key by key.
-    Clear,
-}
-
-impl Dialog {
-    pub fn new(kind: DialogKind, input: impl Into<String>) -> Dialog {
-        let input = input.into();
-        Dialog {
-            kind,
-            cursor: input.chars().count(),
-            input,
-        }
-    }
-
-    fn byte_at(&self, char_index: usize) -> usize {
-        self.input
-            .char_indices()
-            .nth(char_index)
-            .map_or(self.input.len(), |(b, _)| b)
-    }
-
-    pub fn edit(&mut self, e: Edit) {
-        let len = self.input.chars().count();
-        self.cursor = self.cursor.min(len);
-        match e {
-            Edit::Insert(c) => {
-                let b = self.byte_at(self.cursor);
-                self.input.insert(b, c);
-                self.cursor += 1;
-            }
-            Edit::Backspace if self.cursor > 0 => {
-                self.cursor -= 1;
-                let b = self.byte_at(self.cursor);
-                self.input.remove(b);
-            }
-            Edit::Delete if self.cursor < len => {
-                let b = self.byte_at(self.cursor);
-                self.input.remove(b);
-            }
-            Edit::Left => self.cursor = self.cursor.saturating_sub(1),
-            Edit::Right => self.cursor = (self.cursor + 1).min(len),
-            Edit::Home => self.cursor = 0,
-            Edit::End => self.cursor = len,
-            Edit::Clear => {
-                self.input.clear();
-                self.cursor = 0;
-            }
-            Edit::Backspace | Edit::Delete => {}
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Overlay {
-    None,
-    Help,
-    Dialog(Dialog),
-    ConfirmQuit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusKind {
-    Info,
-    Ok,
-    Error,
-}
-
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub text: String,
-    pub kind: StatusKind,
-}
-
-pub struct ExportJob {
-    pub out: PathBuf,
-    pub progress: ExportProgress,
-    pub cancel: CancelToken,
-}
-
-/// Tuning for tests: they drive scans by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Settings from the command line (and tests, which drive scans by hand).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppOptions {
+    /// Start scanning the driving module at once.
     pub autoscan: bool,
+    /// Scan worker threads; 0 = one per core.
     pub threads: usize,
+    /// mergekit's `model:` for the YAML (`--model-name`); default: the model folder's path.
+    pub model_name: Option<String>,
 }
 
-impl Default for AppOptions {
-    fn default() -> Self {
+impl AppOptions {
+    pub fn interactive() -> AppOptions {
         AppOptions {
             autoscan: true,
-            threads: 0,
+            ..AppOptions::default()
         }
     }
 }
 
 pub struct App {
-    pub source: Source,
-    pub name: String,
-    /// The path the user gave (mergekit's `model:`).
-    pub source_path: PathBuf,
-    pub stack: Stack,
-    pub num_layers: usize,
-    pub modules: Vec<ModuleView>,
-    /// Index into `modules` of the type on screen.
-    pub current: usize,
-    /// Index into `modules` of the type whose SNR drives the pruning choice.
-    pub drive: usize,
-    pub cursor: usize,
-    /// First layer shown when the chart has to scroll.
-    pub offset: usize,
-    pub log_scale: bool,
-    pub spectrum_zoom: bool,
-    pub rule: Rule,
-    pub lowest_k: usize,
-    pub below_x: f64,
-    pub selection: Selection,
-    /// The user changed the choice by hand since the last export.
-    pub dirty: bool,
+    pub doc: Document,
+    pub scans: Scans,
+    pub choice: Choice,
+    pub view: View,
     pub overlay: Overlay,
     pub status: Option<Status>,
     pub export: Option<ExportJob>,
-    pub size: (u16, u16),
+    pub options: AppOptions,
+    /// What the user last wrote per kind this session (the dialogs start from it).
+    last_paths: HashMap<DialogKind, String>,
+    /// mergekit's `model:` as last entered.
+    model_name: String,
     pub quit: bool,
     pub tick: u64,
-    pub warnings: Vec<String>,
-    pub options: AppOptions,
     tx: Sender<Msg>,
-    scans: Vec<(u64, ScanHandle)>,
-    queue: VecDeque<usize>,
-    next_scan_id: u64,
 }
 
 impl App {
@@ -387,67 +80,46 @@ impl App {
         tx: Sender<Msg>,
         options: AppOptions,
     ) -> color_eyre::Result<App> {
-        let stack = model.main_stack()?.clone();
-        let default = stack.default_module().map(str::to_string).ok_or_else(|| {
-            color_eyre::eyre::eyre!("{}: layers have no 2-D weights", model.source.display())
-        })?;
-        let n = stack.num_layers;
-        let modules: Vec<ModuleView> = stack
-            .modules
-            .keys()
-            .map(|name| {
-                let jobs = scan::jobs_for_module(&model, &stack, name);
-                let mut cells = vec![Cell::missing(); n];
-                let mut job_layer = Vec::with_capacity(jobs.len());
-                for job in &jobs {
-                    let layer = job.layer.unwrap_or(0).min(n.saturating_sub(1));
-                    job_layer.push(layer);
-                    cells[layer] = Cell {
-                        name: job.tensor.clone(),
-                        shape: job.shape.clone(),
-                        dtype: model
-                            .tensor(&job.tensor)
-                            .map(|t| model::dtype_name(t.dtype))
-                            .unwrap_or_default(),
-                        value: Value::Pending,
-                        elapsed: None,
-                    };
-                }
-                ModuleView {
-                    name: name.clone(),
-                    cells,
-                    jobs,
-                    job_layer,
-                    scan_jobs: Vec::new(),
-                    state: ScanState::NotStarted,
-                    progress: Progress::default(),
-                    scan_id: 0,
-                }
-            })
-            .collect();
-        let drive = modules.iter().position(|m| m.name == default).unwrap_or(0);
-        let mut app = App::base(
-            Source::Model(model.clone()),
-            model.name(),
-            model.source.clone(),
-            stack,
-            modules,
-            drive,
-            tx,
-            options,
-        );
-        app.warnings = model.warnings.clone();
-        if let Some(first) = app.warnings.first() {
-            let more = app.warnings.len() - 1;
+        let doc = Document::for_model(model)?;
+        let mut app = App::with_document(doc, tx, options);
+        if let Some(first) = app.doc.warnings.first() {
+            let more = app.doc.warnings.len() - 1;
             let text = if more > 0 {
-                format!("warning: {first} (and {more} more)")
+                format!("warning: {first} (and {more} more: ! shows them)")
             } else {
                 format!("warning: {first}")
             };
             app.set_status(text, StatusKind::Error);
         }
-        if options.autoscan {
-            app.request_scan(drive);
+        if app.options.autoscan {
+            app.scans.request(&mut app.doc, app.choice.drive);
+        }
+        Ok(app)
+    }
+
+    /// An explorer on a model with a saved scan (`snrscope MODEL --scan FILE`): the module
+    /// types the file holds are not scanned again.
+    pub fn for_model_with_scan(
+        model: Arc<Model>,
+        scan: &Path,
+        entries: &[ScanEntry],
+        tx: Sender<Msg>,
+        options: AppOptions,
+    ) -> color_eyre::Result<App> {
+        let autoscan = options.autoscan;
+        let mut app = App::for_model(
+            model,
+            tx,
+            AppOptions {
+                autoscan: false,
+                ..options
+            },
+        )?;
+        app.doc.load_saved_scan(scan, entries)?;
+        app.refresh_choice();
+        app.options.autoscan = autoscan;
+        if autoscan {
+            app.scans.request(&mut app.doc, app.choice.drive);
         }
         Ok(app)
     }
@@ -458,167 +130,223 @@ impl App {
         entries: Vec<ScanEntry>,
         tx: Sender<Msg>,
     ) -> color_eyre::Result<App> {
-        let stack = scanfile::main_stack(&entries, &path.display().to_string())?;
-        let mut by_type: BTreeMap<String, BTreeMap<usize, &ScanEntry>> = BTreeMap::new();
-        for e in &entries {
-            if let Some((s, i)) = e.layer()
-                && s == stack.prefix
-            {
-                by_type
-                    .entry(e.module_type.clone())
-                    .or_default()
-                    .insert(i, e);
-            }
-        }
-        let n = stack.num_layers;
-        let modules: Vec<ModuleView> = by_type
-            .iter()
-            .map(|(name, by_layer)| {
-                let mut cells = vec![Cell::missing(); n];
-                for (&i, e) in by_layer {
-                    cells[i] = Cell {
-                        name: e.module.clone(),
-                        shape: Vec::new(),
-                        dtype: String::new(),
-                        value: Value::File {
-                            snr: e.snr,
-                            extra: e.extra.clone(),
-                            error: e.error.clone(),
-                        },
-                        elapsed: None,
-                    };
-                }
-                ModuleView {
-                    name: name.clone(),
-                    cells,
-                    jobs: Vec::new(),
-                    job_layer: Vec::new(),
-                    scan_jobs: Vec::new(),
-                    state: ScanState::Loaded,
-                    progress: Progress::default(),
-                    scan_id: 0,
-                }
-            })
-            .collect();
-        let default = stack.default_module().unwrap_or_default().to_string();
-        let drive = modules.iter().position(|m| m.name == default).unwrap_or(0);
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        let mut app = App::base(
-            Source::ScanFile(path.to_path_buf()),
-            name,
-            path.to_path_buf(),
-            stack,
-            modules,
-            drive,
-            tx,
-            AppOptions::default(),
-        );
-        app.refresh_selection();
+        let doc = Document::for_scan_file(path, &entries)?;
+        let mut app = App::with_document(doc, tx, AppOptions::default());
+        app.refresh_choice();
         Ok(app)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn base(
-        source: Source,
-        name: String,
-        source_path: PathBuf,
-        stack: Stack,
-        modules: Vec<ModuleView>,
-        drive: usize,
-        tx: Sender<Msg>,
-        options: AppOptions,
-    ) -> App {
-        let n = stack.num_layers;
+    fn with_document(doc: Document, tx: Sender<Msg>, options: AppOptions) -> App {
+        let drive = doc.default_module;
+        let model_name = match (&options.model_name, &doc.source) {
+            (Some(n), _) => n.clone(),
+            // mergekit reads a relative path as a Hugging Face repo id: give it the folder.
+            (None, Source::Model(_)) => std::fs::canonicalize(&doc.source_path)
+                .map(|p| {
+                    if p.is_file() {
+                        p.parent().map(Path::to_path_buf).unwrap_or(p)
+                    } else {
+                        p
+                    }
+                })
+                .unwrap_or_else(|_| doc.source_path.clone())
+                .display()
+                .to_string(),
+            // A scan file is not a model: the user must say which model it describes.
+            (None, Source::ScanFile(_)) => String::new(),
+        };
         App {
-            source,
-            name,
-            source_path,
-            num_layers: n,
-            stack,
-            modules,
-            current: drive,
-            drive,
-            cursor: 0,
-            offset: 0,
-            log_scale: true,
-            spectrum_zoom: false,
-            rule: Rule::Infinite,
-            lowest_k: (n / 8).max(1),
-            below_x: 0.0,
-            selection: Selection::new(n),
-            dirty: false,
+            choice: Choice::new(doc.num_layers, drive),
+            view: View::new(drive),
+            scans: Scans::new(tx.clone(), options.threads),
+            doc,
             overlay: Overlay::None,
             status: None,
             export: None,
-            size: (120, 40),
+            options,
+            last_paths: HashMap::new(),
+            model_name,
             quit: false,
             tick: 0,
-            warnings: Vec::new(),
-            options,
             tx,
-            scans: Vec::new(),
-            queue: VecDeque::new(),
-            next_scan_id: 1,
         }
+    }
+
+    /// Presets mergekit's `model:` (`--model-name`).
+    pub fn with_model_name(mut self, name: &str) -> App {
+        self.model_name = name.to_string();
+        self
+    }
+
+    // ---- reading ----
+
+    pub fn num_layers(&self) -> usize {
+        self.doc.num_layers
     }
 
     pub fn model(&self) -> Option<&Arc<Model>> {
-        match &self.source {
-            Source::Model(m) => Some(m),
-            Source::ScanFile(_) => None,
-        }
+        self.doc.model()
     }
 
     pub fn is_scan_file(&self) -> bool {
-        matches!(self.source, Source::ScanFile(_))
+        self.doc.is_scan_file()
     }
 
+    /// The module type on screen.
     pub fn module(&self) -> &ModuleView {
-        &self.modules[self.current]
+        &self.doc.modules[self.view.current]
     }
 
+    /// The module type whose SNR the rule reads.
     pub fn drive_module(&self) -> &ModuleView {
-        &self.modules[self.drive]
+        &self.doc.modules[self.choice.drive]
     }
 
     pub fn current_cell(&self) -> Option<&Cell> {
-        self.module().cells.get(self.cursor)
+        self.module().cells.get(self.view.cursor)
     }
 
     pub fn scanning(&self) -> bool {
-        !self.scans.is_empty()
+        self.scans.busy()
     }
 
-    /// The rule with its parameter as currently set.
+    /// The key table in force.
+    pub fn mode(&self) -> Mode {
+        self.overlay.mode()
+    }
+
+    /// The choice changed since it was last written.
+    pub fn unsaved(&self) -> bool {
+        self.choice.is_dirty()
+    }
+
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    pub fn layout_flags(&self) -> Flags {
+        Flags {
+            scan_file: self.is_scan_file(),
+            spectrum_zoom: self.view.spectrum_zoom,
+        }
+    }
+
+    pub fn chart_geom(&self) -> layout::ChartGeom {
+        let (w, h) = self.view.size;
+        layout::chart(
+            w,
+            h,
+            self.layout_flags(),
+            self.num_layers(),
+            self.view.offset,
+        )
+    }
+
+    /// Layers of the module on screen in the sorted view's order: infinite first, then by SNR
+    /// descending (spectrum.py's order), then the ones without a value, by layer.
+    pub fn sorted_layers(&self) -> Vec<usize> {
+        let m = self.module();
+        let mut v: Vec<usize> = (0..self.num_layers()).collect();
+        v.sort_by(|&a, &b| {
+            let key = |i: usize| m.cells[i].snr().filter(|x| !x.is_nan());
+            match (key(a), key(b)) {
+                (Some(x), Some(y)) => y.total_cmp(&x).then(a.cmp(&b)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.cmp(&b),
+            }
+        });
+        v
+    }
+
+    /// The rule with its parameter as currently set; the threshold exactly.
     pub fn rule_text(&self) -> String {
         let module = &self.drive_module().name;
-        let mut s = match self.rule {
-            // The threshold sits a hair above a layer's value; print it the way the axis does.
+        let mut s = match self.choice.rule {
             Rule::Below(x) => format!(
                 "drop layers whose {module} SNR is below {}",
-                super::chart::short(x)
+                format::exact(x)
             ),
             rule => rule.describe(module),
         };
-        let manual = (0..self.num_layers)
-            .filter(|&i| self.selection.mark(i).is_manual())
-            .count();
-        if manual > 0 {
-            s.push_str(&format!(", {manual} changed by hand"));
+        let sel = self.choice.selection();
+        let against = sel.against_rule();
+        let agreeing = sel.overrides().len() - against;
+        match (against, agreeing) {
+            (0, 0) => {}
+            (a, 0) => s.push_str(&format!(", {a} changed by hand")),
+            (0, g) => s.push_str(&format!(", {g} hand choice(s) the rule agrees with")),
+            (a, g) => s.push_str(&format!(
+                ", {a} changed by hand (+{g} the rule agrees with)"
+            )),
         }
         s
     }
 
+    /// What the explorer reads: no write may touch it.
+    pub fn inputs(&self) -> Inputs {
+        match &self.doc.source {
+            Source::Model(m) => Inputs::of_model(m),
+            Source::ScanFile(p) => Inputs::of_path(p),
+        }
+    }
+
+    /// The choice as the writers take it; the reason is worded as `snrscope export` words it,
+    /// so files from the explorer and from the command line read the same.
+    pub fn plan(&self) -> Plan {
+        let n = self.num_layers();
+        let marked = |m: Mark| {
+            (0..n)
+                .filter(|&i| self.choice.mark(i) == m)
+                .collect::<Vec<_>>()
+        };
+        let module = self.drive_module().name.clone();
+        Plan {
+            model_ref: self.model_name.clone(),
+            stack_prefix: self.doc.stack.prefix.clone(),
+            num_layers: n,
+            dropped: self.choice.selection().dropped(),
+            reason: planning::describe_choice(
+                &self.choice.rule,
+                &module,
+                &marked(Mark::DropManual),
+                &marked(Mark::KeepManual),
+            ),
+            module_type: module,
+            snr: self.drive_module().snr(),
+            dtype: self
+                .model()
+                .map_or_else(|| "bfloat16".to_string(), |m| planning::model_dtype(m)),
+        }
+    }
+
+    /// Every scanned module type, in the layout `snrscope scan --out` writes.
+    pub fn scan_entries(&self) -> Vec<ScanEntry> {
+        let mut out = Vec::new();
+        for m in &self.doc.modules {
+            if m.state == ScanState::NotStarted {
+                continue;
+            }
+            for (job, &layer) in m.jobs.iter().zip(&m.job_layer) {
+                let cell = &m.cells[layer];
+                let r: Option<Result<SnrStats, String>> = match &cell.value {
+                    super::state::document::Value::Stats(s) => Some(Ok((**s).clone())),
+                    super::state::document::Value::Failed(e) => Some(Err(e.clone())),
+                    _ => None,
+                };
+                out.push(ScanEntry::from_result(job, r.as_ref()));
+            }
+        }
+        out
+    }
+
     // ---- messages ----
 
-    /// Applies one message. Keys become actions through the key table first.
+    /// Applies one message. Keys become actions through the key table of the current mode.
     pub fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Key(key) => {
-                if let Some(action) = keys::action_for(self, key) {
+                if let Some(action) = keys::action_for(self.mode(), key) {
                     // A message stays until the user does something else; then the key hints
                     // come back.
                     if self.overlay == Overlay::None {
@@ -641,89 +369,41 @@ impl App {
                 }
             }
             Msg::Resize(w, h) => {
-                self.size = (w, h);
+                self.view.size = (w, h);
                 self.keep_cursor_visible();
             }
-            Msg::Scan { scan_id, event } => self.on_scan(scan_id, event),
+            Msg::Scan { scan_id, event } => {
+                let mut touched = None;
+                let finished = self.scans.on_event(
+                    &mut self.doc,
+                    scan_id,
+                    event,
+                    self.view.current,
+                    &mut touched,
+                );
+                if touched == Some(self.choice.drive) {
+                    self.refresh_choice();
+                }
+                if let Some(f) = finished {
+                    if f.module == self.choice.drive {
+                        self.refresh_choice();
+                    }
+                    // The progress line already tells the quiet case for the module on screen.
+                    if f.cancelled || f.failed > 0 || f.module != self.view.current {
+                        let kind = if f.failed > 0 {
+                            StatusKind::Error
+                        } else if f.cancelled {
+                            StatusKind::Info
+                        } else {
+                            StatusKind::Ok
+                        };
+                        self.set_status(f.text, kind);
+                    }
+                }
+            }
             Msg::Export(e) => self.on_export(e),
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::Terminate => self.shutdown(),
-        }
-    }
-
-    pub fn on_scan(&mut self, scan_id: u64, event: ScanEvent) {
-        let Some(mi) = self.modules.iter().position(|m| m.scan_id == scan_id) else {
-            return;
-        };
-        match event {
-            ScanEvent::Result { result, progress } => {
-                let m = &mut self.modules[mi];
-                m.progress = progress;
-                let job = if m.scan_jobs.is_empty() {
-                    Some(result.job)
-                } else {
-                    m.scan_jobs.get(result.job).copied()
-                };
-                if let Some(&layer) = job.and_then(|j| m.job_layer.get(j))
-                    && let Some(cell) = m.cells.get_mut(layer)
-                {
-                    cell.elapsed = Some(result.elapsed);
-                    cell.value = match result.outcome {
-                        Ok(s) => Value::Stats(Box::new(s)),
-                        Err(e) => Value::Failed(e),
-                    };
-                }
-                if mi == self.drive {
-                    self.refresh_selection();
-                }
-            }
-            ScanEvent::Finished {
-                progress,
-                cancelled,
-            } => {
-                let m = &mut self.modules[mi];
-                m.progress = progress;
-                m.state = if cancelled {
-                    ScanState::Cancelled
-                } else {
-                    ScanState::Done
-                };
-                let failed = m.count(|k| matches!(k, Kind::Failed | Kind::NaN));
-                let msg = if cancelled {
-                    format!(
-                        "scan of {} cancelled after {}/{} matrices",
-                        m.name, progress.done, progress.total
-                    )
-                } else {
-                    format!(
-                        "scanned {} {} matrices in {}{}",
-                        progress.total,
-                        m.name,
-                        super::summary::human_duration(progress.elapsed),
-                        if failed > 0 {
-                            format!(", {failed} without an SNR")
-                        } else {
-                            String::new()
-                        }
-                    )
-                };
-                // The progress line already tells the quiet case for the module on screen.
-                if cancelled || failed > 0 || mi != self.current {
-                    let kind = if failed > 0 {
-                        StatusKind::Error
-                    } else if cancelled {
-                        StatusKind::Info
-                    } else {
-                        StatusKind::Ok
-                    };
-                    self.set_status(msg, kind);
-                }
-                if let Some(pos) = self.scans.iter().position(|(id, _)| *id == scan_id) {
-                    // The workers are done after Finished; dropping the handle detaches them.
-                    self.scans.remove(pos);
-                }
-                self.start_next_scan();
-            }
         }
     }
 
@@ -735,10 +415,12 @@ impl App {
                 }
             }
             ExportMsg::Done(r) => {
-                let out = self.export.take().map(|j| j.out).unwrap_or_default();
+                let Some(job) = self.export.take() else {
+                    return;
+                };
                 match r {
                     Ok(s) => {
-                        self.mark_saved();
+                        self.choice.mark_saved();
                         let mut text = format!(
                             "exported {} tensors ({} shard{}, {}) to {}",
                             s.tensors,
@@ -747,15 +429,30 @@ impl App {
                             human_bytes(s.bytes),
                             s.out.display()
                         );
+                        if !s.skipped.is_empty() {
+                            text.push_str(&format!(
+                                "; {} file(s) of the folder not copied ({})",
+                                s.skipped.len(),
+                                s.skipped
+                                    .iter()
+                                    .map(|(n, _)| escape_controls(n).into_owned())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                        }
                         if let Some(note) = s.notes.first() {
                             text.push_str(&format!(" — note: {note}"));
                         }
                         self.set_status(text, StatusKind::Ok);
                     }
-                    Err(e) => self.set_status(
-                        format!("export to {} failed: {e}", out.display()),
-                        StatusKind::Error,
+                    Err(_) if job.cancel.is_cancelled() => self.set_status(
+                        format!(
+                            "export cancelled, nothing written under {}",
+                            job.out.display()
+                        ),
+                        StatusKind::Info,
                     ),
+                    Err(e) => self.set_status(format!("export failed: {e}"), StatusKind::Error),
                 }
             }
         }
@@ -765,73 +462,74 @@ impl App {
 
     pub fn update(&mut self, action: Action) {
         match action {
-            Action::Left => self.move_cursor(-1),
-            Action::Right => self.move_cursor(1),
-            Action::Home => self.set_cursor(0),
-            Action::End => self.set_cursor(self.num_layers.saturating_sub(1)),
-            Action::PageLeft => self.move_cursor(-(self.page() as isize)),
-            Action::PageRight => self.move_cursor(self.page() as isize),
+            Action::Left => self.step_cursor(-1),
+            Action::Right => self.step_cursor(1),
+            Action::Home => self.cursor_to_end(false),
+            Action::End => self.cursor_to_end(true),
+            Action::PageLeft => self.step_cursor(-(self.page() as isize)),
+            Action::PageRight => self.step_cursor(self.page() as isize),
+            Action::Jump(first) => {
+                let mut e = LineEdit::new("");
+                if let Some(d) = first {
+                    e.edit(super::action::Edit::Insert(d));
+                }
+                self.overlay = Overlay::Jump(e);
+            }
+            Action::NextInfinite => self.find_infinite(true),
+            Action::PrevInfinite => self.find_infinite(false),
             Action::NextModule => self.switch_module(1),
             Action::PrevModule => self.switch_module(-1),
             Action::Toggle => {
-                if self.cursor < self.num_layers {
-                    self.selection.toggle(self.cursor);
-                    self.dirty = true;
+                if self.view.cursor < self.num_layers() {
+                    let snr = self.drive_module().snr();
+                    self.choice.toggle(self.view.cursor, &snr);
+                }
+            }
+            Action::Forget => {
+                let snr = self.drive_module().snr();
+                let had = self.choice.mark(self.view.cursor).is_override();
+                self.choice.forget(self.view.cursor, &snr);
+                if !had {
+                    self.set_status(
+                        format!("layer {} has no hand choice", self.view.cursor),
+                        StatusKind::Info,
+                    );
                 }
             }
             Action::ApplyRule => {
-                self.selection
-                    .apply_rule(&self.rule, &self.drive_module().snr());
-                self.dirty = true;
-                self.set_status(
-                    format!("rule applied: {}", self.rule_text()),
-                    StatusKind::Info,
-                );
+                let n = self.choice.overrides();
+                if n > 0 {
+                    self.overlay = Overlay::Question(Question::DiscardHandChoices(n));
+                } else {
+                    self.set_status("the choice is the rule's already", StatusKind::Info);
+                }
             }
-            Action::Clear => {
-                self.selection.clear();
-                self.dirty = true;
+            Action::KeepAll => {
+                let snr = self.drive_module().snr();
+                self.choice.keep_all(&snr);
             }
             Action::Invert => {
-                self.selection.invert();
-                self.dirty = true;
+                let snr = self.drive_module().snr();
+                self.choice.invert(&snr);
             }
             Action::CycleRule => {
-                self.rule = match self.rule {
-                    Rule::Infinite => Rule::Lowest(self.lowest_k),
-                    Rule::Lowest(_) => Rule::Below(self.default_below()),
+                let snr = self.drive_module().snr();
+                let rule = match self.choice.rule {
+                    Rule::Infinite => Rule::Lowest(self.choice.lowest_k),
+                    Rule::Lowest(_) => Rule::Below(if self.choice.below_x > 0.0 {
+                        self.choice.below_x
+                    } else {
+                        choice::default_below(&snr)
+                    }),
                     Rule::Below(_) => Rule::Infinite,
                 };
-                self.reapply_rule();
+                self.choice.set_rule(rule, &snr);
             }
-            Action::RuleUp | Action::RuleDown => {
-                let up = action == Action::RuleUp;
-                match self.rule {
-                    Rule::Infinite => {
-                        self.set_status(
-                            "the infinite rule has no parameter (r cycles rules)",
-                            StatusKind::Info,
-                        );
-                        return;
-                    }
-                    Rule::Lowest(k) => {
-                        let k = if up {
-                            (k + 1).min(self.num_layers)
-                        } else {
-                            k.saturating_sub(1)
-                        };
-                        self.lowest_k = k;
-                        self.rule = Rule::Lowest(k);
-                    }
-                    Rule::Below(x) => {
-                        let x = next_threshold(&self.drive_module().snr(), x, up);
-                        self.below_x = x;
-                        self.rule = Rule::Below(x);
-                    }
-                }
-                self.reapply_rule();
-            }
-            Action::ToggleScale => self.log_scale = !self.log_scale,
+            Action::RuleUp | Action::RuleDown => self.adjust_rule(action == Action::RuleUp),
+            Action::DriveHere => self.drive_here(),
+            Action::Undo => self.undo(true),
+            Action::Redo => self.undo(false),
+            Action::ToggleScale => self.view.log_scale = !self.view.log_scale,
             Action::ToggleSpectrum => {
                 if self.is_scan_file() {
                     self.set_status(
@@ -839,30 +537,24 @@ impl App {
                         StatusKind::Info,
                     );
                 } else {
-                    self.spectrum_zoom = !self.spectrum_zoom;
+                    self.view.spectrum_zoom = !self.view.spectrum_zoom;
                     self.keep_cursor_visible();
                 }
             }
-            Action::Help => {
-                self.overlay = if self.overlay == Overlay::Help {
-                    Overlay::None
-                } else {
-                    Overlay::Help
-                };
+            Action::ToggleSorted => {
+                self.view.sorted = !self.view.sorted;
+                self.keep_cursor_visible();
             }
-            Action::ExportYaml => self.open_dialog(DialogKind::Yaml),
-            Action::ExportModel => {
-                if self.is_scan_file() {
-                    self.set_status(
-                        "cannot export a model from a scan file: open the model folder instead",
-                        StatusKind::Error,
-                    );
-                } else if self.export.is_some() {
-                    self.set_status("an export is already running", StatusKind::Info);
+            Action::Help => self.overlay = Overlay::Help,
+            Action::Warnings => {
+                if self.doc.warnings.is_empty() {
+                    self.set_status("no warnings about this model", StatusKind::Info);
                 } else {
-                    self.open_dialog(DialogKind::Model);
+                    self.overlay = Overlay::Warnings;
                 }
             }
+            Action::WriteYaml => self.open_dialog(DialogKind::Yaml, false),
+            Action::ExportModel => self.export_requested(),
             Action::WriteScan => {
                 if self.is_scan_file() {
                     self.set_status(
@@ -870,37 +562,40 @@ impl App {
                         StatusKind::Info,
                     );
                 } else {
-                    self.open_dialog(DialogKind::ScanJson);
+                    self.open_dialog(DialogKind::ScanJson, false);
                 }
             }
+            Action::WriteUnfrozen => self.open_dialog(DialogKind::Unfrozen, false),
             Action::Cancel => self.cancel(),
             Action::Quit => {
-                if self.overlay != Overlay::None {
-                    self.overlay = Overlay::None;
-                } else if self.unsaved() || self.export.is_some() {
-                    self.overlay = Overlay::ConfirmQuit;
+                if self.unsaved() || self.export.is_some() {
+                    self.overlay = Overlay::QuitPrompt;
                 } else {
                     self.shutdown();
                 }
             }
             Action::ForceQuit => self.shutdown(),
-            Action::Confirm(yes) => {
-                self.overlay = Overlay::None;
-                if yes {
-                    self.shutdown();
-                }
-            }
             Action::Click(x, y) => self.click(x, y),
-            Action::DialogEdit(e) => {
+            Action::Edit(e) => match &mut self.overlay {
+                Overlay::Dialog(d) => {
+                    d.error = None;
+                    d.fields[d.focus].edit.edit(e);
+                }
+                Overlay::Jump(l) => l.edit(e),
+                _ => {}
+            },
+            Action::NextField => {
                 if let Overlay::Dialog(d) = &mut self.overlay {
-                    d.edit(e);
+                    d.focus = (d.focus + 1) % d.fields.len();
                 }
             }
-            Action::DialogSubmit => {
-                if let Overlay::Dialog(d) = std::mem::replace(&mut self.overlay, Overlay::None) {
-                    self.submit(d);
-                }
-            }
+            Action::Submit => match std::mem::replace(&mut self.overlay, Overlay::None) {
+                Overlay::Dialog(d) => self.submit(d, false),
+                Overlay::Jump(l) => self.jump(&l.text),
+                other => self.overlay = other,
+            },
+            Action::Answer(yes) => self.answer(yes),
+            Action::WriteThenQuit => self.open_dialog(DialogKind::Yaml, true),
         }
     }
 
@@ -911,394 +606,566 @@ impl App {
         });
     }
 
-    /// The choice changed by hand and was not written anywhere since.
-    pub fn unsaved(&self) -> bool {
-        self.dirty
-    }
-
-    fn mark_saved(&mut self) {
-        self.dirty = false;
-    }
-
     fn shutdown(&mut self) {
-        for (_, h) in &self.scans {
-            h.cancel();
-        }
+        self.scans.cancel_all(&mut self.doc);
         if let Some(e) = &self.export {
             e.cancel.cancel();
         }
-        self.queue.clear();
         self.quit = true;
     }
 
-    /// Esc: closes what is open, else stops the running work.
+    /// Esc cancels one thing, the innermost: an open overlay (or the large spectrum), else a
+    /// running export, else the scan.
     fn cancel(&mut self) {
-        if self.overlay != Overlay::None {
-            self.overlay = Overlay::None;
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::None => {}
+            Overlay::Dialog(mut d) if d.replace.is_some() => {
+                // "Replace?" answered with Esc: back to the path, not out of the dialog.
+                d.replace = None;
+                self.overlay = Overlay::Dialog(d);
+                return;
+            }
+            _ => return,
+        }
+        if self.view.spectrum_zoom {
+            self.view.spectrum_zoom = false;
+            self.keep_cursor_visible();
             return;
-        }
-        if self.spectrum_zoom {
-            self.spectrum_zoom = false;
-            return;
-        }
-        let mut stopped = false;
-        for mi in self.queue.drain(..) {
-            self.modules[mi].state = ScanState::NotStarted;
-            stopped = true;
-        }
-        for (_, h) in &self.scans {
-            h.cancel();
-            stopped = true;
         }
         if let Some(e) = &self.export {
             e.cancel.cancel();
-            stopped = true;
+            self.set_status(
+                format!("cancelling the export to {}…", e.out.display()),
+                StatusKind::Info,
+            );
+            return;
         }
-        if stopped {
-            self.set_status("cancelling…", StatusKind::Info);
+        if self.scans.cancel_all(&mut self.doc) {
+            self.set_status("cancelling the scan…", StatusKind::Info);
+        }
+    }
+
+    fn answer(&mut self, yes: bool) {
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::Dialog(mut d) if d.replace.is_some() => {
+                if yes {
+                    self.submit(d, true);
+                } else {
+                    d.replace = None;
+                    self.overlay = Overlay::Dialog(d);
+                }
+            }
+            Overlay::Question(Question::DiscardHandChoices(_)) => {
+                if yes {
+                    let snr = self.drive_module().snr();
+                    self.choice.apply_rule(&snr);
+                    self.set_status(
+                        format!("back to the rule: {} (u undoes)", self.rule_text()),
+                        StatusKind::Info,
+                    );
+                }
+            }
+            Overlay::Question(Question::ExportAnyway(_)) => {
+                if yes {
+                    self.open_dialog(DialogKind::Model, false);
+                }
+            }
+            Overlay::QuitPrompt => {
+                if yes {
+                    self.shutdown();
+                }
+            }
+            other => self.overlay = other,
+        }
+    }
+
+    // ---- moving around ----
+
+    fn visible(&self) -> usize {
+        if self.view.sorted {
+            let (w, h) = self.view.size;
+            layout::list_rows(w, h, self.layout_flags())
+        } else {
+            self.chart_geom().visible
         }
     }
 
     fn page(&self) -> usize {
-        layout::visible_layers(self).max(1)
+        self.visible().max(1)
     }
 
-    fn move_cursor(&mut self, delta: isize) {
-        let n = self.num_layers as isize;
+    /// Moves the cursor by `delta` layers, or rows of the sorted list.
+    fn step_cursor(&mut self, delta: isize) {
+        let n = self.num_layers();
         if n == 0 {
             return;
         }
-        let c = (self.cursor as isize + delta).clamp(0, n - 1);
-        self.set_cursor(c as usize);
-    }
-
-    pub fn set_cursor(&mut self, c: usize) {
-        self.cursor = c.min(self.num_layers.saturating_sub(1));
+        if self.view.sorted {
+            let order = self.sorted_layers();
+            let pos = order
+                .iter()
+                .position(|&l| l == self.view.cursor)
+                .unwrap_or(0) as isize;
+            let to = (pos + delta).clamp(0, n as isize - 1) as usize;
+            self.view.cursor = order[to];
+        } else {
+            self.view.cursor =
+                (self.view.cursor as isize + delta).clamp(0, n as isize - 1) as usize;
+        }
         self.keep_cursor_visible();
     }
 
-    /// Scrolls the chart just enough to show the cursor, so the view does not jump around.
-    pub fn keep_cursor_visible(&mut self) {
-        let vis = layout::visible_layers(self).max(1);
-        let max_offset = self.num_layers.saturating_sub(vis);
-        if self.cursor < self.offset {
-            self.offset = self.cursor;
-        } else if self.cursor >= self.offset + vis {
-            self.offset = self.cursor + 1 - vis;
-        }
-        self.offset = self.offset.min(max_offset);
-    }
-
-    fn switch_module(&mut self, dir: isize) {
-        let n = self.modules.len() as isize;
+    fn cursor_to_end(&mut self, last: bool) {
+        let n = self.num_layers();
         if n == 0 {
             return;
         }
-        self.select_module(((self.current as isize + dir).rem_euclid(n)) as usize);
+        self.view.cursor = if self.view.sorted {
+            let order = self.sorted_layers();
+            if last { order[n - 1] } else { order[0] }
+        } else if last {
+            n - 1
+        } else {
+            0
+        };
+        self.keep_cursor_visible();
+    }
+
+    pub fn set_cursor(&mut self, layer: usize) {
+        self.view.cursor = layer.min(self.num_layers().saturating_sub(1));
+        self.keep_cursor_visible();
+    }
+
+    /// Scrolls the chart (or the sorted list) just enough to show the cursor.
+    pub fn keep_cursor_visible(&mut self) {
+        let n = self.num_layers();
+        let chart_visible = self.chart_geom().visible;
+        self.view.scroll_to_cursor(n, chart_visible);
+        if self.view.sorted {
+            let (w, h) = self.view.size;
+            let rows = layout::list_rows(w, h, self.layout_flags());
+            let row = self
+                .sorted_layers()
+                .iter()
+                .position(|&l| l == self.view.cursor)
+                .unwrap_or(0);
+            self.view.scroll_list(row, n, rows);
+        }
+    }
+
+    fn jump(&mut self, text: &str) {
+        let n = self.num_layers();
+        match text.trim().parse::<usize>() {
+            Ok(l) if l < n => self.set_cursor(l),
+            _ if text.trim().is_empty() => {}
+            _ => self.set_status(
+                format!(
+                    "no layer {}: layers are 0–{}",
+                    text.trim(),
+                    n.saturating_sub(1)
+                ),
+                StatusKind::Error,
+            ),
+        }
+    }
+
+    fn find_infinite(&mut self, forward: bool) {
+        let m = self.module();
+        let c = self.view.cursor;
+        let is_inf = |i: &usize| m.cells[*i].kind() == Kind::Infinite;
+        let found = if forward {
+            (c + 1..self.num_layers()).find(is_inf)
+        } else {
+            (0..c).rev().find(is_inf)
+        };
+        match found {
+            Some(l) => self.set_cursor(l),
+            None => {
+                let name = m.name.clone();
+                self.set_status(
+                    format!(
+                        "no layer with infinite {name} SNR {} layer {c}",
+                        if forward { "after" } else { "before" }
+                    ),
+                    StatusKind::Info,
+                );
+            }
+        }
+    }
+
+    fn switch_module(&mut self, dir: isize) {
+        let n = self.doc.modules.len() as isize;
+        if n == 0 {
+            return;
+        }
+        self.select_module(((self.view.current as isize + dir).rem_euclid(n)) as usize);
     }
 
     /// Shows a module type, scanning it if it was never (fully) scanned.
     fn select_module(&mut self, mi: usize) {
-        if mi >= self.modules.len() {
+        if mi >= self.doc.modules.len() {
             return;
         }
-        self.current = mi;
-        if self.modules[mi].state == ScanState::NotStarted
-            || self.modules[mi].state == ScanState::Cancelled
-        {
-            self.request_scan(mi);
+        self.view.current = mi;
+        if matches!(
+            self.doc.modules[mi].state,
+            ScanState::NotStarted | ScanState::Cancelled
+        ) {
+            self.scans.request(&mut self.doc, mi);
         }
-    }
-
-    /// Scans a module type now, or after the running scan: two pools at once would only
-    /// share the same cores and delay both.
-    pub fn request_scan(&mut self, mi: usize) {
-        if self.model().is_none() || self.queue.contains(&mi) {
-            return;
-        }
-        if self.scans.is_empty() {
-            self.start_scan(mi);
-        } else {
-            self.modules[mi].state = ScanState::Queued;
-            self.queue.push_back(mi);
-        }
-    }
-
-    fn start_next_scan(&mut self) {
-        if !self.scans.is_empty() {
-            return;
-        }
-        // The module on screen first: that is what the user is waiting for.
-        if let Some(pos) = self.queue.iter().position(|&m| m == self.current) {
-            self.queue.remove(pos);
-            self.start_scan(self.current);
-        } else if let Some(mi) = self.queue.pop_front() {
-            self.start_scan(mi);
-        }
-    }
-
-    fn start_scan(&mut self, mi: usize) {
-        let Some(model) = self.model().cloned() else {
-            return;
-        };
-        let id = self.next_scan_id;
-        self.next_scan_id += 1;
-        let m = &mut self.modules[mi];
-        m.scan_id = id;
-        m.state = ScanState::Running;
-        // Resuming after a cancel: only what is not computed yet.
-        m.scan_jobs = (0..m.jobs.len())
-            .filter(|&j| !matches!(m.cells[m.job_layer[j]].value, Value::Stats(_)))
-            .collect();
-        let jobs: Vec<ScanJob> = m.scan_jobs.iter().map(|&j| m.jobs[j].clone()).collect();
-        m.progress = Progress {
-            total: jobs.len(),
-            bytes_total: jobs.iter().map(|j| j.bytes).sum(),
-            ..Progress::default()
-        };
-        for &j in &m.scan_jobs {
-            let layer = m.job_layer[j];
-            m.cells[layer].value = Value::Pending;
-        }
-        let tx = self.tx.clone();
-        let handle = scan::start(
-            model,
-            jobs,
-            ScanOptions {
-                threads: self.options.threads,
-            },
-            move |event| {
-                let _ = tx.send(Msg::Scan { scan_id: id, event });
-            },
-        );
-        self.scans.push((id, handle));
-    }
-
-    /// New results arrived for the driving module: the rule's choice follows them, hand
-    /// changes stay.
-    pub fn refresh_selection(&mut self) {
-        let snr = self.drive_module().snr();
-        self.selection.refresh_rule(&self.rule, &snr);
-    }
-
-    fn reapply_rule(&mut self) {
-        self.refresh_selection();
-        // The rule line shows the new rule; no status message needed.
-        self.dirty = true;
-    }
-
-    /// A threshold that drops roughly the lower quarter of the finite values: a useful start.
-    fn default_below(&self) -> f64 {
-        if self.below_x > 0.0 {
-            return self.below_x;
-        }
-        let mut v: Vec<f64> = self
-            .drive_module()
-            .snr()
-            .into_iter()
-            .flatten()
-            .filter(|x| x.is_finite())
-            .collect();
-        if v.is_empty() {
-            return 0.0;
-        }
-        v.sort_by(f64::total_cmp);
-        just_above(v[v.len() / 4])
+        self.keep_cursor_visible();
     }
 
     fn click(&mut self, x: u16, y: u16) {
-        if self.overlay != Overlay::None {
+        let (w, h) = self.view.size;
+        if layout::too_small(w, h) {
             return;
         }
-        if let Some(layer) = layout::layer_at(self, x, y) {
-            self.set_cursor(layer);
-        } else if !layout::too_small(self.size.0, self.size.1)
-            && y == layout::areas(self.size.0, self.size.1, self).tabs.y
-        {
-            let (_, _, tabs) = super::summary::tab_layout(self, self.size.0);
+        let areas = layout::areas(w, h, self.layout_flags());
+        if y == areas.tabs.y {
+            let (_, _, tabs) = super::view::bars::tab_layout(self, w);
             if let Some(&(mi, _, _)) = tabs.iter().find(|(_, a, b)| (*a..=*b).contains(&x)) {
                 self.select_module(mi);
             }
-        }
-    }
-
-    // ---- exports ----
-
-    pub fn default_path(&self, kind: DialogKind) -> String {
-        let base = sanitize(&self.name);
-        match kind {
-            DialogKind::Yaml => format!("{base}-pruned.yml"),
-            DialogKind::Model => format!("{base}-pruned/"),
-            DialogKind::ScanJson => format!("{base}-snr.json"),
-        }
-    }
-
-    fn open_dialog(&mut self, kind: DialogKind) {
-        self.overlay = Overlay::Dialog(Dialog::new(kind, self.default_path(kind)));
-    }
-
-    /// The choice as the writers take it; the reason is worded as `snrscope export` words it,
-    /// so files from the explorer and from the command line read the same.
-    pub fn plan(&self) -> Plan {
-        let marked = |m: Mark| {
-            (0..self.num_layers)
-                .filter(|&i| self.selection.mark(i) == m)
-                .collect::<Vec<_>>()
-        };
-        let module = self.drive_module().name.clone();
-        Plan {
-            model_ref: self.source_path.display().to_string(),
-            stack_prefix: self.stack.prefix.clone(),
-            num_layers: self.num_layers,
-            dropped: self.selection.dropped(),
-            reason: planning::describe_choice(
-                &self.rule,
-                &module,
-                &marked(Mark::DropManual),
-                &marked(Mark::KeepManual),
-            ),
-            module_type: module,
-            snr: self.drive_module().snr(),
-            dtype: self
-                .model()
-                .map_or_else(|| "bfloat16".to_string(), |m| planning::model_dtype(m)),
-        }
-    }
-
-    fn submit(&mut self, d: Dialog) {
-        let path = PathBuf::from(d.input.trim());
-        if path.as_os_str().is_empty() {
-            self.set_status("no path given; nothing written", StatusKind::Error);
             return;
         }
-        match d.kind {
+        if self.view.spectrum_zoom {
+            return;
+        }
+        if self.view.sorted {
+            // Rows under the list's heading, inside its border.
+            let first = areas.main.y + 2;
+            if y >= first && y < areas.main.y + areas.main.height.saturating_sub(1) {
+                let row = self.view.list_offset + (y - first) as usize;
+                if let Some(&l) = self.sorted_layers().get(row) {
+                    self.set_cursor(l);
+                }
+            }
+            return;
+        }
+        if let Some(layer) = layout::layer_at(&self.chart_geom(), x, y) {
+            self.set_cursor(layer);
+        }
+    }
+
+    // ---- the choice ----
+
+    /// New values for the driving module: the rule's part of the choice follows them.
+    fn refresh_choice(&mut self) {
+        let snr = self.drive_module().snr();
+        self.choice.refresh(&snr);
+    }
+
+    fn adjust_rule(&mut self, up: bool) {
+        let snr = self.drive_module().snr();
+        let rule = match self.choice.rule {
+            Rule::Infinite => {
+                self.set_status(
+                    "the infinite rule has no parameter (r cycles rules)",
+                    StatusKind::Info,
+                );
+                return;
+            }
+            Rule::Lowest(k) => Rule::Lowest(if up {
+                (k + 1).min(self.num_layers())
+            } else {
+                k.saturating_sub(1)
+            }),
+            Rule::Below(x) => Rule::Below(choice::next_threshold(&snr, x, up)),
+        };
+        self.choice.set_rule(rule, &snr);
+    }
+
+    fn drive_here(&mut self) {
+        let target = if self.view.current != self.choice.drive {
+            self.view.current
+        } else {
+            self.doc.default_module
+        };
+        if target == self.choice.drive {
+            self.set_status(
+                format!(
+                    "{} drives the choice already (Tab to another module, then d)",
+                    self.drive_module().name
+                ),
+                StatusKind::Info,
+            );
+            return;
+        }
+        let snr = self.doc.modules[target].snr();
+        self.choice.set_drive(target, &snr);
+        if matches!(
+            self.doc.modules[target].state,
+            ScanState::NotStarted | ScanState::Cancelled
+        ) {
+            self.scans.request(&mut self.doc, target);
+        }
+        self.set_status(
+            format!("the choice now follows {}", self.drive_module().name),
+            StatusKind::Info,
+        );
+    }
+
+    fn undo(&mut self, back: bool) {
+        let modules = &self.doc.modules;
+        let snr = |mi: usize| modules.get(mi).map(ModuleView::snr).unwrap_or_default();
+        let done = if back {
+            self.choice.undo(&snr)
+        } else {
+            self.choice.redo(&snr)
+        };
+        if !done {
+            self.set_status(
+                if back {
+                    "nothing to undo"
+                } else {
+                    "nothing to redo"
+                },
+                StatusKind::Info,
+            );
+        }
+    }
+
+    // ---- writing ----
+
+    /// The file or folder name a dialog suggests first.
+    pub fn default_name(&self, kind: DialogKind) -> String {
+        let base = sanitize(&self.doc.name);
+        match kind {
+            DialogKind::Yaml => format!("{base}-pruned.yml"),
+            DialogKind::Model => format!("{base}-pruned"),
+            DialogKind::ScanJson => format!("{base}-snr.json"),
+            DialogKind::Unfrozen => format!("{base}-unfrozen.yml"),
+        }
+    }
+
+    fn open_dialog(&mut self, kind: DialogKind, then_quit: bool) {
+        let path = self
+            .last_paths
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| self.default_name(kind));
+        let mut d = Dialog::new(kind, path);
+        match kind {
+            DialogKind::Yaml => {
+                let hint = if self.is_scan_file() {
+                    "required: the model's Hugging Face repo id or folder (a scan file is not a model)"
+                } else {
+                    "mergekit's model: (a repo id, or the folder; a relative path reads as a repo id)"
+                };
+                d = d.with_field("model", self.model_name.clone(), Some(hint.into()));
+            }
+            DialogKind::Unfrozen => {
+                d = d.with_field(
+                    "top %",
+                    "50",
+                    Some("share of layers per module type".into()),
+                );
+            }
+            _ => {}
+        }
+        d.then_quit = then_quit;
+        self.overlay = Overlay::Dialog(d);
+    }
+
+    /// `e`: asks first when the plan is doubtful (unscanned layers kept, nothing dropped).
+    fn export_requested(&mut self) {
+        if self.is_scan_file() {
+            self.set_status(
+                "cannot export a model from a scan file: open the model folder instead",
+                StatusKind::Error,
+            );
+            return;
+        }
+        if self.export.is_some() {
+            self.set_status("an export is already running", StatusKind::Info);
+            return;
+        }
+        let unknown = self.drive_module().unknown();
+        let dropped = self.choice.selection().dropped().len();
+        let reason = if unknown > 0 {
+            Some(format!(
+                "{unknown} layer(s) have no {} SNR yet (not scanned, or failed): they will be kept",
+                self.drive_module().name
+            ))
+        } else if dropped == 0 {
+            let size = self.model().map_or(0, |m| m.total_bytes());
+            Some(format!(
+                "nothing is dropped: this writes a full copy of {}",
+                human_bytes(size)
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => self.overlay = Overlay::Question(Question::ExportAnyway(r)),
+            None => self.open_dialog(DialogKind::Model, false),
+        }
+    }
+
+    /// Where a dialog's path points: `~` expanded; a folder means the default name in it
+    /// (for the model export: only when written with a trailing `/`).
+    fn resolve_path(&self, kind: DialogKind, text: &str) -> PathBuf {
+        let text = text.trim();
+        let expanded = match (text.strip_prefix('~'), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+                PathBuf::from(home).join(rest.trim_start_matches('/'))
+            }
+            _ => PathBuf::from(text),
+        };
+        let into_folder = match kind {
+            DialogKind::Model => text.ends_with('/') && expanded.is_dir(),
+            _ => expanded.is_dir(),
+        };
+        if into_folder {
+            expanded.join(self.default_name(kind))
+        } else {
+            expanded
+        }
+    }
+
+    /// Writes what a dialog asks for; `replace` once the user said yes to replacing. Every
+    /// failure keeps the dialog open with its text and one sentence saying why.
+    fn submit(&mut self, mut d: Dialog, replace: bool) {
+        d.error = None;
+        d.replace = None;
+        if d.path().trim().is_empty() {
+            d.error = Some("give a path to write to".into());
+            self.overlay = Overlay::Dialog(d);
+            return;
+        }
+        // Remembered even when this attempt fails or is not confirmed: the next dialog of the
+        // kind starts from what the user typed, never silently from the default again.
+        self.last_paths.insert(d.kind, d.path().to_string());
+        let path = self.resolve_path(d.kind, d.path());
+        let inputs = self.inputs();
+        if let Err(e) = inputs.check(&path) {
+            d.error = Some(e.to_string());
+            self.overlay = Overlay::Dialog(d);
+            return;
+        }
+        if d.kind == DialogKind::Yaml {
+            let name = d.field("model").unwrap_or_default().trim().to_string();
+            if name.is_empty() {
+                d.error =
+                    Some("give the model name mergekit should load (its repo id or folder)".into());
+                d.focus = 1;
+                self.overlay = Overlay::Dialog(d);
+                return;
+            }
+            self.model_name = name;
+        }
+        if !replace && path.symlink_metadata().is_ok() {
+            d.replace = Some(path);
+            self.overlay = Overlay::Dialog(d);
+            return;
+        }
+        let result = match d.kind {
             DialogKind::Yaml => {
                 let plan = self.plan();
-                match export::write_mergekit_yaml(&plan, &path, &self.inputs(), true) {
-                    Ok(()) => {
-                        self.mark_saved();
-                        self.set_status(
-                            format!(
-                                "wrote {} (keep {})",
-                                path.display(),
-                                plan::format_ranges(&plan.kept_ranges())
-                            ),
-                            StatusKind::Ok,
-                        );
-                    }
-                    Err(e) => self.set_status(
-                        format!("cannot write {}: {e}", path.display()),
-                        StatusKind::Error,
-                    ),
-                }
+                export::write_mergekit_yaml(&plan, &path, &inputs, replace).map(|()| {
+                    format!(
+                        "wrote {} (keep {}; model: {})",
+                        path.display(),
+                        plan::format_ranges(&plan.kept_ranges()),
+                        plan.model_ref
+                    )
+                })
             }
             DialogKind::ScanJson => {
                 let entries = self.scan_entries();
                 let text = scanfile::to_json(&entries);
-                match export::write_file_atomically(&path, text.as_bytes(), &self.inputs(), true) {
-                    Ok(()) => self.set_status(
-                        format!("wrote {} scan entries to {}", entries.len(), path.display()),
-                        StatusKind::Ok,
-                    ),
-                    Err(e) => self.set_status(e.to_string(), StatusKind::Error),
+                export::write_file_atomically(&path, text.as_bytes(), &inputs, replace)
+                    .map(|()| format!("wrote {} scan entries to {}", entries.len(), path.display()))
+            }
+            DialogKind::Unfrozen => {
+                let top: f64 = match d.field("top %").unwrap_or("50").trim().parse() {
+                    Ok(t) if (0.0..=100.0).contains(&t) => t,
+                    _ => {
+                        d.error = Some("top % must be a number from 0 to 100".into());
+                        d.focus = 1;
+                        self.overlay = Overlay::Dialog(d);
+                        return;
+                    }
+                };
+                let groups = self.unfrozen_groups();
+                export::write_unfrozen_yaml(&groups, top, &path, &inputs, replace).map(|()| {
+                    format!(
+                        "wrote {} (top {top}% of {} module type(s) scanned so far)",
+                        path.display(),
+                        groups.len()
+                    )
+                })
+            }
+            DialogKind::Model => {
+                self.start_export(path, replace);
+                return;
+            }
+        };
+        match result {
+            Ok(text) => {
+                if d.kind == DialogKind::Yaml {
+                    self.choice.mark_saved();
+                }
+                self.set_status(text, StatusKind::Ok);
+                if d.then_quit {
+                    self.shutdown();
                 }
             }
-            DialogKind::Model => self.start_export(path),
-        }
-    }
-
-    /// What the explorer reads: no write may touch it.
-    pub fn inputs(&self) -> export::Inputs {
-        match &self.source {
-            Source::Model(m) => export::Inputs::of_model(m),
-            Source::ScanFile(p) => export::Inputs::of_path(p),
-        }
-    }
-
-    /// Every scanned module type, in the layout `snrscope scan --out` writes.
-    pub fn scan_entries(&self) -> Vec<ScanEntry> {
-        let mut out = Vec::new();
-        for m in &self.modules {
-            if m.state == ScanState::NotStarted {
-                continue;
-            }
-            for (job, &layer) in m.jobs.iter().zip(&m.job_layer) {
-                let r: Option<Result<SnrStats, String>> = match &m.cells[layer].value {
-                    Value::Stats(s) => Some(Ok((**s).clone())),
-                    Value::Failed(e) => Some(Err(e.clone())),
-                    _ => None,
-                };
-                out.push(ScanEntry::from_result(job, r.as_ref()));
+            Err(e) => {
+                d.error = Some(e.to_string());
+                self.overlay = Overlay::Dialog(d);
             }
         }
-        out
     }
 
-    fn start_export(&mut self, out: PathBuf) {
+    /// Spectrum's groups from every module type with values.
+    fn unfrozen_groups(&self) -> Vec<export::UnfrozenGroup> {
+        self.doc
+            .modules
+            .iter()
+            .filter(|m| m.cells.iter().any(|c| c.snr().is_some()))
+            .map(|m| export::UnfrozenGroup {
+                module_type: m.name.clone(),
+                modules: m
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(l, c)| {
+                        c.snr().map(|s| {
+                            let name = if c.name.is_empty() {
+                                format!("{}.{l}.{}", self.doc.stack.prefix, m.name)
+                            } else {
+                                c.name
+                                    .strip_suffix(".weight")
+                                    .unwrap_or(&c.name)
+                                    .to_string()
+                            };
+                            (name, s)
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn start_export(&mut self, out: PathBuf, force: bool) {
         let Some(model) = self.model().cloned() else {
             return;
         };
-        let plan = self.plan();
-        let cancel = CancelToken::default();
-        let token = cancel.clone();
-        let tx = self.tx.clone();
-        let options = ExportOptions::new(out.clone());
-        let spawned = std::thread::Builder::new()
-            .name("snr-export".into())
-            .spawn(move || {
-                let progress_tx = tx.clone();
-                let mut progress = move |p: ExportProgress| {
-                    let _ = progress_tx.send(Msg::Export(ExportMsg::Progress(p)));
-                };
-                let r = export::export_model(&model, &plan, &options, &mut progress, &token)
-                    .map_err(|e| e.to_string());
-                let _ = tx.send(Msg::Export(ExportMsg::Done(r)));
-            });
-        match spawned {
-            Ok(_) => {
-                self.export = Some(ExportJob {
-                    out: out.clone(),
-                    progress: ExportProgress::default(),
-                    cancel,
-                });
+        let mut options = ExportOptions::new(out.clone());
+        options.force = force;
+        match ExportJob::start(model, self.plan(), options, self.tx.clone()) {
+            Ok(job) => {
+                self.export = Some(job);
                 self.set_status(format!("exporting to {}…", out.display()), StatusKind::Info);
             }
-            Err(e) => self.set_status(format!("cannot start export: {e}"), StatusKind::Error),
+            Err(e) => self.set_status(
+                format!("cannot start the export: {}", crate::text::io_reason(&e)),
+                StatusKind::Error,
+            ),
         }
     }
-}
-
-/// The next threshold up or down: the next distinct finite SNR, so each press moves exactly
-/// one more (or one fewer) layer across the line.
-fn next_threshold(snr: &[Option<f64>], x: f64, up: bool) -> f64 {
-    let mut v: Vec<f64> = snr
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v.dedup();
-    if up {
-        v.iter()
-            .copied()
-            .find(|&s| s >= x)
-            .map(just_above)
-            .unwrap_or(x)
-    } else {
-        let covered: Vec<f64> = v.iter().copied().filter(|&s| s < x).collect();
-        match covered.len() {
-            0 => x,
-            // Below the smallest value: the rule drops nothing.
-            1 => covered[0] * (1.0 - 1e-9),
-            n => just_above(covered[n - 2]),
-        }
-    }
-}
-
-/// A threshold a hair above `x`, so `below` (strictly less than) takes the layer at `x`.
-fn just_above(x: f64) -> f64 {
-    x * (1.0 + 1e-9) + f64::MIN_POSITIVE
 }
 
 fn sanitize(name: &str) -> String {

@@ -1,20 +1,27 @@
-//! Screen geometry, computed from the terminal size alone so that the renderer and the state
-//! (page size, scrolling, mouse hits) agree on where every bar is.
+//! Screen geometry, computed from the terminal size and a few flags alone, so that the
+//! renderer and the state (page size, scrolling, mouse hits) agree on where everything is.
 
 use ratatui::layout::Rect;
 
-use super::app::App;
-
 pub const MIN_WIDTH: u16 = 50;
 pub const MIN_HEIGHT: u16 = 16;
-/// Width of the chart's y-axis labels, e.g. `1.23e-2 ┤`.
-pub const AXIS_WIDTH: u16 = 9;
+/// Width of the chart's y-axis labels, e.g. `1.2345e-2 ┤`.
+pub const AXIS_WIDTH: u16 = 11;
+
+/// What changes the layout besides the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags {
+    /// A scan file has no spectra: the details pane takes the whole bottom.
+    pub scan_file: bool,
+    /// The large spectrum replaces the chart.
+    pub spectrum_zoom: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
     pub header: Rect,
     pub tabs: Rect,
-    /// The chart, or the large spectrum when zoomed.
+    /// The chart, the sorted list, or the large spectrum.
     pub main: Rect,
     pub details: Rect,
     /// Empty when there is no room (or in scan-file mode).
@@ -29,22 +36,25 @@ pub fn too_small(w: u16, h: u16) -> bool {
     w < MIN_WIDTH || h < MIN_HEIGHT
 }
 
-pub fn areas(w: u16, h: u16, app: &App) -> Areas {
+fn bottom_height(h: u16) -> u16 {
+    match h {
+        34.. => 13,
+        26.. => 10,
+        20.. => 7,
+        _ => 0,
+    }
+}
+
+/// Header, tabs, and the four lines under the panes.
+const FIXED_ROWS: u16 = 6;
+
+pub fn areas(w: u16, h: u16, flags: Flags) -> Areas {
     let row = |y: u16| Rect::new(0, y, w, 1);
-    let bottom_h = if h >= 34 {
-        13
-    } else if h >= 26 {
-        10
-    } else if h >= 20 {
-        7
-    } else {
-        0
-    };
-    let fixed = 6;
-    let main_h = h.saturating_sub(fixed + bottom_h);
+    let bottom_h = bottom_height(h);
+    let main_h = h.saturating_sub(FIXED_ROWS + bottom_h);
     let bottom_y = 2 + main_h;
     let bottom = Rect::new(0, bottom_y, w, bottom_h);
-    let (details, spectrum) = if app.is_scan_file() || app.spectrum_zoom || w < 90 {
+    let (details, spectrum) = if flags.scan_file || flags.spectrum_zoom || w < 90 {
         (bottom, Rect::new(0, bottom_y, 0, 0))
     } else {
         let dw = (w / 2).min(56);
@@ -117,40 +127,27 @@ pub fn chart_geom(area: Rect, n: usize, offset: usize) -> ChartGeom {
     }
 }
 
-/// The chart geometry the app would draw now (the chart area even while the spectrum is
-/// zoomed, so paging does not change meaning with the view).
-pub fn app_chart(app: &App) -> ChartGeom {
-    let (w, h) = app.size;
-    let mut a = areas(w, h, app);
-    if app.spectrum_zoom {
-        a.main = areas_unzoomed_main(w, h);
-    }
-    chart_geom(a.main, app.num_layers, app.offset)
+/// The chart's geometry at this size: the chart's area even while the spectrum is zoomed, so
+/// paging does not change meaning with the view.
+pub fn chart(w: u16, h: u16, flags: Flags, n: usize, offset: usize) -> ChartGeom {
+    let a = areas(
+        w,
+        h,
+        Flags {
+            spectrum_zoom: false,
+            ..flags
+        },
+    );
+    chart_geom(a.main, n, offset)
 }
 
-fn areas_unzoomed_main(w: u16, h: u16) -> Rect {
-    let bottom_h = if h >= 34 {
-        13
-    } else if h >= 26 {
-        10
-    } else if h >= 20 {
-        7
-    } else {
-        0
-    };
-    Rect::new(0, 2, w, h.saturating_sub(6 + bottom_h))
+/// Rows of the sorted list that fit in the main area (inside its border, under its heading).
+pub fn list_rows(w: u16, h: u16, flags: Flags) -> usize {
+    areas(w, h, flags).main.height.saturating_sub(3) as usize
 }
 
-pub fn visible_layers(app: &App) -> usize {
-    app_chart(app).visible
-}
-
-/// The layer whose bar, label or mark is at a terminal cell.
-pub fn layer_at(app: &App, x: u16, y: u16) -> Option<usize> {
-    if app.spectrum_zoom || too_small(app.size.0, app.size.1) {
-        return None;
-    }
-    let g = app_chart(app);
+/// The layer whose bar, label or mark is at a terminal cell (chart view only).
+pub fn layer_at(g: &ChartGeom, x: u16, y: u16) -> Option<usize> {
     if x < g.bars.x || x >= g.bars.x + g.bars.width || y < g.bars.y || y > g.marks_y {
         return None;
     }

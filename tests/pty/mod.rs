@@ -122,6 +122,41 @@ impl Pty {
         }
     }
 
+    /// Whether any cell on screen has a colour (foreground or background).
+    pub fn any_colour(&self) -> bool {
+        let p = self.parser.lock().unwrap();
+        let screen = p.screen();
+        let (rows, cols) = screen.size();
+        (0..rows.get()).any(|r| {
+            (0..cols.get()).any(|c| {
+                screen.cell(r, c).is_some_and(|cell| {
+                    cell.fgcolor() != vt100::Color::Default
+                        || cell.bgcolor() != vt100::Color::Default
+                })
+            })
+        })
+    }
+
+    /// Whether `text` appears on screen in reverse video.
+    pub fn find_reversed(&self, text: &str) -> bool {
+        let p = self.parser.lock().unwrap();
+        let screen = p.screen();
+        let (rows, cols) = screen.size();
+        (0..rows.get()).any(|r| {
+            let row: Vec<(String, bool)> = (0..cols.get())
+                .map(|c| {
+                    screen.cell(r, c).map_or((String::new(), false), |cell| {
+                        (cell.contents().to_string(), cell.inverse())
+                    })
+                })
+                .collect();
+            row.windows(text.chars().count()).any(|w| {
+                w.iter().map(|(s, _)| s.as_str()).collect::<String>() == text
+                    && w.iter().all(|(_, inv)| *inv)
+            })
+        })
+    }
+
     /// Types each character of `text`.
     pub fn type_text(&mut self, text: &str) {
         let chars: Vec<String> = text.chars().map(String::from).collect();

@@ -9,11 +9,17 @@ use ratatui::{
     widgets::Widget,
 };
 
-use super::{
-    app::{App, ScanState, StatusKind},
-    theme,
+use super::theme;
+use crate::{
+    plan::{self, human_bytes},
+    ui::{
+        App, format, keys,
+        state::{
+            document::{Kind, ModuleView, ScanState},
+            overlay::StatusKind,
+        },
+    },
 };
-use crate::plan::{self, human_bytes};
 
 fn line(l: Line, area: Rect, buf: &mut Buffer) {
     if area.height > 0 {
@@ -29,11 +35,15 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let mut spans = vec![
         Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
-        Span::styled(app.name.clone(), theme::bold()),
+        Span::styled(
+            crate::text::escape_controls(&app.doc.name).into_owned(),
+            theme::bold(),
+        ),
         Span::styled(format!(" ({kind}) "), theme::dim()),
         Span::raw(format!(
             "stack {} · {} layers",
-            app.stack.prefix, app.num_layers
+            crate::text::escape_controls(&app.doc.stack.prefix),
+            app.num_layers()
         )),
     ];
     if let Some(m) = app.model() {
@@ -46,9 +56,9 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
             theme::dim(),
         ));
     }
-    if !app.warnings.is_empty() {
+    if !app.doc.warnings.is_empty() {
         spans.push(Span::styled(
-            format!(" · {} warning(s)", app.warnings.len()),
+            format!(" · {} warning(s) (! shows)", app.doc.warnings.len()),
             Style::new().fg(theme::MANUAL),
         ));
     }
@@ -56,14 +66,19 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     line(Line::from(spans), area, buf);
 }
 
-fn tab_label(m: &super::app::ModuleView) -> String {
+/// A tab's text; the one on screen in brackets (visible without colour).
+fn tab_label(m: &ModuleView, current: bool) -> String {
     let mark = match m.state {
         ScanState::Running => "⟳",
         ScanState::Queued => "…",
         ScanState::Cancelled => "×",
         _ => "",
     };
-    format!(" {}{mark} ", m.name)
+    if current {
+        format!("[{}{mark}]", m.name)
+    } else {
+        format!(" {}{mark} ", m.name)
+    }
 }
 
 const TABS_PREFIX: &str = " module ";
@@ -72,14 +87,17 @@ const TABS_PREFIX: &str = " module ";
 /// shown tab's module index and column span. Starts late enough that the current tab fits.
 /// The renderer and mouse clicks both use it, so a click lands on the tab it points at.
 pub fn tab_layout(app: &App, width: u16) -> (usize, usize, Vec<(usize, u16, u16)>) {
+    let current = app.view.current;
     let widths: Vec<usize> = app
+        .doc
         .modules
         .iter()
-        .map(|m| Span::raw(tab_label(m)).width() + 1)
+        .enumerate()
+        .map(|(i, m)| Span::raw(tab_label(m, i == current)).width() + 1)
         .collect();
     let room = (width as usize).saturating_sub(12);
     let mut first = 0;
-    while first < app.current && widths[first..=app.current].iter().sum::<usize>() > room {
+    while first < current && widths[first..=current].iter().sum::<usize>() > room {
         first += 1;
     }
     let mut x = TABS_PREFIX.len();
@@ -90,7 +108,7 @@ pub fn tab_layout(app: &App, width: u16) -> (usize, usize, Vec<(usize, u16, u16)
     let mut last = first;
     let mut spans = Vec::new();
     for (i, w) in widths.iter().enumerate().skip(first) {
-        if used + w > room && i > app.current {
+        if used + w > room && i > current {
             break;
         }
         spans.push((i, x as u16, (x + w - 1) as u16));
@@ -108,8 +126,8 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!("‹{first} "), theme::dim()));
     }
     for (i, _, _) in shown {
-        let m = &app.modules[i];
-        let mut style = if i == app.current {
+        let m = &app.doc.modules[i];
+        let mut style = if i == app.view.current {
             Style::new()
                 .fg(theme::ACCENT)
                 .add_modifier(Modifier::REVERSED | Modifier::BOLD)
@@ -118,15 +136,15 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             theme::dim()
         };
-        if i == app.drive {
+        if i == app.choice.drive {
             style = style.add_modifier(Modifier::UNDERLINED);
         }
-        spans.push(Span::styled(tab_label(m), style));
+        spans.push(Span::styled(tab_label(m, i == app.view.current), style));
         spans.push(Span::raw(" "));
     }
-    if last < app.modules.len() {
+    if last < app.doc.modules.len() {
         spans.push(Span::styled(
-            format!("{}›", app.modules.len() - last),
+            format!("{}›", app.doc.modules.len() - last),
             theme::dim(),
         ));
     }
@@ -165,8 +183,13 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let running = app.modules.iter().find(|m| m.state == ScanState::Running);
+    let running = app
+        .doc
+        .modules
+        .iter()
+        .find(|m| m.state == ScanState::Running);
     let queued = app
+        .doc
         .modules
         .iter()
         .filter(|m| m.state == ScanState::Queued)
@@ -176,7 +199,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][(app.tick % 10) as usize];
         let eta = p
             .eta()
-            .map(|d| format!("ETA {}", human_duration(d)))
+            .map(|d| format!("ETA {}", format::duration(d)))
             .unwrap_or_else(|| "ETA …".into());
         let mut spans = vec![
             Span::styled(
@@ -203,16 +226,16 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
     let text = match m.state {
         ScanState::Loaded => format!(
             " loaded from scan file: {} ∞, {} failed — no spectra, no model export",
-            m.count(|k| matches!(k, super::app::Kind::Infinite)),
-            m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
+            m.count(|k| matches!(k, Kind::Infinite)),
+            m.count(|k| matches!(k, Kind::Failed | Kind::NaN)),
         ),
         ScanState::Done => format!(
             " {} scanned: {} matrices in {} · {} ∞ · {} without SNR",
             m.name,
             m.progress.total,
-            human_duration(m.progress.elapsed),
-            m.count(|k| matches!(k, super::app::Kind::Infinite)),
-            m.count(|k| matches!(k, super::app::Kind::Failed | super::app::Kind::NaN)),
+            format::duration(m.progress.elapsed),
+            m.count(|k| matches!(k, Kind::Infinite)),
+            m.count(|k| matches!(k, Kind::Failed | Kind::NaN)),
         ),
         ScanState::Cancelled => format!(
             " {} scan cancelled at {}/{} (Tab away and back to resume)",
@@ -233,17 +256,18 @@ pub fn summary_text(app: &App) -> String {
 /// The summary in at most `width` characters: the counts always show; when the ranges do not
 /// fit, whole ranges from the middle give way to `…` (a cut range would misstate the slices).
 pub fn summary_fitted(app: &App, width: usize) -> String {
-    let dropped = app.selection.dropped();
-    let ranges: Vec<String> = app
-        .selection
+    let sel = app.choice.selection();
+    let dropped = sel.dropped();
+    let ranges: Vec<String> = sel
         .kept_ranges()
         .iter()
         .map(|r| plan::format_ranges(std::slice::from_ref(r)))
         .collect();
-    let kept = app.num_layers - dropped.len();
-    let mut tail = format!("  {kept}/{} layers", app.num_layers);
+    let n = app.num_layers();
+    let kept = n - dropped.len();
+    let mut tail = format!("  {kept}/{n} layers");
     if let Some(m) = app.model() {
-        let z = plan::sizes(m, &app.stack, &dropped);
+        let z = plan::sizes(m, &app.doc.stack, &dropped);
         tail.push_str(&format!(
             "  {} → {} params",
             plan::human_count(z.params_before),
@@ -289,13 +313,9 @@ pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(" rule ", theme::dim()),
         Span::raw(app.rule_text()),
     ];
-    if app.current != app.drive {
+    if app.view.current != app.choice.drive {
         spans.push(Span::styled(
-            format!(
-                "  · choice follows {}, not the {} on screen",
-                app.drive_module().name,
-                app.module().name
-            ),
+            format!("  · {} on screen (d: let it drive)", app.module().name),
             Style::new().fg(theme::MANUAL),
         ));
     }
@@ -316,36 +336,14 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let hint = |k: &'static str, d: &'static str| {
-        [
-            Span::styled(format!(" {k}"), theme::key()),
-            Span::styled(format!(" {d} "), theme::dim()),
-        ]
-    };
-    let spans: Vec<Span> = [
-        hint("←→", "move"),
-        hint("Space", "toggle"),
-        hint("Tab", "module"),
-        hint("r", "rule"),
-        hint("y", "yaml"),
-        hint("e", "export"),
-        hint("?", "help"),
-        hint("q", "quit"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let spans: Vec<Span> = keys::hints(app.mode())
+        .into_iter()
+        .flat_map(|(k, d)| {
+            [
+                Span::styled(format!(" {k}"), theme::key()),
+                Span::styled(format!(" {d} "), theme::dim()),
+            ]
+        })
+        .collect();
     line(Line::from(spans), area, buf);
-}
-
-/// `850 ms`, `12.3 s`, `4 min 05 s`.
-pub fn human_duration(d: std::time::Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1.0 {
-        format!("{:.0} ms", s * 1e3)
-    } else if s < 60.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{} min {:02} s", (s / 60.0) as u64, (s as u64) % 60)
-    }
 }

@@ -8,12 +8,8 @@ use ratatui::{
     widgets::{Block, Paragraph, Widget, Wrap},
 };
 
-use super::{
-    app::{App, Value},
-    chart::short,
-    theme,
-};
-use crate::plan::Mark;
+use super::theme;
+use crate::ui::{App, format::short, state::document::Value};
 
 fn kv(k: &str, v: impl Into<String>) -> Vec<Span<'static>> {
     vec![
@@ -27,7 +23,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if area.height == 0 {
         return;
     }
-    let layer = app.cursor;
+    let layer = app.view.cursor;
     let block = Block::bordered().title(format!(" Layer {layer} "));
     let Some(cell) = app.current_cell() else {
         Paragraph::new("no layer").block(block).render(area, buf);
@@ -40,7 +36,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             app.module().name
         )));
     } else {
-        lines.push(Line::from(Span::styled(cell.name.clone(), theme::bold())));
+        lines.push(Line::from(Span::styled(
+            crate::text::escape_controls(&cell.name).into_owned(),
+            theme::bold(),
+        )));
         let mut l2 = Vec::new();
         if !cell.shape.is_empty() {
             let shape = cell
@@ -114,15 +113,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    let (fate, style) = match app.selection.mark(layer) {
-        Mark::Keep => ("kept", theme::dim()),
-        Mark::DropByRule => ("dropped by the rule", Style::new().fg(theme::DROP_RULE)),
-        Mark::DropManual => ("dropped by hand", theme::bold().fg(theme::MANUAL)),
-        Mark::KeepManual => (
-            "kept by hand (the rule would drop it)",
-            theme::bold().fg(theme::KEEP_MANUAL),
-        ),
-    };
+    let (fate, style) = theme::fate(app.choice.mark(layer));
     lines.push(Line::from(vec![
         Span::styled("choice ", theme::dim()),
         Span::styled(fate, style),

@@ -1,5 +1,15 @@
-//! Draws the whole screen from the app state. Pure: reads `App`, writes the frame, nothing
-//! else (no I/O, no locks), so a frame costs only formatting.
+//! Drawing: the whole screen from the app state. Pure: reads `App`, writes the frame, nothing
+//! else (no I/O, no locks), so a frame costs only formatting. Nothing under `ui::state`
+//! imports from here.
+
+pub mod bars;
+pub mod chart;
+pub mod details;
+pub mod dialog;
+pub mod help;
+pub mod sorted;
+pub mod spectrum;
+pub mod theme;
 
 use ratatui::{
     Frame,
@@ -9,10 +19,9 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Overlay},
-    chart, details, dialog, help,
+    App,
     layout::{self, MIN_HEIGHT, MIN_WIDTH},
-    spectrum, summary, theme,
+    state::overlay::Overlay,
 };
 
 pub fn render(frame: &mut Frame, app: &App) {
@@ -40,7 +49,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
             .render(r, buf);
         return;
     }
-    let mut a = layout::areas(area.width, area.height, app);
+    let mut a = layout::areas(area.width, area.height, app.layout_flags());
     // The layout is computed from the size alone; place it where the area actually is.
     for r in [
         &mut a.header,
@@ -56,10 +65,12 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         r.x += area.x;
         r.y += area.y;
     }
-    summary::header(app, a.header, buf);
-    summary::tabs(app, a.tabs, buf);
-    if app.spectrum_zoom {
+    bars::header(app, a.header, buf);
+    bars::tabs(app, a.tabs, buf);
+    if app.view.spectrum_zoom {
         spectrum::render(app, a.main, buf);
+    } else if app.view.sorted {
+        sorted::render(app, a.main, buf);
     } else {
         chart::render(app, a.main, buf);
     }
@@ -67,14 +78,17 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
     if a.spectrum.width > 0 {
         spectrum::render(app, a.spectrum, buf);
     }
-    summary::progress(app, a.progress, buf);
-    summary::summary(app, a.summary, buf);
-    summary::rule(app, a.rule, buf);
-    summary::status(app, a.status, buf);
+    bars::progress(app, a.progress, buf);
+    bars::summary(app, a.summary, buf);
+    bars::rule(app, a.rule, buf);
+    bars::status(app, a.status, buf);
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => help::render(area, buf),
-        Overlay::Dialog(d) => dialog::render_path(app, d, area, buf),
-        Overlay::ConfirmQuit => dialog::render_confirm_quit(app, area, buf),
+        Overlay::Warnings => help::render_warnings(&app.doc.warnings, area, buf),
+        Overlay::Jump(e) => dialog::render_jump(app, e, area, buf),
+        Overlay::Dialog(d) => dialog::render_dialog(app, d, area, buf),
+        Overlay::Question(q) => dialog::render_question(q, area, buf),
+        Overlay::QuitPrompt => dialog::render_quit_prompt(app, area, buf),
     }
 }

@@ -10,16 +10,14 @@ use ratatui::{
     widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget},
 };
 
-use super::{
-    app::{App, Value},
-    theme,
-};
+use super::theme;
+use crate::ui::{App, state::document::Value};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if area.width < 10 || area.height < 4 {
         return;
     }
-    let layer = app.cursor;
+    let layer = app.view.cursor;
     let block = Block::bordered().title(format!(" Spectrum · layer {layer} "));
     let stats = app.current_cell().and_then(|c| match &c.value {
         Value::Stats(s) => Some(s),

@@ -1,0 +1,76 @@
+//! What the user means, independent of which key (or click) expressed it.
+
+/// Line editing in a text field (dialog fields, the jump prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Insert(char),
+    Backspace,
+    Delete,
+    Left,
+    Right,
+    Home,
+    End,
+    /// Ctrl-U: replace the prefilled text instead of erasing it key by key.
+    Clear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action {
+    // -- moving around
+    Left,
+    Right,
+    Home,
+    End,
+    PageLeft,
+    PageRight,
+    /// `:` opens the jump prompt (a digit opens it with that digit typed).
+    Jump(Option<char>),
+    NextInfinite,
+    PrevInfinite,
+    NextModule,
+    PrevModule,
+    // -- the choice
+    Toggle,
+    /// Hands the layer under the cursor back to the rule.
+    Forget,
+    /// Back to the rule alone (asks when hand choices would be lost).
+    ApplyRule,
+    KeepAll,
+    Invert,
+    CycleRule,
+    RuleUp,
+    RuleDown,
+    /// The module on screen drives the choice (again: back to the default module).
+    DriveHere,
+    Undo,
+    Redo,
+    // -- views
+    ToggleScale,
+    ToggleSpectrum,
+    ToggleSorted,
+    Help,
+    Warnings,
+    // -- writing
+    WriteYaml,
+    ExportModel,
+    WriteScan,
+    WriteUnfrozen,
+    // -- control
+    /// Esc: the innermost thing — an open overlay, else a running export, else the scan.
+    Cancel,
+    Quit,
+    /// Ctrl-C: leave now, no questions.
+    ForceQuit,
+    /// Mouse click at a terminal cell.
+    Click(u16, u16),
+    // -- inside overlays
+    Edit(Edit),
+    /// Enter in a dialog or the jump prompt.
+    Submit,
+    /// Tab in a dialog: the next field.
+    NextField,
+    /// y / n to a question.
+    Answer(bool),
+    /// `w` at the quit prompt: write the YAML, then quit.
+    WriteThenQuit,
+}

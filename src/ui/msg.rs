@@ -1,0 +1,33 @@
+//! Everything that can wake the UI thread. The input thread, the scan workers, the export
+//! thread and the signal thread all send these on one channel, so the loop has a single place
+//! to wait.
+
+use crossterm::event::{KeyEvent, MouseEvent};
+
+use crate::{
+    export::{ExportProgress, ExportSummary},
+    scan::ScanEvent,
+};
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Scan {
+        /// Generation of the scan, so events of a cancelled-and-restarted scan cannot be
+        /// mistaken for the new one's.
+        scan_id: u64,
+        event: ScanEvent,
+    },
+    Export(ExportMsg),
+    Tick,
+    /// SIGTERM / SIGINT / SIGHUP.
+    Terminate,
+}
+
+#[derive(Debug)]
+pub enum ExportMsg {
+    Progress(ExportProgress),
+    Done(Result<ExportSummary, String>),
+}

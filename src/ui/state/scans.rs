@@ -1,0 +1,216 @@
+//! The scan scheduler: one scan at a time (two pools would only share the same cores and delay
+//! both), the module on screen first, results into the document as they arrive. Its fields are
+//! private: requests, events and cancels are the only ways in.
+
+use std::collections::VecDeque;
+
+use crossbeam_channel::Sender;
+
+use super::document::{Document, Kind, ScanState, Value};
+use crate::{
+    scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
+    ui::msg::Msg,
+};
+
+pub struct Scans {
+    tx: Sender<Msg>,
+    threads: usize,
+    running: Option<(u64, ScanHandle)>,
+    queue: VecDeque<usize>,
+    next_id: u64,
+}
+
+/// What a finished scan means for the user.
+pub struct Finished {
+    pub module: usize,
+    pub text: String,
+    /// Some matrices have no SNR, or the scan was cancelled.
+    pub failed: usize,
+    pub cancelled: bool,
+}
+
+impl Scans {
+    pub fn new(tx: Sender<Msg>, threads: usize) -> Scans {
+        Scans {
+            tx,
+            threads,
+            running: None,
+            queue: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Scans module `mi` now, or after the running scan; `prefer` is the module on screen,
+    /// which goes first when several wait.
+    pub fn request(&mut self, doc: &mut Document, mi: usize) {
+        if doc.model().is_none() || self.queue.contains(&mi) || mi >= doc.modules.len() {
+            return;
+        }
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|_| doc.modules[mi].state == ScanState::Running)
+        {
+            return;
+        }
+        if self.running.is_none() {
+            self.start(doc, mi);
+        } else {
+            doc.modules[mi].state = ScanState::Queued;
+            self.queue.push_back(mi);
+        }
+    }
+
+    fn start(&mut self, doc: &mut Document, mi: usize) {
+        let Some(model) = doc.model().cloned() else {
+            return;
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let m = &mut doc.modules[mi];
+        // Resuming after a cancel: only what is not known yet.
+        m.scan_jobs = (0..m.jobs.len())
+            .filter(|&j| !m.cells[m.job_layer[j]].is_known())
+            .collect();
+        if m.scan_jobs.is_empty() {
+            if m.state != ScanState::Loaded {
+                m.state = ScanState::Done;
+            }
+            return;
+        }
+        m.scan_id = id;
+        m.state = ScanState::Running;
+        let jobs: Vec<ScanJob> = m.scan_jobs.iter().map(|&j| m.jobs[j].clone()).collect();
+        m.progress = Progress {
+            total: jobs.len(),
+            bytes_total: jobs.iter().map(|j| j.bytes).sum(),
+            ..Progress::default()
+        };
+        for &j in &m.scan_jobs {
+            let layer = m.job_layer[j];
+            m.cells[layer].value = Value::Pending;
+        }
+        let tx = self.tx.clone();
+        let handle = scan::start(
+            model,
+            jobs,
+            ScanOptions {
+                threads: self.threads,
+            },
+            move |event| {
+                let _ = tx.send(Msg::Scan { scan_id: id, event });
+            },
+        );
+        self.running = Some((id, handle));
+    }
+
+    /// Applies a scan event; `Some` when the scan finished (and the next one started). Returns
+    /// the module a result landed in through `touched`.
+    pub fn on_event(
+        &mut self,
+        doc: &mut Document,
+        scan_id: u64,
+        event: ScanEvent,
+        current: usize,
+        touched: &mut Option<usize>,
+    ) -> Option<Finished> {
+        let mi = doc.modules.iter().position(|m| m.scan_id == scan_id)?;
+        match event {
+            ScanEvent::Result { result, progress } => {
+                let m = &mut doc.modules[mi];
+                m.progress = progress;
+                // Jobs are numbered within the running scan; no list means all of them.
+                let job = if m.scan_jobs.is_empty() {
+                    Some(result.job)
+                } else {
+                    m.scan_jobs.get(result.job).copied()
+                };
+                if let Some(&layer) = job.and_then(|j| m.job_layer.get(j))
+                    && let Some(cell) = m.cells.get_mut(layer)
+                {
+                    cell.elapsed = Some(result.elapsed);
+                    cell.value = match result.outcome {
+                        Ok(s) => Value::Stats(Box::new(s)),
+                        Err(e) => Value::Failed(e),
+                    };
+                }
+                *touched = Some(mi);
+                None
+            }
+            ScanEvent::Finished {
+                progress,
+                cancelled,
+            } => {
+                let m = &mut doc.modules[mi];
+                m.progress = progress;
+                m.state = if cancelled {
+                    ScanState::Cancelled
+                } else {
+                    ScanState::Done
+                };
+                let failed = m.count(|k| matches!(k, Kind::Failed | Kind::NaN));
+                let text = if cancelled {
+                    format!(
+                        "scan of {} cancelled after {}/{} matrices",
+                        m.name, progress.done, progress.total
+                    )
+                } else {
+                    format!(
+                        "scanned {} {} matrices in {}{}",
+                        progress.total,
+                        m.name,
+                        crate::ui::format::duration(progress.elapsed),
+                        if failed > 0 {
+                            format!(", {failed} without an SNR")
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
+                if self.running.as_ref().is_some_and(|(id, _)| *id == scan_id) {
+                    // The workers are done after Finished; dropping the handle detaches them.
+                    self.running = None;
+                }
+                self.start_next(doc, current);
+                Some(Finished {
+                    module: mi,
+                    text,
+                    failed,
+                    cancelled,
+                })
+            }
+        }
+    }
+
+    fn start_next(&mut self, doc: &mut Document, current: usize) {
+        if self.running.is_some() {
+            return;
+        }
+        // The module on screen first: that is what the user is waiting for.
+        let next = match self.queue.iter().position(|&m| m == current) {
+            Some(pos) => self.queue.remove(pos),
+            None => self.queue.pop_front(),
+        };
+        if let Some(mi) = next {
+            self.start(doc, mi);
+        }
+    }
+
+    /// Stops the running scan and forgets the queue; whether anything was stopped.
+    pub fn cancel_all(&mut self, doc: &mut Document) -> bool {
+        let mut stopped = false;
+        for mi in self.queue.drain(..) {
+            doc.modules[mi].state = ScanState::NotStarted;
+            stopped = true;
+        }
+        if let Some((_, h)) = &self.running {
+            h.cancel();
+            stopped = true;
+        }
+        stopped
+    }
+}
