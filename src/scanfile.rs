@@ -7,7 +7,11 @@ use std::{fmt::Write as _, path::Path};
 
 use crate::pyjson::PyJson as Value;
 
-use crate::{layers, scan::ScanJob, snr::SnrStats};
+use crate::{
+    layers,
+    scan::{MatrixResult, ScanJob},
+    snr::{Method, SnrStats},
+};
 
 /// One module's SNR as a scan file records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +26,8 @@ pub struct ScanEntry {
     pub extra: Vec<(String, f64)>,
     /// Why this matrix has no SNR (written as `"error"`; `snr` is then NaN).
     pub error: Option<String>,
+    /// How the singular values were computed (`"method"`: `svd` or `gram`), when known.
+    pub method: Option<Method>,
 }
 
 impl ScanEntry {
@@ -33,6 +39,7 @@ impl ScanEntry {
             snr: f64::NAN,
             extra: Vec::new(),
             error: None,
+            method: None,
         };
         match result {
             Some(Ok(s)) => {
@@ -48,6 +55,15 @@ impl ScanEntry {
             }
             Some(Err(msg)) => e.error = Some(msg.clone()),
             None => e.error = Some("not scanned (cancelled)".into()),
+        }
+        e
+    }
+
+    /// The record for one job of a scan, with the method that produced its values.
+    pub fn from_matrix_result(job: &ScanJob, result: Option<&MatrixResult>) -> ScanEntry {
+        let mut e = ScanEntry::from_result(job, result.map(|r| &r.outcome));
+        if let Some(r) = result.filter(|r| r.outcome.is_ok()) {
+            e.method = Some(r.method);
         }
         e
     }
@@ -112,6 +128,9 @@ pub fn to_json(entries: &[ScanEntry]) -> String {
             python_float(e.snr),
             json_str(&e.module_type)
         );
+        if let Some(m) = e.method {
+            let _ = write!(out, ",\n    \"method\": {}", json_str(m.name()));
+        }
         for (k, v) in &e.extra {
             // Counts (`n_signal`, `n_noise`) are ints in the oracle's output; keep them so.
             let value = if k.starts_with("n_") && v.fract() == 0.0 && v.abs() < 9e15 {
@@ -144,6 +163,14 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
         path: path.to_string(),
         message: e.to_string(),
     })?;
+    parse_value(&value, path)
+}
+
+/// [`parse`] of an already parsed document (e.g. the results inside a part file).
+pub fn parse_value(
+    value: &Value,
+    path: &str,
+) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
     let layout_err = |problem: String| ScanFileError::Layout {
         path: path.to_string(),
         problem,
@@ -185,12 +212,17 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
                 .filter_map(|(k, x)| number(x).map(|x| (k.clone(), x)))
                 .collect();
             let error = v.get("error").and_then(|e| e.as_str()).map(str::to_string);
+            let method = v
+                .get("method")
+                .and_then(|m| m.as_str())
+                .and_then(Method::parse);
             entries.push(ScanEntry {
                 snr: v.get("snr").and_then(number).expect("checked above"),
                 module,
                 module_type,
                 extra,
                 error,
+                method,
             });
         }
         sort_natural(&mut entries);
@@ -220,6 +252,7 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
                 snr: number(x).expect("checked above"),
                 extra: Vec::new(),
                 error: None,
+                method: None,
             });
         }
     }

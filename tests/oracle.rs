@@ -34,7 +34,14 @@ fn compare(case: &str) -> BTreeSet<String> {
     let oracle = g.results.as_object().expect("object");
     let model = Arc::new(Model::open(g.target()).expect("opens"));
     let jobs = scan::jobs_matching(&model, &regex::Regex::new(g.case.pattern).unwrap());
-    let results = scan::scan_blocking(model, jobs.clone(), ScanOptions { threads: 2 });
+    let results = scan::scan_blocking(
+        model,
+        jobs.clone(),
+        ScanOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(results.len(), jobs.len());
     let ours: Vec<(&str, _)> = jobs
         .iter()

@@ -19,7 +19,14 @@ fn every_job_reports_once_and_progress_adds_up() {
     let jobs = scan::jobs_matching(&model, &regex::Regex::new("layers").unwrap());
     assert_eq!(jobs.len(), 10 * 7);
     let total_bytes: u64 = jobs.iter().map(|j| j.bytes).sum();
-    let (handle, rx) = scan::start_channel(model, jobs.clone(), ScanOptions { threads: 2 });
+    let (handle, rx) = scan::start_channel(
+        model,
+        jobs.clone(),
+        ScanOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    );
     let mut seen = vec![0; jobs.len()];
     let mut last_done = 0;
     let mut finished = None;
@@ -62,7 +69,14 @@ fn cancel_stops_the_remaining_jobs() {
     let model = Arc::new(Model::open(dir.path()).unwrap());
     let jobs = scan::jobs_matching(&model, &regex::Regex::new("layers").unwrap());
     let n = jobs.len();
-    let (handle, rx) = scan::start_channel(model, jobs, ScanOptions { threads: 1 });
+    let (handle, rx) = scan::start_channel(
+        model,
+        jobs,
+        ScanOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    );
     // Cancel as soon as the first result arrives; the caller never blocks on the pool.
     let mut results = 0;
     let mut cancelled_flag = None;
@@ -92,7 +106,10 @@ fn scan_json_has_the_oracle_layout() {
     let model_dir = dir.path().join("m");
     let golden = common::golden("bf16_two_shards", &model_dir);
     let out = dir.path().join("scan.json");
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(&model_dir)
         .arg("--out")
@@ -142,7 +159,10 @@ fn scan_json_has_the_oracle_layout() {
 fn table_marks_infinite_layers() {
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), &ModelSpec::tiny(4, &[1])).unwrap();
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(dir.path())
         .output()

@@ -15,7 +15,7 @@ use snrscope::{
     demo::{ModelSpec, write_model},
     model::Model,
     scan::{MatrixResult, Progress, ScanEvent},
-    snr::{SnrStats, stats_from_singular_values},
+    snr::{Method, SnrStats, stats_from_singular_values},
     ui::{
         Action, App, AppOptions, Msg,
         app::ScanState,
@@ -76,6 +76,8 @@ fn mixed_app() -> (TempDir, App) {
                     job,
                     outcome,
                     elapsed: Duration::from_micros(1500),
+                    cached: false,
+                    method: Method::Svd,
                 }),
                 progress: Progress {
                     done: job + 1,
@@ -83,6 +85,7 @@ fn mixed_app() -> (TempDir, App) {
                     bytes_done: (job as u64 + 1) * 4096,
                     bytes_total: 8 * 4096,
                     elapsed: Duration::from_millis(10 * (job as u64 + 1)),
+                    ..Progress::default()
                 },
             },
         });

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and the headless subcommands.
 
+mod cache;
 mod export;
+mod merge;
 mod scan;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -25,10 +27,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute the SNR of one module type in every layer, without a terminal UI.
+    /// Compute the SNR of one module type in every layer (or of --modules), without a
+    /// terminal UI; split across machines with --part and --merge.
     Scan(scan::ScanArgs),
     /// Plan the pruning and write the mergekit YAML and/or the pruned model.
     Export(Box<export::ExportArgs>),
+    /// Show the scan cache's folder and size, or clear or trim it.
+    Cache(cache::CacheArgs),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -43,6 +48,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Scan(args)) => scan::run(args),
         Some(Command::Export(args)) => export::run(*args),
+        Some(Command::Cache(args)) => cache::run(args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(cli.model),
     };

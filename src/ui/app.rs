@@ -1092,6 +1092,7 @@ impl App {
             jobs,
             ScanOptions {
                 threads: self.options.threads,
+                ..ScanOptions::default()
             },
             move |event| {
                 let _ = tx.send(Msg::Scan { scan_id: id, event });
