@@ -333,6 +333,7 @@ pub fn merge(
         });
     }
     let mut entries: Vec<ScanEntry> = owner.into_values().map(|(_, e)| e).collect();
+    entries.iter_mut().for_each(ScanEntry::order_extra);
     entries.sort_by(|a, b| layers::natural_cmp(&a.module, &b.module));
     Ok(Merged {
         entries,

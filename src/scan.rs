@@ -405,7 +405,7 @@ fn run(
             let Some(&i) = todo.get(k) else { break };
             prefetch(k + ahead);
             let left = todo.len() - k - 1;
-            let par = if left + 1 < threads {
+            let par = if schedule::use_all_threads(left, threads) {
                 Par::rayon(threads)
             } else {
                 Par::Seq

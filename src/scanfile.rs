@@ -13,6 +13,16 @@ use crate::{
     snr::{Method, SnrStats},
 };
 
+/// The statistics a scan writes after `snr`, `type` and `method`, in the oracle's order.
+pub const STATS_KEYS: [&str; 6] = [
+    "raw_snr",
+    "max_singular_value",
+    "threshold",
+    "sigma",
+    "n_signal",
+    "n_noise",
+];
+
 /// One module's SNR as a scan file records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanEntry {
@@ -44,14 +54,19 @@ impl ScanEntry {
         match result {
             Some(Ok(s)) => {
                 e.snr = s.snr_ratio;
-                e.extra = vec![
-                    ("raw_snr".into(), s.raw_snr),
-                    ("max_singular_value".into(), s.max_singular_value),
-                    ("threshold".into(), s.threshold),
-                    ("sigma".into(), s.sigma),
-                    ("n_signal".into(), s.n_signal as f64),
-                    ("n_noise".into(), s.n_noise as f64),
+                let values = [
+                    s.raw_snr,
+                    s.max_singular_value,
+                    s.threshold,
+                    s.sigma,
+                    s.n_signal as f64,
+                    s.n_noise as f64,
                 ];
+                e.extra = STATS_KEYS
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
             }
             Some(Err(msg)) => e.error = Some(msg.clone()),
             None => e.error = Some("not scanned (cancelled)".into()),
@@ -71,6 +86,19 @@ impl ScanEntry {
     /// `(stack, layer index)` when the module belongs to a numbered layer.
     pub fn layer(&self) -> Option<(&str, usize)> {
         layers::parse_layer_name(&self.module).map(|p| (p.stack, p.index))
+    }
+
+    /// Puts the extra fields in the order a scan writes them ([`STATS_KEYS`], then others by
+    /// name): a parsed file's fields come back sorted by name.
+    pub fn order_extra(&mut self) {
+        let rank = |k: &str| {
+            STATS_KEYS
+                .iter()
+                .position(|s| *s == k)
+                .unwrap_or(usize::MAX)
+        };
+        self.extra
+            .sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     }
 
     pub fn extra(&self, key: &str) -> Option<f64> {

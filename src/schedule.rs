@@ -25,6 +25,13 @@ pub fn largest_first(work: &[f64]) -> Vec<usize> {
     order
 }
 
+/// Should a matrix taken with `left` matrices still untaken get all `threads` inside it? Yes
+/// once fewer remain than the other threads: some of those threads are about to run out of
+/// matrices, and would otherwise idle until this one ends.
+pub fn use_all_threads(left: usize, threads: usize) -> bool {
+    left + 1 < threads
+}
+
 /// Splits jobs into `parts` shares of nearly equal total work, deterministically: largest
 /// first, each to the share with the least work so far (the lowest-numbered on a tie). Returns,
 /// for each share, its job indices in ascending order. Identical inputs give identical shares on
@@ -63,6 +70,14 @@ mod tests {
     #[test]
     fn largest_first_is_stable_on_ties() {
         assert_eq!(largest_first(&[1.0, 5.0, 1.0, 9.0]), vec![3, 1, 0, 2]);
+    }
+
+    #[test]
+    fn only_the_tail_is_parallel_inside() {
+        // Two threads: only the last matrix; four: the last three; one: never.
+        assert!(!use_all_threads(1, 2) && use_all_threads(0, 2));
+        assert!(!use_all_threads(3, 4) && use_all_threads(2, 4) && use_all_threads(0, 4));
+        assert!(!use_all_threads(0, 1));
     }
 
     #[test]
