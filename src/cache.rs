@@ -264,6 +264,11 @@ impl Cache {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// Adds a warning for [`Cache::take_warnings`] (e.g. why the scan did not use the cache).
+    pub fn note(&self, w: String) {
+        self.warn(w);
+    }
+
     fn warn(&self, w: String) {
         self.warnings
             .lock()

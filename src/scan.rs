@@ -316,10 +316,17 @@ fn run(
     let threads = options.threads();
     let method = options.method;
     // A cache inside the model's folder would write into the model: not used at all.
-    let cache = options
-        .cache
-        .as_deref()
-        .filter(|c| !c.is_inside(&model.dir));
+    let cache = options.cache.as_deref().filter(|c| {
+        let inside = c.is_inside(&model.dir);
+        if inside {
+            c.note(format!(
+                "{} is inside the model folder {}; not used (the model is never written to)",
+                c.root().display(),
+                model.dir.display()
+            ));
+        }
+        !inside
+    });
     let work: Vec<f64> = jobs
         .iter()
         .map(|j| match j.shape.as_slice() {

@@ -210,6 +210,11 @@ fn a_cache_inside_the_model_folder_is_never_used() {
         before,
         "nothing written into the model folder"
     );
+    let w = cache.take_warnings();
+    assert!(
+        w.len() == 1 && w[0].contains("inside the model folder"),
+        "{w:?}"
+    );
 }
 
 fn files_under(root: &Path) -> Vec<PathBuf> {

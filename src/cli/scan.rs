@@ -22,16 +22,17 @@ Examples:
   snrscope scan MODEL --part 2/3 --out part-2.json        # on each of 3 machines
   snrscope scan --merge part-*.json --out scan.json
 
-Memory: each thread holds one matrix in f64 and its workspace, at most THREADS x (8 bytes x \
-rows x cols + workspace) for the largest matrix: for a 14336x4096 matrix about 0.9 GB with \
---method svd and 0.7 GB with gram (the weights themselves are memory-mapped, not loaded).
+Memory: matrices are scanned largest first, one per thread; each thread holds one matrix in \
+f64 and its workspace, so a scan needs at most THREADS x (8 bytes x rows x cols + workspace) \
+for its largest matrix: about 1.4 GB per thread for 14336x4096, 0.4 GB for 4096x4096, \
+0.15 GB for 1024x7168, with either method (the weights are memory-mapped, not loaded).
 
 Results are cached per matrix (see `snrscope cache --help`): a repeated or interrupted scan \
 reuses every matrix already computed. Exit codes: 0 done, 1 error, 2 usage, 3 done but some \
 matrices could not be scanned (or, with --merge --allow-partial, are missing).")]
 pub struct ScanArgs {
     /// Model folder (config.json + .safetensors shards) or a single .safetensors file.
-    #[arg(required_unless_present = "merge")]
+    #[arg(required_unless_present = "merge", conflicts_with = "merge")]
     pub model: Option<PathBuf>,
     /// Write the results as JSON (Spectrum/laserRMT layout) to this file instead of printing a
     /// table.
