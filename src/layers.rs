@@ -13,6 +13,10 @@ pub struct LayerName<'a> {
     pub rest: &'a str,
 }
 
+/// Layer numbers above this are not layers: no model has a hundred thousand, and names (from
+/// headers and scan files anyone can write) must not size the per-layer tables.
+pub const MAX_LAYER_INDEX: usize = 99_999;
+
 /// Splits `model.layers.12.self_attn.v_proj.weight` into (`model.layers`, 12,
 /// `self_attn.v_proj.weight`). The *first* numeric component is the layer: in
 /// `model.layers.0.mlp.experts.3.down_proj.weight` the expert number belongs to the module.
@@ -25,7 +29,7 @@ pub fn parse_layer_name(name: &str) -> Option<LayerName<'_>> {
             && part.bytes().all(|b| b.is_ascii_digit())
             && end < name.len()
         {
-            let index = part.parse().ok()?;
+            let index = part.parse().ok().filter(|&i| i <= MAX_LAYER_INDEX)?;
             return Some(LayerName {
                 stack: &name[..start - 1],
                 index,

@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
     ops::Range,
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
 };
 
 use memmap2::Mmap;
@@ -33,11 +33,13 @@ pub enum OpenError {
     NotSafetensors { path: PathBuf },
     #[error("{dir}: no .safetensors file in this folder")]
     NoSafetensors { dir: PathBuf },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {}", crate::text::io_reason(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {problem}")]
+    Map { path: PathBuf, problem: String },
     #[error("{path}: not a valid safetensors file: {problem}")]
     BadHeader { path: PathBuf, problem: String },
     #[error(
@@ -74,25 +76,117 @@ pub enum MatrixError {
     NotMatrix { name: String, shape: Vec<usize> },
     #[error("{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16)")]
     UnsupportedDtype { name: String, dtype: String },
+    #[error("{path}: {problem}")]
+    Unreadable { path: PathBuf, problem: String },
 }
 
-/// One memory-mapped `.safetensors` file.
+/// One `.safetensors` file, kept open. Tensor data is mapped into memory one tensor (or one
+/// export chunk) at a time and unmapped when done: a scan needs address space for the matrices
+/// in flight, not for the whole model (68 GiB for a 34B model, which `ulimit -v` may not
+/// allow), and its resident set stays flat however many matrices it reads.
 #[derive(Debug)]
 pub struct Shard {
     pub path: PathBuf,
     /// File name relative to the model folder (what an index's weight_map says).
     pub file_name: String,
-    mmap: Mmap,
+    file: File,
+    len: u64,
     pub metadata: Option<HashMap<String, String>>,
 }
 
 impl Shard {
     pub fn len(&self) -> u64 {
-        self.mmap.len() as u64
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mmap.is_empty()
+        self.len == 0
+    }
+
+    /// Maps `range` of the file.
+    fn map(&self, range: Range<usize>) -> Result<TensorBytes, MatrixError> {
+        let unreadable = |problem: String| MatrixError::Unreadable {
+            path: self.path.clone(),
+            problem,
+        };
+        if range.end as u64 > self.len || range.start > range.end {
+            return Err(unreadable(format!(
+                "too short: bytes {}..{} of {}",
+                range.start, range.end, self.len
+            )));
+        }
+        let len = range.end - range.start;
+        if len == 0 {
+            return Ok(TensorBytes {
+                map: None,
+                skip: 0,
+                len: 0,
+            });
+        }
+        // Maps start on a page boundary.
+        let skip = range.start % page_size();
+        let offset = (range.start - skip) as u64;
+        // SAFETY: the file is opened read-only and never written by this process. Another
+        // process truncating it underneath us would fault reads, the usual caveat of every mmap
+        // loader.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(skip + len)
+                .map(&self.file)
+        }
+        .map_err(|e| unreadable(map_problem(&e, (skip + len) as u64)))?;
+        Ok(TensorBytes {
+            map: Some(map),
+            skip,
+            len,
+        })
+    }
+}
+
+/// A tensor's bytes, mapped from its shard while this value lives.
+pub struct TensorBytes {
+    map: Option<Mmap>,
+    skip: usize,
+    len: usize,
+}
+
+impl std::ops::Deref for TensorBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => &m[self.skip..self.skip + self.len],
+            None => &[],
+        }
+    }
+}
+
+fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if n > 0 {
+            return n as usize;
+        }
+    }
+    // Windows' allocation granularity, and a safe multiple of every Unix page size.
+    65_536
+}
+
+/// Why a map failed, in words a user can act on.
+fn map_problem(e: &std::io::Error, len: u64) -> String {
+    if e.raw_os_error() == Some(12) {
+        // ENOMEM from mmap: the address space, not the RAM, ran out.
+        format!(
+            "cannot map {} of it into memory: out of address space (is `ulimit -v` set? \
+             snrscope maps one matrix at a time, so the limit must exceed the largest matrix \
+             plus the scan's working memory)",
+            crate::plan::human_bytes(len)
+        )
+    } else {
+        format!("cannot map into memory: {}", crate::text::io_reason(e))
     }
 }
 
@@ -272,45 +366,30 @@ impl Model {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// The tensor's raw little-endian bytes, straight from the map.
-    pub fn bytes(&self, t: &TensorEntry) -> &[u8] {
-        &self.shards[t.shard].mmap[t.range.clone()]
+    /// The tensor's raw little-endian bytes, mapped from its shard while the value lives.
+    pub fn bytes(&self, t: &TensorEntry) -> Result<TensorBytes, MatrixError> {
+        self.shards[t.shard].map(t.range.clone())
     }
 
     /// Asks the kernel to start reading the tensor's pages now, asynchronously: a sequential
     /// copy (the export) then finds them in the page cache instead of faulting them in one
     /// small read-around window at a time, which on a cold cache is several times slower.
     pub fn prefetch(&self, t: &TensorEntry) {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         {
-            let mmap = &self.shards[t.shard].mmap;
-            let _ = mmap.advise_range(
-                memmap2::Advice::WillNeed,
-                t.range.start,
-                t.range.end - t.range.start,
-            );
-        }
-        #[cfg(not(unix))]
-        let _ = t;
-    }
-
-    /// Tells the kernel the tensor's pages may be dropped: a scan reads each matrix once, and
-    /// without this a 70B scan's resident set would grow with every matrix it touched.
-    pub fn release(&self, t: &TensorEntry) {
-        #[cfg(unix)]
-        {
-            let mmap = &self.shards[t.shard].mmap;
-            // SAFETY: the map is read-only and file-backed, so dropped pages are re-read from
-            // the file on the next access; no borrowed slice can observe different contents.
+            use std::os::fd::AsRawFd;
+            let fd = self.shards[t.shard].file.as_raw_fd();
+            // SAFETY: a valid open descriptor; the call only advises the page cache.
             unsafe {
-                let _ = mmap.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    t.range.start,
-                    t.range.end - t.range.start,
+                libc::posix_fadvise(
+                    fd,
+                    t.range.start as libc::off_t,
+                    (t.range.end - t.range.start) as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
                 );
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(not(target_os = "linux"))]
         let _ = t;
     }
 
@@ -324,7 +403,7 @@ impl Model {
             name: t.name.clone(),
             shape: t.shape.clone(),
         })?;
-        if !decode_f64(t.dtype, self.bytes(t), out) {
+        if !decode_f64(t.dtype, &self.bytes(t)?, out) {
             return Err(MatrixError::UnsupportedDtype {
                 name: t.name.clone(),
                 dtype: dtype_name(t.dtype),
@@ -440,6 +519,21 @@ fn read_weight_map(index: &Path) -> Result<WeightMap, OpenError> {
 }
 
 fn shard_names(dir: &Path, index: &Path, weight_map: &WeightMap) -> Result<Vec<String>, OpenError> {
+    // An index is data from the internet: its file names must stay inside the model folder.
+    for (tensor, shard) in weight_map {
+        let inside = Path::new(shard)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside || shard.is_empty() {
+            return Err(OpenError::BadIndex {
+                path: index.to_path_buf(),
+                problem: format!(
+                    "weight_map entry for {tensor} names {shard:?}, which is outside the model \
+                     folder; refusing to read it"
+                ),
+            });
+        }
+    }
     let mut names: Vec<String> = weight_map.values().cloned().collect();
     names.sort_by(|a, b| layers::natural_cmp(a, b));
     names.dedup();
@@ -490,11 +584,35 @@ fn open_shard(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    // SAFETY: the file is opened read-only and never written by this process. Another process
-    // truncating it underneath us would fault reads, the usual caveat of every mmap loader.
-    let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-    let (header_len, metadata) =
-        SafeTensors::read_metadata(&mmap).map_err(|e| header_error(path, &mmap, e))?;
+    let len = file.metadata().map_err(io)?.len();
+    // Only the header is read: opening maps nothing, so it needs no address space for data.
+    let head = read_head(&file, len).map_err(io)?;
+    let (header_len, metadata) = match SafeTensors::read_metadata(&head) {
+        Ok((n, _)) if len != head.len() as u64 => {
+            return Err(
+                header_error(path, &head, len, SafeTensorError::MetadataIncompleteBuffer)
+                    .unwrap_or_else(|| bad_header(path, n)),
+            );
+        }
+        Ok(r) => r,
+        // The header is complete and valid (read_metadata validates it before it compares the
+        // buffer with the data size); only the data was not read.
+        Err(SafeTensorError::MetadataIncompleteBuffer) => {
+            match header_error(path, &head, len, SafeTensorError::MetadataIncompleteBuffer) {
+                Some(e) => return Err(e),
+                None => {
+                    let n = head.len() - 8;
+                    let metadata =
+                        serde_json::from_slice::<safetensors::tensor::Metadata>(&head[8..])
+                            .map_err(|_| bad_header(path, n))?;
+                    (n, metadata)
+                }
+            }
+        }
+        Err(e) => {
+            return Err(header_error(path, &head, len, e).unwrap_or_else(|| bad_header(path, 0)));
+        }
+    };
     let data_start = 8 + header_len;
     let entries = metadata
         .tensors()
@@ -511,18 +629,42 @@ fn open_shard(
         path: path.to_path_buf(),
         file_name,
         metadata: metadata.metadata().clone(),
-        mmap,
+        len,
+        file,
     };
     Ok((shard, entries))
 }
 
-fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> OpenError {
+/// The 8-byte length and the header it announces (as much of it as the file holds; at most
+/// safetensors' 100 MB header limit, beyond which the length alone is an error).
+fn read_head(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = file;
+    let mut head = Vec::new();
+    f.take(8).read_to_end(&mut head)?;
+    if head.len() == 8 {
+        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let want = n.min(100_000_001).min(len.saturating_sub(8));
+        f.take(want).read_to_end(&mut head)?;
+    }
+    Ok(head)
+}
+
+fn bad_header(path: &Path, n: usize) -> OpenError {
+    OpenError::BadHeader {
+        path: path.to_path_buf(),
+        problem: format!("its {n}-byte header could not be read back"),
+    }
+}
+
+/// The error for a header `read_metadata` refused, given the file's real length; `None` when
+/// the only complaint was the data size and the file has exactly the size the header promises.
+fn header_error(path: &Path, bytes: &[u8], actual: u64, e: SafeTensorError) -> Option<OpenError> {
     let path = path.to_path_buf();
-    let actual = bytes.len() as u64;
     let declared_header = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    match e {
+    Some(match e {
         SafeTensorError::HeaderTooSmall => OpenError::BadHeader {
             path,
             problem: format!("only {actual} bytes, shorter than the 8-byte header length"),
@@ -549,6 +691,9 @@ fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> OpenError {
                 })
                 .unwrap_or(0);
             let expected = 8 + n as u64 + data_len;
+            if expected == actual {
+                return None;
+            }
             if expected > actual {
                 OpenError::Truncated {
                     path,
@@ -579,7 +724,7 @@ fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> OpenError {
             path,
             problem: other.to_string(),
         },
-    }
+    })
 }
 
 fn check_index_matches(

@@ -16,9 +16,22 @@ pub enum PyJson {
     Object(BTreeMap<String, PyJson>),
 }
 
+/// Deeper nesting than any scan file needs. The parser recurses per level, so a hostile file
+/// nested tens of thousands deep would otherwise overflow the stack and abort the process.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PyJsonError {
+    #[error("nested more than {MAX_DEPTH} levels deep (at byte {at}); not a scan file")]
+    TooDeep { at: usize },
+    #[error("{0}")]
+    Syntax(#[from] json5::Error),
+}
+
 impl PyJson {
-    pub fn parse(text: &str) -> Result<PyJson, json5::Error> {
-        json5::from_str(text)
+    pub fn parse(text: &str) -> Result<PyJson, PyJsonError> {
+        check_depth(text)?;
+        Ok(json5::from_str(text)?)
     }
 
     pub fn as_f64(&self) -> Option<f64> {
@@ -45,6 +58,38 @@ impl PyJson {
     pub fn get(&self, key: &str) -> Option<&PyJson> {
         self.as_object()?.get(key)
     }
+}
+
+/// Counts bracket nesting outside strings, without recursion.
+fn check_depth(text: &str) -> Result<(), PyJsonError> {
+    let (mut depth, mut in_str, mut escaped, mut quote) = (0usize, false, false, b'"');
+    for (at, &b) in text.as_bytes().iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == quote {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' | b'\'' => {
+                in_str = true;
+                quote = b;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(PyJsonError::TooDeep { at });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl<'de> Deserialize<'de> for PyJson {
@@ -120,5 +165,19 @@ mod tests {
         assert_eq!(b[1].as_f64(), Some(f64::NEG_INFINITY));
         assert_eq!(b[2].as_f64(), Some(1.5));
         assert_eq!(b[3].as_f64(), Some(2.0));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(matches!(
+            PyJson::parse(&deep),
+            Err(PyJsonError::TooDeep { at: 64 })
+        ));
+        // Brackets inside strings do not count.
+        let text = format!("{{\"a\": \"{}\"}}", "[".repeat(1000));
+        assert!(PyJson::parse(&text).is_ok());
+        let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(PyJson::parse(&ok).is_ok());
     }
 }

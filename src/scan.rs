@@ -486,7 +486,6 @@ fn scan_one(
         .tensor(&job.tensor)
         .ok_or_else(|| format!("no tensor named {}", job.tensor))?;
     let (rows, cols) = model.read_matrix(t, buf).map_err(|e| e.to_string())?;
-    model.release(t);
     snr::matrix_snr_with(buf, rows, cols, method, par, ws).map_err(|e| e.to_string())
 }
 

@@ -297,6 +297,75 @@ pub fn read(path: &Path) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> 
     parse(&text, &p)
 }
 
+/// Laying out a scan file's layers costs memory per (module type, layer) cell; a file may claim
+/// any layer index, so the cells allowed grow with the entries it really holds (a real scan has
+/// about one entry per cell; a partial one fewer) and never with the numbers it states.
+const CELLS_PER_ENTRY: usize = 64;
+const CELLS_FREE: usize = 65_536;
+
+/// The main layer stack of a scan file, as the explorer and `snrscope export` both lay it out:
+/// the numbered stack with the most entries (the transformer's; a vision tower's is smaller),
+/// its layer count the highest index + 1, `modules[type][layer]` the entry's module name.
+/// Refuses layer numbers the entries cannot justify (see `CELLS_PER_ENTRY`).
+pub fn main_stack(entries: &[ScanEntry], path: &str) -> Result<layers::Stack, ScanFileError> {
+    let layout_err = |problem: String| ScanFileError::Layout {
+        path: path.to_string(),
+        problem,
+    };
+    let mut counts: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for e in entries {
+        if let Some((s, i)) = e.layer() {
+            let c = counts.entry(s).or_default();
+            c.0 += 1;
+            c.1 = c.1.max(i);
+        }
+    }
+    let (prefix, &(n_entries, max_index)) = counts
+        .iter()
+        .max_by_key(|(_, (n, max))| (*n, *max))
+        .ok_or_else(|| {
+            layout_err(
+                "no entry names a numbered layer (like model.layers.3.self_attn.v_proj)".into(),
+            )
+        })?;
+    let types: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.layer().is_some_and(|(s, _)| s == *prefix))
+        .map(|e| e.module_type.as_str())
+        .collect();
+    let num_layers = max_index.saturating_add(1);
+    let cells = num_layers.saturating_mul(types.len());
+    if cells
+        > n_entries
+            .saturating_mul(CELLS_PER_ENTRY)
+            .saturating_add(CELLS_FREE)
+    {
+        return Err(layout_err(format!(
+            "`{}` has {n_entries} entries but a layer number as high as {max_index}: not a scan \
+             of a real model (refusing to lay out {num_layers} layers)",
+            crate::text::escape_controls(prefix)
+        )));
+    }
+    let mut stack = layers::Stack {
+        prefix: prefix.to_string(),
+        num_layers,
+        ..layers::Stack::default()
+    };
+    for e in entries {
+        if let Some((s, i)) = e.layer()
+            && s == *prefix
+        {
+            stack
+                .modules
+                .entry(e.module_type.clone())
+                .or_default()
+                .insert(i, e.module.clone());
+            stack.tensors.entry(i).or_default().push(e.module.clone());
+        }
+    }
+    Ok(stack)
+}
+
 /// `model.layers.3.self_attn.v_proj` -> `self_attn.v_proj`.
 pub fn type_of(module: &str) -> String {
     layers::parse_layer_name(module)

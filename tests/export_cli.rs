@@ -283,10 +283,10 @@ fn help_lists_the_flags() {
     }
 }
 
-/// Ctrl-C while the shards are being written: exit 130, no final or temporary folder.
+/// Ctrl-C, SIGTERM or SIGHUP (an SSH disconnect) while the shards are being written: exit
+/// 128 + the signal, no final or temporary folder.
 #[cfg(unix)]
-#[test]
-fn ctrl_c_mid_export_leaves_nothing() {
+fn interrupt_mid_export(signal: libc::c_int) {
     let tmp = tempfile::tempdir().unwrap();
     support::sparse_model(&tmp.path().join("src"), 8);
     // Its own scan cache: never the user's, never another test's.
@@ -325,13 +325,31 @@ fn ctrl_c_mid_export_leaves_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     // SAFETY: plain kill(2) on our own child's pid.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(sent, 0);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(out.status.code(), Some(128 + signal), "{stderr}");
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(names_in(tmp.path()), vec!["src"], "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_mid_export_leaves_nothing() {
+    interrupt_mid_export(libc::SIGINT);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_mid_export_leaves_nothing() {
+    interrupt_mid_export(libc::SIGTERM);
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_mid_export_leaves_nothing() {
+    interrupt_mid_export(libc::SIGHUP);
 }
 
 #[test]

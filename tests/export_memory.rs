@@ -35,11 +35,7 @@ fn export_peak_growth_kb(root: &std::path::Path, layers: usize) -> (u64, u64) {
     let s = export::export_model(
         &model,
         &plan,
-        &ExportOptions {
-            out: out.clone(),
-            shard_size: 5_000_000_000,
-            force: false,
-        },
+        &ExportOptions::new(out.clone()),
         &mut |_| {},
         &CancelToken::default(),
     )

@@ -24,11 +24,8 @@ const BIG: u64 = 5_000_000_000;
 
 fn export(src: &std::path::Path, out: &std::path::Path, n: usize, dropped: &[usize], shard: u64) {
     let model = Model::open(src).unwrap();
-    let options = ExportOptions {
-        out: out.to_path_buf(),
-        shard_size: shard,
-        force: false,
-    };
+    let mut options = ExportOptions::new(out);
+    options.shard_size = shard;
     let mut last = None;
     let summary = export::export_model(
         &model,
@@ -195,9 +192,8 @@ fn scan_plan_export_drops_the_generated_infinite_layers() {
         &model,
         &p,
         &ExportOptions {
-            out: out.clone(),
             shard_size: BIG,
-            force: false,
+            ..ExportOptions::new(out.clone())
         },
         &mut |_| {},
         &CancelToken::default(),
@@ -286,9 +282,8 @@ fn other_stacks_are_copied_unchanged() {
         &model,
         &plan(4, &[1]),
         &ExportOptions {
-            out: out.clone(),
             shard_size: BIG,
-            force: false,
+            ..ExportOptions::new(out.clone())
         },
         &mut |_| {},
         &CancelToken::default(),

@@ -18,9 +18,9 @@ const BIG: u64 = 5_000_000_000;
 
 fn opts(out: &Path, force: bool) -> ExportOptions {
     ExportOptions {
-        out: out.to_path_buf(),
         shard_size: BIG,
         force,
+        ..ExportOptions::new(out)
     }
 }
 
@@ -139,7 +139,10 @@ fn simulated_write_failure_mid_export_cleans_up() {
             &o,
             &mut |p| seen = p.bytes_done,
             &CancelToken::default(),
-            Some(total / 2),
+            export::Hooks {
+                fail_after_bytes: Some(total / 2),
+                ..Default::default()
+            },
         )
         .unwrap_err();
         assert!(err.to_string().contains("simulated write failure"), "{err}");

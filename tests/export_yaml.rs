@@ -123,7 +123,7 @@ fn empty_plan_is_refused() {
     ));
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("p.yml");
-    assert!(export::write_mergekit_yaml(&p, &path).is_err());
+    assert!(export::write_mergekit_yaml(&p, &path, &Default::default(), false).is_err());
     assert!(!path.exists());
     // Out of range and unsorted plans too.
     p.dropped = vec![5];
@@ -136,7 +136,7 @@ fn empty_plan_is_refused() {
 fn write_mergekit_yaml_writes_the_text() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("prune.yml");
-    export::write_mergekit_yaml(&yi_plan(), &path).unwrap();
+    export::write_mergekit_yaml(&yi_plan(), &path, &Default::default(), false).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), GOLDEN);
     assert_eq!(support::names_in(tmp.path()), vec!["prune.yml"]);
 }

@@ -486,7 +486,7 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
     let b = pruned
         .tensor("model.layers.2.self_attn.v_proj.weight")
         .unwrap();
-    assert_eq!(src.bytes(a), pruned.bytes(b));
+    assert_eq!(*src.bytes(a).unwrap(), *pruned.bytes(b).unwrap());
     // A second export to the same folder is refused, and the explorer says why.
     app.overlay = Overlay::Dialog(snrscope::ui::app::Dialog::new(
         DialogKind::Model,

@@ -8,13 +8,15 @@ use color_eyre::eyre::{bail, eyre};
 
 use crate::{
     export::{
-        self, ExportError, ExportOptions, Plan,
+        self, ExportError, ExportOptions, Inputs, Plan,
         planning::{self, Choice, SnrTable},
     },
+    fsid,
     model::Model,
     plan::{Rule, format_ranges, human_bytes, human_count, parse_layer_list},
     scan::{self, CancelToken, ScanJob},
     scanfile,
+    text::escape_controls,
 };
 
 use super::scan::{self as scan_cli, scan_with_bar};
@@ -29,9 +31,15 @@ Examples:
   snrscope export MODEL --scan saved-scan.json --model-out ./pruned
   snrscope export MODEL --unfrozen-yaml spectrum.yml --top-percent 25
 
-Without an output flag the plan is printed and nothing is written. Ctrl-C stops cleanly:
-nothing is left under the output names. Exit codes: 0 done, 1 error, 2 usage, 3 done but some
-matrices could not be scanned, 130 interrupted.")]
+Without an output flag the plan is printed and nothing is written. Outputs are never written
+into, over or around the input model (checked by file identity, so links and bind mounts count),
+and an existing output is replaced only with --force. The pruned model is written first; the
+YAML files only once it is in place. Only model files are copied (config, tokenizer, chat
+template, license, ...; never hidden files or keys); --copy adds one by name.
+
+Ctrl-C, SIGTERM and SIGHUP stop cleanly: nothing is left under the output names. Exit codes:
+0 done, 1 error, 2 usage, 3 done but some matrices could not be scanned, 128+N stopped by
+signal N (130 for Ctrl-C).")]
 pub struct ExportArgs {
     /// Model folder (config.json + .safetensors), a .safetensors file, or a scan JSON
     /// (Spectrum / laserQlora layout; plans without the weights).
@@ -79,9 +87,17 @@ pub struct ExportArgs {
     /// 1000, KiB, MiB, GiB powers of 1024.
     #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = parse_size)]
     pub shard_size: u64,
-    /// Replace existing output files and folders.
+    /// Replace existing output files and folders (never the input's).
     #[arg(long)]
     pub force: bool,
+    /// Also copy this file of the model folder into the pruned model (repeatable); by default
+    /// only recognised model files are copied.
+    #[arg(long = "copy", value_name = "NAME")]
+    pub copy: Vec<String>,
+    /// With --scan: accept a saved scan that lacks some layers of the model (they count as
+    /// unknown and are kept unless dropped by hand).
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Scan worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -149,8 +165,12 @@ enum Source {
 
 pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     let cancel = CancelToken::default();
-    install_ctrlc(&cancel);
+    super::signals::cancel_on_signals(&cancel);
     let input = args.model.display().to_string();
+    let mut inputs = Inputs::of_path(&args.model);
+    if let Some(scan) = &args.scan {
+        inputs.add(scan);
+    }
     let source = if scanfile::looks_like_scan_file(&args.model) {
         let (_, entries) = scanfile::read(&args.model)?;
         if let Some(out) = &args.model_out {
@@ -164,15 +184,16 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     } else {
         let model = Model::open(&args.model)?;
         for w in &model.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", escape_controls(w));
         }
+        inputs = Inputs::of_model(&model).merge(&inputs);
         if let Some(out) = &args.model_out {
             // Before a scan that may take minutes, not after it.
-            export::check_output_folder(&model, out, args.force)?;
+            export::check_output_folder(&inputs, out, args.force)?;
         }
         Source::Model(Arc::new(model))
     };
-    check_outputs(&args)?;
+    check_outputs(&args, &inputs)?;
 
     let model_ref = args.model_name.clone().unwrap_or_else(|| input.clone());
     let choice = Choice {
@@ -191,7 +212,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         }
         Source::Model(model) => {
             let table = match &args.scan {
-                Some(path) => saved_scan_for(model, path)?,
+                Some(path) => saved_scan_for(model, path, &args)?,
                 None => {
                     let (table, f) = scan_model(model, &args, &cancel)?;
                     failed = f;
@@ -208,7 +229,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     };
     if cancel.is_cancelled() {
         eprintln!("cancelled; nothing was written");
-        return Ok(ExitCode::from(130));
+        return Ok(ExitCode::from(super::signals::exit_code()));
     }
 
     // Only --yaml and --model-out need a plan: a Spectrum selection is still written when, say,
@@ -243,36 +264,19 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
              model's repo id or path"
         );
     }
+    // The pruned model first: if it fails, no YAML claims a model that was not written.
     let mut wrote_any = false;
-    if let Some(path) = &args.unfrozen_yaml {
-        export::write_unfrozen_yaml(&groups, args.top_percent, path)?;
-        eprintln!(
-            "wrote {} (top {}% of {} module type(s))",
-            path.display(),
-            args.top_percent,
-            groups.len()
-        );
-        wrote_any = true;
-    }
-    let Some(plan) = plan else {
-        return Ok(finish(wrote_any, failed));
-    };
-    if let Some(path) = &args.yaml {
-        export::write_mergekit_yaml(&plan, path)?;
-        eprintln!("wrote {}", path.display());
-        wrote_any = true;
-    }
-    if let (Some(out), Source::Model(model)) = (&args.model_out, &source) {
-        let options = ExportOptions {
-            out: out.clone(),
-            shard_size: args.shard_size,
-            force: args.force,
-        };
+    if let (Some(plan), Some(out), Source::Model(model)) = (&plan, &args.model_out, &source) {
+        let mut options = ExportOptions::new(out);
+        options.shard_size = args.shard_size;
+        options.force = args.force;
+        options.extra_files = args.copy.clone();
+        options.inputs = inputs.clone();
         let bar = scan_cli::bytes_bar("writing");
         bar.set_message(out.display().to_string());
         let result = export::export_model(
             model,
-            &plan,
+            plan,
             &options,
             &mut |p| {
                 bar.set_length(p.bytes_total);
@@ -282,26 +286,10 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         );
         bar.finish_and_clear();
         match result {
-            Ok(s) => {
-                for n in &s.notes {
-                    eprintln!("note: {n}");
-                }
-                eprintln!(
-                    "wrote {} ({} tensors, {} bytes in {} shard(s); copied {})",
-                    s.out.display(),
-                    s.tensors,
-                    s.bytes,
-                    s.shards,
-                    if s.copied.is_empty() {
-                        "no other file".to_string()
-                    } else {
-                        s.copied.join(", ")
-                    }
-                );
-            }
+            Ok(s) => report_export(&s),
             Err(e @ ExportError::Cancelled { .. }) => {
                 eprintln!("{e}");
-                return Ok(ExitCode::from(130));
+                return Ok(ExitCode::from(super::signals::exit_code()));
             }
             // Failures while writing: the temporary folder is gone, any old folder is intact.
             Err(e @ ExportError::Io { .. }) => {
@@ -311,12 +299,55 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         }
         wrote_any = true;
     }
+    if let Some(path) = &args.unfrozen_yaml {
+        export::write_unfrozen_yaml(&groups, args.top_percent, path, &inputs, args.force)?;
+        eprintln!(
+            "wrote {} (top {}% of {} module type(s))",
+            path.display(),
+            args.top_percent,
+            groups.len()
+        );
+        wrote_any = true;
+    }
+    if let (Some(plan), Some(path)) = (&plan, &args.yaml) {
+        export::write_mergekit_yaml(plan, path, &inputs, args.force)?;
+        eprintln!("wrote {}", path.display());
+        wrote_any = true;
+    }
     Ok(finish(wrote_any, failed))
+}
+
+fn report_export(s: &export::ExportSummary) {
+    for n in &s.notes {
+        eprintln!("note: {}", escape_controls(n));
+    }
+    if !s.skipped.is_empty() {
+        eprintln!("not copied from the model folder:");
+        for (name, why) in &s.skipped {
+            eprintln!("  {}: {}", escape_controls(name), escape_controls(why));
+        }
+    }
+    eprintln!(
+        "wrote {} ({} tensors, {} bytes in {} shard(s); copied {})",
+        s.out.display(),
+        s.tensors,
+        s.bytes,
+        s.shards,
+        if s.copied.is_empty() {
+            "no other file".to_string()
+        } else {
+            s.copied.join(", ")
+        }
+    );
 }
 
 /// The SNR table of a saved scan, checked against the model it is used with: a scan of another
 /// model would silently drop the wrong layers.
-fn saved_scan_for(model: &Model, path: &std::path::Path) -> color_eyre::Result<SnrTable> {
+fn saved_scan_for(
+    model: &Model,
+    path: &std::path::Path,
+    args: &ExportArgs,
+) -> color_eyre::Result<SnrTable> {
     let (_, entries) = scanfile::read(path)?;
     let table = SnrTable::from_scan(&entries, &path.display().to_string())?;
     let stack = model.main_stack()?;
@@ -329,6 +360,33 @@ fn saved_scan_for(model: &Model, path: &std::path::Path) -> color_eyre::Result<S
             model.source.display(),
             stack.prefix,
             stack.num_layers
+        );
+    }
+    // A layer the scan never saw would be kept without a word: say so, unless asked not to.
+    let module = table.module(args.module.as_deref())?.to_string();
+    let have: std::collections::BTreeSet<usize> = entries
+        .iter()
+        .filter(|e| e.module_type == module)
+        .filter_map(|e| {
+            e.layer()
+                .filter(|(s, _)| *s == stack.prefix)
+                .map(|(_, l)| l)
+        })
+        .collect();
+    let missing: Vec<usize> = stack
+        .modules
+        .get(&module)
+        .into_iter()
+        .flat_map(|m| m.keys().copied())
+        .filter(|l| !have.contains(l))
+        .collect();
+    if !missing.is_empty() && !args.allow_partial {
+        bail!(
+            "{}: has no {module} entry for layer(s) {} of {}; those layers would be kept \
+             unjudged (pass --allow-partial to accept that, or scan again)",
+            path.display(),
+            export::join_layers(&missing),
+            model.source.display()
         );
     }
     Ok(table)
@@ -346,20 +404,31 @@ fn finish(wrote_any: bool, failed: usize) -> ExitCode {
     }
 }
 
-/// Refuses existing outputs (without --force) before a long scan, not after.
-fn check_outputs(args: &ExportArgs) -> color_eyre::Result<()> {
+/// Refuses outputs that touch the input (always) or exist (without --force) before a long
+/// scan, not after.
+fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
     for p in [&args.yaml, &args.unfrozen_yaml].into_iter().flatten() {
+        inputs.check(p)?;
         if p.is_dir() {
             bail!("{}: is a folder; give a file name", p.display());
         }
-    }
-    let outputs = [&args.yaml, &args.unfrozen_yaml, &args.model_out];
-    for p in outputs.into_iter().flatten() {
         if p.symlink_metadata().is_ok() && !args.force {
             bail!(
                 "{}: already exists (pass --force to replace it)",
                 p.display()
             );
+        }
+    }
+    let outputs: Vec<&PathBuf> = [&args.yaml, &args.unfrozen_yaml, &args.model_out]
+        .into_iter()
+        .flatten()
+        .collect();
+    for (i, a) in outputs.iter().enumerate() {
+        if outputs[..i]
+            .iter()
+            .any(|b| fsid::resolve(a) == fsid::resolve(b))
+        {
+            bail!("{}: given for two outputs", a.display());
         }
     }
     if !(0.0..=100.0).contains(&args.top_percent) {
@@ -369,18 +438,6 @@ fn check_outputs(args: &ExportArgs) -> color_eyre::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Ctrl-C cancels: the scan stops after the matrices in flight, the export after the chunk
-/// being copied, and the temporary folder is removed before exiting (code 130).
-fn install_ctrlc(cancel: &CancelToken) {
-    let token = cancel.clone();
-    let _ = ctrlc::set_handler(move || {
-        if !token.is_cancelled() {
-            eprintln!("\ncancelling: removing what was written…");
-        }
-        token.cancel();
-    });
 }
 
 /// Scans the module the plan needs (all module types of the main stack when

@@ -13,13 +13,19 @@ pub fn run(
     files: &[PathBuf],
     out: Option<&Path>,
     allow_partial: bool,
+    force: bool,
 ) -> color_eyre::Result<ExitCode> {
     let Some(out) = out else {
         bail!("--merge needs --out FILE for the merged scan");
     };
-    if files.iter().any(|f| f == out) {
+    let mut inputs = crate::export::Inputs::new();
+    files.iter().for_each(|f| inputs.add(f));
+    // Before reading the parts: an output that is one of them (by file identity), or that
+    // exists without --force, is refused.
+    inputs.check(out)?;
+    if out.symlink_metadata().is_ok() && !force {
         bail!(
-            "{}: is one of the parts; write the merge elsewhere",
+            "{}: already exists (pass --force to replace it)",
             out.display()
         );
     }
@@ -29,7 +35,12 @@ pub fn run(
         read.push((f.clone(), info, entries));
     }
     let merged = parts::merge(read, allow_partial)?;
-    crate::export::write_file_atomically(out, scanfile::to_json(&merged.entries).as_bytes())?;
+    crate::export::write_file_atomically(
+        out,
+        scanfile::to_json(&merged.entries).as_bytes(),
+        &inputs,
+        force,
+    )?;
     let failed = merged.entries.iter().filter(|e| e.error.is_some()).count();
     eprintln!(
         "merged {} part file(s): {} matrices (method {}) into {}",

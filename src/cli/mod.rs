@@ -4,6 +4,7 @@ mod cache;
 mod export;
 mod merge;
 mod scan;
+mod signals;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -55,7 +56,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Messages quote tensor names, scan-file keys and paths: escape what a terminal
+            // would execute.
+            eprintln!("error: {}", crate::text::escape_controls(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -7,11 +7,13 @@ use color_eyre::eyre::{bail, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
+    export::Inputs,
     model::Model,
     parts::{self, Part},
     scan::{self, CancelToken, MatrixResult, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
     snr::{Method, SnrStats},
+    text::escape_controls,
 };
 
 #[derive(Debug, Args)]
@@ -45,6 +47,9 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Replace an existing --out file (never one of the model's own files).
+    #[arg(long)]
+    pub force: bool,
     /// How to get the singular values: `svd` (the reference) or `gram` (eigenvalues of W·Wᵀ,
     /// 2-3x faster on large matrices; a matrix it cannot pin down is left to the SVD).
     #[arg(long, default_value = "svd")]
@@ -67,7 +72,12 @@ pub struct ScanArgs {
 
 pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     if !args.merge.is_empty() {
-        return super::merge::run(&args.merge, args.out.as_deref(), args.allow_partial);
+        return super::merge::run(
+            &args.merge,
+            args.out.as_deref(),
+            args.allow_partial,
+            args.force,
+        );
     }
     let model_path = args
         .model
@@ -75,7 +85,18 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
         .expect("clap requires MODEL without --merge");
     let model = Arc::new(Model::open(model_path)?);
     for w in &model.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_controls(w));
+    }
+    let inputs = Inputs::of_model(&model);
+    if let Some(out) = &args.out {
+        // Before a scan that may take minutes, not after it.
+        inputs.check(out)?;
+        if out.symlink_metadata().is_ok() && !args.force {
+            bail!(
+                "{}: already exists (pass --force to replace it)",
+                out.display()
+            );
+        }
     }
     let all_jobs = select_jobs(&model, args.modules.as_deref())?;
     let jobs = match args.part {
@@ -116,7 +137,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                 ),
                 None => scanfile::to_json(&entries),
             };
-            crate::export::write_file_atomically(path, text.as_bytes())?;
+            crate::export::write_file_atomically(path, text.as_bytes(), &inputs, args.force)?;
             eprintln!(
                 "wrote {} result(s) to {} ({} infinite, {failed} failed)",
                 entries.len(),
@@ -129,8 +150,8 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     for e in entries.iter().filter(|e| e.error.is_some()) {
         eprintln!(
             "warning: {}: {}",
-            e.module,
-            e.error.as_deref().unwrap_or_default()
+            escape_controls(&e.module),
+            escape_controls(e.error.as_deref().unwrap_or_default())
         );
     }
     Ok(if failed > 0 {
@@ -279,8 +300,9 @@ fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> Stri
         };
         let _ = writeln!(
             out,
-            "{layer:>5}  {:<width$}  {shape:>12}  {value:>14}  {mark}",
-            job.module_type
+            "{layer:>5}  {:<width$}  {shape:>12}  {value:>14}  {}",
+            escape_controls(&job.module_type),
+            escape_controls(&mark)
         );
     }
     out

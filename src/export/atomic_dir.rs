@@ -1,45 +1,67 @@
 //! A folder built under a temporary name beside its target and renamed into place only when
 //! complete. Dropped without [`TempDir::commit`] (error, cancel, panic), it removes itself.
+//!
+//! The target is locked for the whole build (one snrscope writer per name), leftovers of dead
+//! runs are cleaned first, and the final rename re-checks everything: the inputs, and that the
+//! target is still what it was at the start — a folder that appeared meanwhile, or replaced the
+//! one `--force` was told to replace, is never touched.
 
 use std::path::{Path, PathBuf};
 
-use super::ExportError;
+use super::{
+    ExportError, guard::Inputs, leftovers, lock::TargetLock, rename, sibling_of_this_process,
+};
+use crate::fsid::FileId;
 
 #[derive(Debug)]
 pub struct TempDir {
     path: PathBuf,
     target: PathBuf,
     armed: bool,
-}
-
-/// `.<name>.snrscope-<what>-<pid>` beside `target`.
-fn sibling(target: &Path, what: &str) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let parent = target.parent().unwrap_or(Path::new("."));
-    parent.join(format!(".{name}.snrscope-{what}-{}", std::process::id()))
+    /// The folder `--force` replaces, as it was when the export started.
+    replaces: Option<FileId>,
+    inputs: Inputs,
+    _lock: TargetLock,
 }
 
 impl TempDir {
-    /// Creates the temporary folder beside `target` (whose parent must exist). Temporary
-    /// folders for the same target left by killed runs (their process is gone) are removed.
-    pub fn beside(target: &Path) -> Result<TempDir, ExportError> {
-        remove_stale(target);
-        let path = sibling(target, "tmp");
-        // Left over from an earlier run of a process with our pid that was killed: ours to
-        // remove, the name is specific enough.
-        if path.exists() {
-            std::fs::remove_dir_all(&path)
-                .map_err(|e| ExportError::io(&path, "cannot remove a stale temporary folder", e))?;
-        }
+    /// Locks `target`, cleans up after dead runs (their notes go to `notes`), checks it against
+    /// the inputs and `force`, and creates the temporary folder beside it (its parent must
+    /// exist).
+    pub fn beside(
+        target: &Path,
+        inputs: &Inputs,
+        force: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<TempDir, ExportError> {
+        let lock = TargetLock::acquire(target)?;
+        notes.extend(leftovers::clean(target));
+        inputs.check(target)?;
+        let replaces = match target.symlink_metadata() {
+            Err(_) => None,
+            Ok(_) if !force => {
+                return Err(ExportError::TargetExists {
+                    path: target.to_path_buf(),
+                });
+            }
+            Ok(_) if !target.is_dir() => {
+                return Err(ExportError::BadTarget {
+                    out: target.to_path_buf(),
+                    problem: "exists and is not a folder; not replacing it".into(),
+                });
+            }
+            Ok(_) => FileId::of_entry(target),
+        };
+        let path = sibling_of_this_process(target, "tmp");
         std::fs::create_dir(&path)
             .map_err(|e| ExportError::io(&path, "cannot create the temporary output folder", e))?;
         Ok(TempDir {
             path,
             target: target.to_path_buf(),
             armed: true,
+            replaces,
+            inputs: inputs.clone(),
+            _lock: lock,
         })
     }
 
@@ -47,83 +69,92 @@ impl TempDir {
         &self.path
     }
 
-    /// Renames the finished folder to the target. An existing target (the caller checked
-    /// `--force`) is moved aside first and removed only once the new folder is in place; if
-    /// that removal fails the export still succeeded, and the returned note says where the old
-    /// folder was left.
+    /// Puts the finished folder at the target. A replaced folder is swapped out atomically
+    /// (the target name never goes missing) and then removed; if that removal fails, the export
+    /// still succeeded and the returned note says where the old folder was left.
     pub fn commit(mut self) -> Result<Option<String>, ExportError> {
-        let mut note = None;
         sync_dir(&self.path);
-        if self.target.exists() {
-            let old = sibling(&self.target, "old");
-            if old.exists() {
-                std::fs::remove_dir_all(&old)
-                    .map_err(|e| ExportError::io(&old, "cannot remove a stale folder", e))?;
+        self.inputs.check(&self.target)?;
+        let changed = |what: &str| ExportError::TargetChanged {
+            path: self.target.clone(),
+            what: what.to_string(),
+        };
+        let mut note = None;
+        match (&self.replaces, FileId::of_entry(&self.target)) {
+            (_, None) => {
+                rename::rename_noreplace(&self.path, &self.target).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        changed("appeared while the export ran")
+                    } else {
+                        ExportError::io(&self.target, "cannot rename the new folder into place", e)
+                    }
+                })?;
+                self.armed = false;
             }
-            std::fs::rename(&self.target, &old).map_err(|e| {
-                ExportError::io(&self.target, "cannot move the existing folder aside", e)
-            })?;
-            if let Err(e) = std::fs::rename(&self.path, &self.target) {
-                // Put the old folder back: the user keeps what they had.
-                let _ = std::fs::rename(&old, &self.target);
-                return Err(ExportError::io(
-                    &self.target,
-                    "cannot rename the new folder into place",
-                    e,
+            (None, Some(_)) => return Err(changed("appeared while the export ran")),
+            (Some(want), Some(now)) if *want != now => {
+                return Err(changed(
+                    "was replaced by something else while the export ran",
                 ));
             }
-            self.armed = false;
-            if let Err(e) = std::fs::remove_dir_all(&old) {
-                note = Some(format!(
-                    "the replaced folder could not be removed and is left at {}: {e}",
-                    old.display()
-                ));
+            (Some(want), Some(_)) => {
+                let want = want.clone();
+                note = self.swap_in(&want)?;
             }
-        } else {
-            std::fs::rename(&self.path, &self.target).map_err(|e| {
-                ExportError::io(&self.target, "cannot rename the new folder into place", e)
-            })?;
-            self.armed = false;
         }
         if let Some(parent) = self.target.parent() {
             sync_dir(parent);
         }
         Ok(note)
     }
+
+    /// Replaces the existing target folder (identity `want`) with ours.
+    fn swap_in(&mut self, want: &FileId) -> Result<Option<String>, ExportError> {
+        let into_place =
+            |e| ExportError::io(&self.target, "cannot rename the new folder into place", e);
+        if rename::exchange(&self.path, &self.target).map_err(into_place)? {
+            // Our temporary name now holds the old folder. Swapped something else in the
+            // instant between the check and the exchange? Swap back and leave it alone.
+            if FileId::of_entry(&self.path).as_ref() != Some(want) {
+                let _ = rename::exchange(&self.path, &self.target);
+                return Err(ExportError::TargetChanged {
+                    path: self.target.clone(),
+                    what: "was replaced by something else while the export ran".into(),
+                });
+            }
+            self.armed = false;
+            return Ok(remove_replaced(&self.path));
+        }
+        // Portable fallback: move the old folder aside, move ours in, remove the old one. A
+        // crash between the two renames leaves the old folder under `-old-PID`, which the next
+        // run puts back (see leftovers).
+        let old = sibling_of_this_process(&self.target, "old");
+        std::fs::rename(&self.target, &old).map_err(|e| {
+            ExportError::io(&self.target, "cannot move the existing folder aside", e)
+        })?;
+        if let Err(e) = rename::rename_noreplace(&self.path, &self.target) {
+            let _ = std::fs::rename(&old, &self.target);
+            return Err(into_place(e));
+        }
+        self.armed = false;
+        Ok(remove_replaced(&old))
+    }
+}
+
+fn remove_replaced(old: &Path) -> Option<String> {
+    std::fs::remove_dir_all(old).err().map(|e| {
+        format!(
+            "the replaced folder could not be removed and is left at {}: {}",
+            old.display(),
+            crate::text::io_reason(&e)
+        )
+    })
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         if self.armed {
             let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-/// Removes `.<name>.snrscope-tmp-<pid>` folders beside `target` whose process no longer
-/// runs (killed with SIGKILL, power loss). Only where /proc tells which processes run.
-fn remove_stale(target: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{name}.snrscope-tmp-");
-    let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in rd.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

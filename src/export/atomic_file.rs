@@ -1,39 +1,72 @@
-//! Small files (YAML, JSON) written beside their target and renamed into place.
+//! Small files (YAML, JSON) written beside their target and renamed into place: a reader (or a
+//! crash) never sees half a file, an input is never the target, and an existing file is
+//! replaced only when the caller says so — re-checked at the rename, so a file that appears
+//! meanwhile is not replaced either.
 
-use std::{io::Write, path::Path};
+use std::{
+    io::Write,
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
-use super::ExportError;
+use super::{ExportError, guard::Inputs, leftovers, sibling_of_this_process};
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`, so a
-/// reader (or a crash) never sees half a file. Overwrites an existing `path`: callers decide
-/// whether that is allowed.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| ExportError::BadTarget {
-        out: path.to_path_buf(),
-        problem: "not a file name".into(),
-    })?;
+/// Writes `bytes` to `path`. Refuses an input (whatever `replace` says), and an existing `path`
+/// unless `replace`.
+pub fn write_file_atomically(
+    path: &Path,
+    bytes: &[u8],
+    inputs: &Inputs,
+    replace: bool,
+) -> Result<(), ExportError> {
+    if path.file_name().is_none() {
+        return Err(ExportError::BadTarget {
+            out: path.to_path_buf(),
+            problem: "not a file name".into(),
+        });
+    }
+    inputs.check(path)?;
     if path.is_dir() {
         return Err(ExportError::BadTarget {
             out: path.to_path_buf(),
             problem: "is a folder, not a file".into(),
         });
     }
-    let tmp = dir.join(format!(
-        ".{}.snrscope-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    if !replace && path.symlink_metadata().is_ok() {
+        return Err(ExportError::TargetExists {
+            path: path.to_path_buf(),
+        });
+    }
+    // Leftovers of killed runs for this name; their notes are not worth a line for small files.
+    let _ = leftovers::clean(path);
+    // Two writers in one process (the explorer, tests) must not share a temporary name.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = sibling_of_this_process(path, "tmp").into_os_string();
+    tmp.push(format!("-{n}"));
+    let tmp = std::path::PathBuf::from(tmp);
     let result = (|| {
         let mut f =
             std::fs::File::create(&tmp).map_err(|e| ExportError::io(path, "cannot create", e))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| ExportError::io(path, "cannot write", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| ExportError::io(path, "cannot write", e))
+        drop(f);
+        inputs.check(path)?;
+        if replace {
+            std::fs::rename(&tmp, path).map_err(|e| ExportError::io(path, "cannot write", e))
+        } else {
+            super::rename::rename_noreplace(&tmp, path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    ExportError::TargetChanged {
+                        path: path.to_path_buf(),
+                        what: "appeared while it was being written".into(),
+                    }
+                } else {
+                    ExportError::io(path, "cannot write", e)
+                }
+            })
+        }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -20,6 +20,10 @@ const NOT_PER_LAYER: &[&str] = &[
 /// Arrays that hold layer *indices* (not one value per layer): renumbered, dropped ones removed.
 const LAYER_INDEX_LISTS: &[&str] = &["mlp_only_layers"];
 
+/// Lists that hold one entry per layer by definition: a different length is a broken config
+/// (the export cannot know which entry belongs to which layer) and is reported.
+const PER_LAYER_LISTS: &[&str] = &["layer_types", "layers_block_type", "block_types"];
+
 /// Sub-configs that describe the language model itself in multimodal configs. Other nested
 /// configs (vision towers, audio encoders) keep their own layer counts even when they happen to
 /// equal the text model's.
@@ -46,6 +50,33 @@ pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value
         }
     }
     (out, edits)
+}
+
+/// Warnings for per-layer lists whose length is not the layer count: they are copied unchanged.
+pub fn per_layer_list_warnings(config: &Value, old_layers: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(top) = config.as_object() else {
+        return out;
+    };
+    let nested = TEXT_CONFIGS.iter().filter_map(|k| {
+        top.get(*k)
+            .and_then(Value::as_object)
+            .map(|o| (format!("{k}."), o))
+    });
+    for (path, obj) in std::iter::once((String::new(), top)).chain(nested) {
+        for key in PER_LAYER_LISTS {
+            if let Some(list) = obj.get(*key).and_then(Value::as_array)
+                && list.len() != old_layers
+            {
+                out.push(format!(
+                    "config.json: {path}{key} has {} entries for {old_layers} layers; it was \
+                     copied unchanged (check it by hand)",
+                    list.len()
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn edit_object(

@@ -62,6 +62,14 @@ pub fn header_comment(plan: &Plan) -> String {
 
 pub fn yaml(plan: &Plan) -> Result<String, ExportError> {
     plan.validate()?;
+    for (what, v) in [("model name", &plan.model_ref), ("dtype", &plan.dtype)] {
+        if crate::text::has_controls(v) {
+            return Err(ExportError::InvalidPlan(format!(
+                "the {what} {} contains control characters; not writing it into YAML",
+                crate::text::escape_controls(v)
+            )));
+        }
+    }
     let model = scalar(&plan.model_ref)?;
     let dtype = scalar(&plan.dtype)?;
     let ranges = plan.kept_ranges();

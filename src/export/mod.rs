@@ -14,10 +14,15 @@
 mod atomic_dir;
 mod atomic_file;
 mod config_edit;
+pub mod guard;
+mod leftovers;
+mod lock;
 mod mergekit;
 mod model_card;
+mod model_files;
 pub mod planning;
 mod pruned_model;
+mod rename;
 mod safetensors_out;
 mod unfrozen;
 
@@ -30,8 +35,11 @@ use crate::{model::Model, scan::CancelToken};
 
 pub use atomic_file::write_file_atomically;
 pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
+pub use guard::Inputs;
+pub use mergekit::join_layers;
 pub use model_card::{format_snr, model_card};
-pub use pruned_model::{check_output_folder, export_model_with_hooks, is_weight_file};
+pub use model_files::{MODEL_FILES, model_file_kind};
+pub use pruned_model::{Hooks, check_output_folder, export_model_with_hooks, is_weight_file};
 pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
 
 /// Everything a writer needs to know about the pruning decision.
@@ -102,9 +110,17 @@ pub enum ExportError {
     BadModel { path: PathBuf, problem: String },
     #[error("{}: already exists (pass --force to replace it)", path.display())]
     TargetExists { path: PathBuf },
+    #[error("{}: {what}; it was left untouched and nothing was written", path.display())]
+    TargetChanged { path: PathBuf, what: String },
+    #[error(
+        "{}: another snrscope run is writing it{}; wait for it to finish or choose another name",
+        out.display(),
+        if holder.is_empty() { String::new() } else { format!(" (process {holder})") }
+    )]
+    Busy { out: PathBuf, holder: String },
     #[error("{}: {problem}", out.display())]
     BadTarget { out: PathBuf, problem: String },
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}: {}", path.display(), crate::text::io_reason(source))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -139,6 +155,24 @@ pub struct ExportOptions {
     pub shard_size: u64,
     /// Replace an existing `out`.
     pub force: bool,
+    /// Files of the model folder to copy besides the model files snrscope recognises (by
+    /// name, `--copy`).
+    pub extra_files: Vec<String>,
+    /// Inputs besides the model's own files that the output must not touch (a scan file).
+    pub inputs: Inputs,
+}
+
+impl ExportOptions {
+    /// Options for `out` with the defaults: 5 GB shards, no replacing, no extra files.
+    pub fn new(out: impl Into<PathBuf>) -> ExportOptions {
+        ExportOptions {
+            out: out.into(),
+            shard_size: DEFAULT_SHARD_SIZE,
+            force: false,
+            extra_files: Vec::new(),
+            inputs: Inputs::new(),
+        }
+    }
 }
 
 /// mergekit's and transformers' default shard limit, 5 GB.
@@ -153,6 +187,9 @@ pub struct ExportSummary {
     pub bytes: u64,
     /// Other files copied unchanged (tokenizer, generation config, ...), by name.
     pub copied: Vec<String>,
+    /// Files of the model folder not copied, with the reason (private, not a model file, a
+    /// link out of the folder...).
+    pub skipped: Vec<(String, String)>,
     /// Things the user should know (files skipped, no config.json, ...).
     pub notes: Vec<String>,
 }
@@ -162,10 +199,15 @@ pub fn mergekit_yaml(plan: &Plan) -> Result<String, ExportError> {
     mergekit::yaml(plan)
 }
 
-/// Writes `mergekit_yaml(plan)` to `path` atomically.
-pub fn write_mergekit_yaml(plan: &Plan, path: &std::path::Path) -> Result<(), ExportError> {
+/// Writes `mergekit_yaml(plan)` to `path` atomically (see [`write_file_atomically`]).
+pub fn write_mergekit_yaml(
+    plan: &Plan,
+    path: &std::path::Path,
+    inputs: &Inputs,
+    replace: bool,
+) -> Result<(), ExportError> {
     let text = mergekit_yaml(plan)?;
-    write_file_atomically(path, text.as_bytes())
+    write_file_atomically(path, text.as_bytes(), inputs, replace)
 }
 
 /// Writes the pruned model. Calls `progress` from the calling thread as bytes are written and
@@ -177,5 +219,21 @@ pub fn export_model(
     progress: &mut dyn FnMut(ExportProgress),
     cancel: &CancelToken,
 ) -> Result<ExportSummary, ExportError> {
-    export_model_with_hooks(model, plan, options, progress, cancel, None)
+    export_model_with_hooks(model, plan, options, progress, cancel, Hooks::default())
+}
+
+/// `.NAME.snrscope-WHAT` beside `target`.
+pub(crate) fn sibling(target: &Path, what: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let parent = target.parent().unwrap_or(Path::new("."));
+    parent.join(format!(".{name}.snrscope-{what}"))
+}
+
+/// `.NAME.snrscope-WHAT-PID` beside `target`: the process id tells later runs whether its
+/// owner still runs (see `leftovers`).
+pub(crate) fn sibling_of_this_process(target: &Path, what: &str) -> PathBuf {
+    sibling(target, &format!("{what}-{}", std::process::id()))
 }

@@ -50,18 +50,15 @@ impl SnrTable {
     /// The main stack of a scan file: the stack with the most layers (as for a model), layer
     /// count = its highest index + 1. Failed entries and NaN count as unknown.
     pub fn from_scan(entries: &[ScanEntry], path: &str) -> Result<SnrTable, ExportError> {
-        let names: Vec<String> = entries
-            .iter()
-            .map(|e| format!("{}.weight", e.module))
-            .collect();
-        let shape = [1usize, 1];
-        let layout = layers::discover(names.iter().map(|n| (n.as_str(), &shape[..])), None);
-        let stack = layout.main_stack().ok_or_else(|| ExportError::BadModel {
-            path: path.into(),
-            problem: "no entry belongs to a numbered layer (like model.layers.3.self_attn.v_proj)"
-                .into(),
-        })?;
-        let mut table = SnrTable::for_stack(stack);
+        let stack =
+            crate::scanfile::main_stack(entries, path).map_err(|e| ExportError::BadModel {
+                path: path.into(),
+                problem: match e {
+                    crate::scanfile::ScanFileError::Layout { problem, .. } => problem,
+                    other => other.to_string(),
+                },
+            })?;
+        let mut table = SnrTable::for_stack(&stack);
         for e in entries {
             if let Some((s, layer)) = e.layer()
                 && s == stack.prefix

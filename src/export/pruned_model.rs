@@ -14,8 +14,10 @@ use serde_json::json;
 use super::{
     ExportError, ExportOptions, ExportProgress, ExportSummary, Plan,
     atomic_dir::TempDir,
-    config_edit::prune_config,
+    config_edit::{per_layer_list_warnings, prune_config},
+    guard::Inputs,
     mergekit, model_card,
+    model_files::model_file_kind,
     safetensors_out::{OutTensor, shard_file_name, split_shards, write_shard},
 };
 use crate::{
@@ -48,19 +50,15 @@ const WRITTEN_ANEW: &[&str] = &["config.json", "README.md", "mergekit_config.yml
 /// Other files larger than this are not "small": skipped (and reported) rather than copied.
 const LARGE_FILE: u64 = 1 << 30;
 
-fn canonical(p: &Path) -> Result<PathBuf, ExportError> {
-    std::fs::canonicalize(p).map_err(|e| ExportError::io(p, "cannot resolve the path", e))
-}
-
-/// Refuses targets that would lose data: inside the input, containing the input, an existing
-/// folder without `--force`, something that is not a folder, a missing parent.
-pub fn check_output_folder(model: &Model, out: &Path, force: bool) -> Result<(), ExportError> {
+/// Refuses targets that would lose data: an input, inside an input folder, containing an input
+/// (by identity: see [`super::guard`]), an existing folder without `--force`, something that is
+/// not a folder, a missing parent. The export checks again right before its final rename.
+pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(), ExportError> {
     let bad = |problem: String| ExportError::BadTarget {
         out: out.to_path_buf(),
         problem,
     };
-    let name = out
-        .file_name()
+    out.file_name()
         .filter(|n| *n != "." && *n != "..")
         .ok_or_else(|| bad("not a folder name".into()))?;
     let parent = out
@@ -73,33 +71,7 @@ pub fn check_output_folder(model: &Model, out: &Path, force: bool) -> Result<(),
             parent.display()
         )));
     }
-    let out_abs = canonical(parent)?.join(name);
-    let out_abs = if out_abs.exists() {
-        canonical(&out_abs)?
-    } else {
-        out_abs
-    };
-    let input = canonical(&model.source)?;
-    if input.is_dir() && out_abs.starts_with(&input) {
-        return Err(bad(format!(
-            "is inside the input model folder {}; write the pruned model elsewhere",
-            input.display()
-        )));
-    }
-    let sources = std::iter::once(input.clone()).chain(
-        model
-            .shards
-            .iter()
-            .filter_map(|s| std::fs::canonicalize(&s.path).ok()),
-    );
-    for src in sources {
-        if src.starts_with(&out_abs) {
-            return Err(bad(format!(
-                "contains the input {}; replacing it would destroy the source",
-                src.display()
-            )));
-        }
-    }
+    inputs.check(out)?;
     if out.symlink_metadata().is_ok() {
         if !force {
             return Err(ExportError::TargetExists {
@@ -186,8 +158,17 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), ExportError> {
     write_synced(path, text.as_bytes())
 }
 
-/// [`super::export_model`] with a test hook: `fail_after_bytes` makes the shard writer fail as
-/// a full disk would once that many tensor bytes were written.
+/// Test hooks of [`export_model_with_hooks`].
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// The shard writer fails as a full disk would once this many tensor bytes were written.
+    pub fail_after_bytes: Option<u64>,
+    /// Runs when everything is written, just before the final rename (e.g. to create the
+    /// target meanwhile, as a concurrent process could).
+    pub before_commit: Option<&'a mut dyn FnMut()>,
+}
+
+/// [`super::export_model`] with test hooks.
 #[doc(hidden)]
 pub fn export_model_with_hooks(
     model: &Model,
@@ -195,7 +176,7 @@ pub fn export_model_with_hooks(
     options: &ExportOptions,
     progress: &mut dyn FnMut(ExportProgress),
     cancel: &CancelToken,
-    fail_after_bytes: Option<u64>,
+    hooks: Hooks<'_>,
 ) -> Result<ExportSummary, ExportError> {
     plan.validate()?;
     if options.shard_size == 0 {
@@ -204,11 +185,14 @@ pub fn export_model_with_hooks(
         ));
     }
     let tensors = out_tensors(model, plan)?;
-    check_output_folder(model, &options.out, options.force)?;
+    let inputs = Inputs::of_model(model).merge(&options.inputs);
+    check_output_folder(&inputs, &options.out, options.force)?;
+    let others = other_files(model, &options.extra_files)?;
     let out = options.out.clone();
     let yaml = mergekit::yaml(plan)?;
 
-    let tmp = TempDir::beside(&out).map_err(|e| match e {
+    let mut notes = Vec::new();
+    let tmp = TempDir::beside(&out, &inputs, options.force, &mut notes).map_err(|e| match e {
         ExportError::Io { source, .. } => {
             ExportError::io(&out, "cannot create the output folder beside it", source)
         }
@@ -238,7 +222,7 @@ pub fn export_model_with_hooks(
             if cancel.is_cancelled() {
                 return Err(ExportError::Cancelled { out: out.clone() });
             }
-            if fail_after_bytes.is_some_and(|limit| done >= limit) {
+            if hooks.fail_after_bytes.is_some_and(|limit| done >= limit) {
                 return Err(ExportError::io(
                     &path,
                     "cannot write",
@@ -262,9 +246,9 @@ pub fn export_model_with_hooks(
         )?;
     }
 
-    let mut notes = Vec::new();
     match &model.config {
         Some(config) => {
+            notes.extend(per_layer_list_warnings(config, plan.num_layers));
             let (config, edits) = prune_config(config, plan.num_layers, &plan.kept());
             // Count edits read "key: old -> new"; list edits do not.
             if !edits.iter().any(|e| e.contains(" -> ")) {
@@ -277,7 +261,7 @@ pub fn export_model_with_hooks(
         }
         None => notes.push("the source has no config.json; none was written".into()),
     }
-    let copied = copy_other_files(model, &dir, &mut notes)?;
+    let copied = copy_files(&others.copy, &dir)?;
     write_synced(&dir.join("mergekit_config.yml"), yaml.as_bytes())?;
     let kept_params: u64 = tensors.iter().map(|t| t.source.num_elements()).sum();
     let card = model_card::model_card(plan, &yaml, Some((model.total_params(), kept_params)));
@@ -286,6 +270,9 @@ pub fn export_model_with_hooks(
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled { out });
     }
+    if let Some(hook) = hooks.before_commit {
+        hook();
+    }
     notes.extend(tmp.commit()?);
     Ok(ExportSummary {
         out,
@@ -293,56 +280,129 @@ pub fn export_model_with_hooks(
         tensors: tensors.len(),
         bytes: total,
         copied,
+        skipped: others.skipped,
         notes,
     })
 }
 
-/// Copies the source folder's other files (tokenizer, generation config, chat templates, ...)
-/// unchanged. Only for model folders: a lone .safetensors file's folder is copied from only
-/// when it holds that model's config.json.
-fn copy_other_files(
-    model: &Model,
-    dir: &Path,
-    notes: &mut Vec<String>,
-) -> Result<Vec<String>, ExportError> {
+/// The model folder's other files, sorted into what is copied and what is not (with why).
+struct OtherFiles {
+    /// (name, path to read it from)
+    copy: Vec<(String, PathBuf)>,
+    skipped: Vec<(String, String)>,
+}
+
+/// Only for model folders: a lone .safetensors file's folder is copied from only when it holds
+/// that model's config.json. `extra` names files the user asked for (`--copy`); one that does
+/// not exist is an error, before anything is written.
+fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportError> {
+    let mut out = OtherFiles {
+        copy: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for name in extra {
+        let plain = Path::new(name)
+            .file_name()
+            .is_some_and(|n| n == name.as_str());
+        if !plain || !model.dir.join(name).is_file() {
+            return Err(ExportError::BadModel {
+                path: model.dir.clone(),
+                problem: format!(
+                    "--copy {}: no such file in the model folder (give a file name in it)",
+                    crate::text::escape_controls(name)
+                ),
+            });
+        }
+    }
     if !model.source.is_dir() && model.config_path.is_none() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let rd =
         std::fs::read_dir(&model.dir).map_err(|e| ExportError::io(&model.dir, "cannot list", e))?;
-    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    let home = allowed_link_roots(&model.dir);
     for entry in rd {
         let entry = entry.map_err(|e| ExportError::io(&model.dir, "cannot list", e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if path.is_dir() {
-            if !name.starts_with('.') {
-                notes.push(format!("subfolder {name}/ not copied"));
-            }
-            continue;
-        }
-        if !path.is_file()
-            || is_weight_file(&name)
+        if is_weight_file(&name)
             || WRITTEN_ANEW.contains(&name.as_str())
-            || name.contains(".snrscope-tmp-")
+            || name.contains(".snrscope-")
         {
             continue;
         }
+        let mut skip = |why: String| out.skipped.push((name.clone(), why));
+        if path.is_dir() {
+            skip("a folder".into());
+            continue;
+        }
+        let asked = extra.contains(&name);
+        if !asked && model_file_kind(&name).is_none() {
+            skip(if name.starts_with('.') {
+                "hidden file, never copied unless asked for with --copy".into()
+            } else {
+                format!("not a model file (add it with --copy {name})")
+            });
+            continue;
+        }
+        if path.is_symlink() {
+            match std::fs::canonicalize(&path) {
+                Ok(target) if home.iter().any(|h| target.starts_with(h)) => {}
+                Ok(target) => {
+                    skip(format!(
+                        "a link to {}, outside the model folder",
+                        target.display()
+                    ));
+                    continue;
+                }
+                Err(_) => {
+                    skip("a broken link".into());
+                    continue;
+                }
+            }
+        }
+        if !path.is_file() {
+            skip("not a regular file".into());
+            continue;
+        }
         let size = path.metadata().map(|m| m.len()).unwrap_or(0);
-        if size > LARGE_FILE {
-            notes.push(format!(
-                "{name} not copied: {size} bytes is too large for a config file"
+        if size > LARGE_FILE && !asked {
+            skip(format!(
+                "{} is too large for a model file (add it with --copy {name})",
+                crate::plan::human_bytes(size)
             ));
             continue;
         }
-        names.push((name, path));
+        out.copy.push((name, path));
     }
-    names.sort_by(|a, b| natural_cmp(&a.0, &b.0));
-    for (name, path) in &names {
+    out.copy.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    out.skipped.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    Ok(out)
+}
+
+/// Where a symlinked model file may point: inside the model folder, or — for a Hugging Face
+/// cache snapshot (`…/models--org--name/snapshots/REV`, every file a link into `../../blobs`) —
+/// into that repository's blobs.
+fn allowed_link_roots(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let mut roots = vec![dir.clone()];
+    if let Some(snapshots) = dir.parent()
+        && snapshots.file_name().is_some_and(|n| n == "snapshots")
+        && let Some(repo) = snapshots.parent()
+        && let Ok(blobs) = std::fs::canonicalize(repo.join("blobs"))
+    {
+        roots.push(blobs);
+    }
+    roots
+}
+
+fn copy_files(files: &[(String, PathBuf)], dir: &Path) -> Result<Vec<String>, ExportError> {
+    for (name, path) in files {
         let to = dir.join(name);
         std::fs::copy(path, &to)
             .and_then(|_| std::fs::File::open(&to)?.sync_all())
             .map_err(|e| ExportError::io(path, "cannot copy", e))?;
     }
-    Ok(names.into_iter().map(|(n, _)| n).collect())
+    Ok(files.iter().map(|(n, _)| n.clone()).collect())
 }

@@ -118,9 +118,13 @@ pub fn write_shard(
         if let Some(ahead) = chunks.get(i + READ_AHEAD) {
             model.prefetch(ahead);
         }
-        w.write_all(model.bytes(chunk)).map_err(werr)?;
-        // Drop the source pages just copied, so the resident set stays at about one chunk.
-        model.release(chunk);
+        let bytes = model.bytes(chunk).map_err(|e| ExportError::BadModel {
+            path: model.source.clone(),
+            problem: e.to_string(),
+        })?;
+        w.write_all(&bytes).map_err(werr)?;
+        // Unmapped here, so the resident set stays at about one chunk.
+        drop(bytes);
         after_chunk(chunk.num_bytes())?;
     }
     let file = w.into_inner().map_err(|e| werr(e.into_error()))?;

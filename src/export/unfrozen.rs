@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use super::{ExportError, write_file_atomically};
+use super::{ExportError, Inputs, write_file_atomically};
 
 /// One module type's modules with their SNR, in file/layer order.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,17 @@ pub fn unfrozen_yaml(groups: &[UnfrozenGroup], top_percent: f64) -> Result<Strin
          unfrozen_parameters:\n- ^lm_head.weight$\n- ^model.embed_tokens.weight$\n"
     );
     for g in groups {
+        // Names come from tensor names or scan-file keys: a control character would break the
+        // YAML or hide in it.
+        if let Some((bad, _)) = std::iter::once((&g.module_type, 0.0))
+            .chain(g.modules.iter().map(|(m, s)| (m, *s)))
+            .find(|(m, _)| crate::text::has_controls(m))
+        {
+            return Err(ExportError::InvalidPlan(format!(
+                "the module name {} contains control characters; not writing it into YAML",
+                crate::text::escape_controls(bad)
+            )));
+        }
         let _ = writeln!(s, "# {} layers", g.module_type);
         for m in top_layers(g, top_percent) {
             let _ = writeln!(s, "- {m}");
@@ -51,7 +62,9 @@ pub fn write_unfrozen_yaml(
     groups: &[UnfrozenGroup],
     top_percent: f64,
     path: &Path,
+    inputs: &Inputs,
+    replace: bool,
 ) -> Result<(), ExportError> {
     let text = unfrozen_yaml(groups, top_percent)?;
-    write_file_atomically(path, text.as_bytes())
+    write_file_atomically(path, text.as_bytes(), inputs, replace)
 }

@@ -458,38 +458,12 @@ impl App {
         entries: Vec<ScanEntry>,
         tx: Sender<Msg>,
     ) -> color_eyre::Result<App> {
-        // The stack with the most entries is the transformer's.
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for e in &entries {
-            if let Some((s, _)) = e.layer() {
-                *counts.entry(s.to_string()).or_default() += 1;
-            }
-        }
-        let prefix = counts
-            .iter()
-            .max_by_key(|(_, c)| **c)
-            .map(|(s, _)| s.clone())
-            .ok_or_else(|| {
-                color_eyre::eyre::eyre!(
-                    "{}: no entry names a numbered layer (like model.layers.3.…)",
-                    path.display()
-                )
-            })?;
-        let mut stack = Stack {
-            prefix: prefix.clone(),
-            ..Stack::default()
-        };
+        let stack = scanfile::main_stack(&entries, &path.display().to_string())?;
         let mut by_type: BTreeMap<String, BTreeMap<usize, &ScanEntry>> = BTreeMap::new();
         for e in &entries {
             if let Some((s, i)) = e.layer()
-                && s == prefix
+                && s == stack.prefix
             {
-                stack.num_layers = stack.num_layers.max(i + 1);
-                stack
-                    .modules
-                    .entry(e.module_type.clone())
-                    .or_default()
-                    .insert(i, e.module.clone());
                 by_type
                     .entry(e.module_type.clone())
                     .or_default()
@@ -1201,7 +1175,7 @@ impl App {
         match d.kind {
             DialogKind::Yaml => {
                 let plan = self.plan();
-                match export::write_mergekit_yaml(&plan, &path) {
+                match export::write_mergekit_yaml(&plan, &path, &self.inputs(), true) {
                     Ok(()) => {
                         self.mark_saved();
                         self.set_status(
@@ -1222,7 +1196,7 @@ impl App {
             DialogKind::ScanJson => {
                 let entries = self.scan_entries();
                 let text = scanfile::to_json(&entries);
-                match export::write_file_atomically(&path, text.as_bytes()) {
+                match export::write_file_atomically(&path, text.as_bytes(), &self.inputs(), true) {
                     Ok(()) => self.set_status(
                         format!("wrote {} scan entries to {}", entries.len(), path.display()),
                         StatusKind::Ok,
@@ -1231,6 +1205,14 @@ impl App {
                 }
             }
             DialogKind::Model => self.start_export(path),
+        }
+    }
+
+    /// What the explorer reads: no write may touch it.
+    pub fn inputs(&self) -> export::Inputs {
+        match &self.source {
+            Source::Model(m) => export::Inputs::of_model(m),
+            Source::ScanFile(p) => export::Inputs::of_path(p),
         }
     }
 
@@ -1261,11 +1243,7 @@ impl App {
         let cancel = CancelToken::default();
         let token = cancel.clone();
         let tx = self.tx.clone();
-        let options = ExportOptions {
-            out: out.clone(),
-            shard_size: 5_000_000_000,
-            force: false,
-        };
+        let options = ExportOptions::new(out.clone());
         let spawned = std::thread::Builder::new()
             .name("snr-export".into())
             .spawn(move || {

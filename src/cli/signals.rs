@@ -1,0 +1,45 @@
+//! SIGINT, SIGTERM and SIGHUP (an SSH disconnect) all cancel a headless run the same way, so
+//! an export removes its temporary folder whichever way it is stopped. signal-hook, the crate
+//! the explorer uses too.
+
+use std::{
+    io::Write as _,
+    sync::atomic::{AtomicI32, Ordering},
+};
+
+use crate::scan::CancelToken;
+
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Cancels `cancel` on the first of those signals (and says so on stderr, if it still can).
+pub fn cancel_on_signals(cancel: &CancelToken) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    let token = cancel.clone();
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if !token.is_cancelled() {
+                    // After SIGHUP the terminal may be gone: a failed write must not panic.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\ncancelling: removing what was written…"
+                    );
+                }
+                let _ = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                token.cancel();
+            }
+        });
+}
+
+/// The exit code for a run stopped by a signal: 128 + its number, as shells report it (130
+/// for Ctrl-C).
+pub fn exit_code() -> u8 {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => 130,
+        s => (128 + s).clamp(0, 255) as u8,
+    }
+}
