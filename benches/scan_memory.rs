@@ -211,7 +211,14 @@ fn main() {
     reset_peak_rss();
     let rss_before = status_kb("VmRSS:");
     let t = Instant::now();
-    let results = scan::scan_blocking(model.clone(), jobs.clone(), ScanOptions { threads });
+    let results = scan::scan_blocking(
+        model.clone(),
+        jobs.clone(),
+        ScanOptions {
+            threads,
+            ..Default::default()
+        },
+    );
     let secs = t.elapsed().as_secs_f64();
     let peak = status_kb("VmHWM:");
     assert_eq!(results.len(), LAYERS);

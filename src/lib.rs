@@ -4,16 +4,20 @@
 //! their layers ([`layers`]), the laserQlora SNR ([`snr`]), background scans ([`scan`]), scan
 //! files ([`scanfile`]) and the demo model generator ([`demo`]).
 
+pub mod cache;
 pub mod cli;
 pub mod demo;
 pub mod export;
 pub mod fsid;
+pub mod gram;
 pub mod layers;
 pub mod model;
+pub mod parts;
 pub mod plan;
 pub mod pyjson;
 pub mod scan;
 pub mod scanfile;
+pub mod schedule;
 pub mod snr;
 pub mod text;
 pub mod ui;

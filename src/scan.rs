@@ -3,21 +3,22 @@
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use faer::Par;
-use rayon::prelude::*;
 use regex::Regex;
 
 use crate::{
+    cache::{self, Cache, FileIdentity, Key},
     layers::{self, Stack},
     model::Model,
-    snr::{self, SnrStats, SvdWorkspace},
+    schedule,
+    snr::{self, Method, SnrStats, SvdWorkspace},
 };
 
 /// One matrix to scan.
@@ -86,16 +87,25 @@ pub struct Progress {
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub elapsed: Duration,
+    /// Estimated floating-point work ([`schedule::work`]) of the matrices done / of all.
+    pub work_done: f64,
+    pub work_total: f64,
+    /// How many of the `done` matrices came from the cache, and their work.
+    pub cached: usize,
+    pub cached_work: f64,
 }
 
 impl Progress {
+    /// Share of the scan done: by work when known (a 14336x4096 matrix is ~40 times a
+    /// 1024x4096 one), else by bytes, else by count.
     pub fn fraction(&self) -> f64 {
-        if self.bytes_total == 0 {
-            if self.total == 0 {
-                1.0
-            } else {
-                self.done as f64 / self.total as f64
-            }
+        if self.done >= self.total {
+            // Exactly, whatever order the work was added up in.
+            1.0
+        } else if self.work_total > 0.0 {
+            self.work_done / self.work_total
+        } else if self.bytes_total == 0 {
+            self.done as f64 / self.total as f64
         } else {
             self.bytes_done as f64 / self.bytes_total as f64
         }
@@ -107,8 +117,21 @@ impl Progress {
         if s > 0.0 { self.done as f64 / s } else { 0.0 }
     }
 
-    /// Remaining time, extrapolated from the bytes done so far.
+    /// Remaining time, extrapolated from the work computed so far (cached results took no
+    /// time, so they count neither as done work nor as work left).
     pub fn eta(&self) -> Option<Duration> {
+        if self.work_total > 0.0 {
+            let computed = self.work_done - self.cached_work;
+            let left = self.work_total - self.work_done;
+            if self.done == self.total {
+                return Some(Duration::ZERO);
+            }
+            if computed <= 0.0 {
+                return None;
+            }
+            let secs = self.elapsed.as_secs_f64() * left / computed;
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
         let f = self.fraction();
         if self.done == 0 || f <= 0.0 {
             return None;
@@ -125,8 +148,13 @@ impl Progress {
 pub struct MatrixResult {
     pub job: usize,
     pub outcome: Result<SnrStats, String>,
-    /// Time spent on this matrix (decode + SVD).
+    /// Time spent on this matrix (decode + SVD; the lookup for a cached one).
     pub elapsed: Duration,
+    /// Read from the scan cache instead of computed.
+    pub cached: bool,
+    /// What produced the singular values: the method asked for, except where `Gram` had to
+    /// leave a matrix to the SVD (see `snr::matrix_snr_with`).
+    pub method: Method,
 }
 
 /// Everything a scan reports, in order: results as they finish, then `Finished` exactly once.
@@ -156,10 +184,24 @@ impl CancelToken {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScanOptions {
     /// Pool size; 0 means one per core.
     pub threads: usize,
+    /// How to get the singular values (the SVD unless asked otherwise).
+    pub method: Method,
+    /// Where results are looked up before computing and stored after; `None`: no cache.
+    pub cache: Option<Arc<Cache>>,
+}
+
+impl ScanOptions {
+    pub fn threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
 }
 
 /// A running scan.
@@ -214,6 +256,55 @@ pub fn start_channel(
     (handle, rx)
 }
 
+/// Cache keys for `jobs` under `method`, `None` where a job's tensor or file is unknown.
+fn cache_keys(
+    model: &Model,
+    files: &[Option<FileIdentity>],
+    jobs: &[ScanJob],
+    method: Method,
+) -> Vec<Option<Key>> {
+    jobs.iter()
+        .map(|j| {
+            let t = model.tensor(&j.tensor)?;
+            let id = files.get(t.shard)?.as_ref()?;
+            Some(Key::new(id, t, method))
+        })
+        .collect()
+}
+
+/// The cached statistics of each job (and the method that produced them), without computing
+/// anything: a few small file reads per job, cheap enough to run when a model opens. A job
+/// scanned with `Gram` also accepts a cached SVD result (the reference).
+pub fn cached_results(
+    model: &Model,
+    jobs: &[ScanJob],
+    method: Method,
+    cache: &Cache,
+) -> Vec<Option<(SnrStats, Method)>> {
+    let methods: &[Method] = match method {
+        Method::Svd => &[Method::Svd],
+        Method::Gram => &[Method::Gram, Method::Svd],
+    };
+    let files = cache::shard_identities(model);
+    let keys: Vec<Vec<Option<Key>>> = methods
+        .iter()
+        .map(|&m| cache_keys(model, &files, jobs, m))
+        .collect();
+    jobs.iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let (rows, cols) = match job.shape.as_slice() {
+                &[r, c] => (r, c),
+                _ => return None,
+            };
+            methods.iter().zip(&keys).find_map(|(&m, keys)| {
+                let values = cache.get(keys[i].as_ref()?, rows.min(cols))?;
+                Some((snr::stats_from_singular_values(values, rows, cols), m))
+            })
+        })
+        .collect()
+}
+
 fn run(
     model: &Model,
     jobs: &[ScanJob],
@@ -222,72 +313,163 @@ fn run(
     sink: &(impl Fn(ScanEvent) + Sync),
 ) {
     let started = Instant::now();
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        options.threads
-    };
-    let bytes_total = jobs.iter().map(|j| j.bytes).sum();
-    let done = AtomicUsize::new(0);
-    let bytes_done = AtomicU64::new(0);
-    let snapshot = |done: usize, bytes_done: u64| Progress {
-        done,
+    let threads = options.threads();
+    let method = options.method;
+    // A cache inside the model's folder would write into the model: not used at all.
+    let cache = options.cache.as_deref().filter(|c| {
+        let inside = c.is_inside(&model.dir);
+        if inside {
+            c.note(format!(
+                "{} is inside the model folder {}; not used (the model is never written to)",
+                c.root().display(),
+                model.dir.display()
+            ));
+        }
+        !inside
+    });
+    let work: Vec<f64> = jobs
+        .iter()
+        .map(|j| match j.shape.as_slice() {
+            &[r, c] => schedule::work(r, c, method),
+            _ => 0.0,
+        })
+        .collect();
+    let counters = Mutex::new(Progress {
         total: jobs.len(),
-        bytes_done,
-        bytes_total,
-        elapsed: started.elapsed(),
+        bytes_total: jobs.iter().map(|j| j.bytes).sum(),
+        work_total: work.iter().sum(),
+        ..Progress::default()
+    });
+    // One lock around the counters and the send keeps every event's snapshot consistent and
+    // the events in the order of their counts.
+    let report = |i: usize, result: MatrixResult| {
+        let mut p = counters.lock().unwrap_or_else(|e| e.into_inner());
+        p.done += 1;
+        p.bytes_done += jobs[i].bytes;
+        p.work_done += work[i];
+        if result.cached {
+            p.cached += 1;
+            p.cached_work += work[i];
+        }
+        p.elapsed = started.elapsed();
+        sink(ScanEvent::Result {
+            result: Box::new(result),
+            progress: *p,
+        });
     };
-    // Parallelism goes across matrices (two single-threaded SVDs nearly double throughput);
-    // only when there are fewer matrices than threads does one SVD get several.
-    let par = if jobs.len() < threads {
-        Par::rayon(threads)
-    } else {
-        Par::Seq
-    };
+
+    // Everything the cache holds is reported at once, before any computing starts.
+    let mut todo: Vec<usize> = schedule::largest_first(&work);
+    if let Some(cache) = cache {
+        let hits = cached_results(model, jobs, method, cache);
+        todo.retain(|&i| hits[i].is_none());
+        for (i, hit) in hits.into_iter().enumerate() {
+            if let Some((stats, used)) = hit {
+                report(
+                    i,
+                    MatrixResult {
+                        job: i,
+                        outcome: Ok(stats),
+                        elapsed: Duration::ZERO,
+                        cached: true,
+                        method: used,
+                    },
+                );
+            }
+        }
+    }
+    let files = cache
+        .map(|_| cache::shard_identities(model))
+        .unwrap_or_default();
+    let keys = cache.map(|_| cache_keys(model, &files, jobs, Method::Svd));
+    let gram_keys = cache
+        .filter(|_| method == Method::Gram)
+        .map(|_| cache_keys(model, &files, jobs, Method::Gram));
+
     // Ask the kernel for the next few matrices while the current ones are in the SVD: on a cold
     // cache it then reads them in large requests instead of one small fault at a time. A fixed
     // window keeps this independent of model size (WILLNEED fills the page cache, not our RSS).
     let ahead = 2 * threads;
-    let prefetch = |i: usize| {
-        if let Some(t) = jobs.get(i).and_then(|j| model.tensor(&j.tensor)) {
+    let prefetch = |k: usize| {
+        if let Some(t) = todo.get(k).and_then(|&i| model.tensor(&jobs[i].tensor)) {
             model.prefetch(t);
         }
     };
     (0..ahead).for_each(prefetch);
-    let work = || {
-        jobs.par_iter().enumerate().for_each_init(
-            || (Vec::<f64>::new(), SvdWorkspace::default()),
-            |(buf, ws), (i, job)| {
-                if cancel.is_cancelled() {
-                    return;
+    let next = AtomicUsize::new(0);
+    // One loop per pool thread, each taking the largest matrix not yet taken. Parallelism goes
+    // across matrices (two single-threaded SVDs nearly double throughput); a matrix taken when
+    // fewer remain than there are other threads gets them all inside (faer on the same pool),
+    // so the threads that run out of matrices help with it instead of idling to the end.
+    let worker = || {
+        let mut buf = Vec::<f64>::new();
+        let mut ws = SvdWorkspace::default();
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = todo.get(k) else { break };
+            prefetch(k + ahead);
+            let left = todo.len() - k - 1;
+            let par = if schedule::use_all_threads(left, threads) {
+                Par::rayon(threads)
+            } else {
+                Par::Seq
+            };
+            let t0 = Instant::now();
+            let outcome = scan_one(model, &jobs[i], &mut buf, &mut ws, method, par);
+            if let (Some(cache), Ok((stats, used))) = (cache, &outcome) {
+                let key = match used {
+                    Method::Gram => gram_keys.as_ref().and_then(|k| k[i].as_ref()),
+                    Method::Svd => keys.as_ref().and_then(|k| k[i].as_ref()),
+                };
+                // Stored under the key of the method that produced it, and only if the file
+                // is still the one the key names (it could have changed during the scan).
+                let unchanged = model.tensor(&jobs[i].tensor).is_some_and(|t| {
+                    FileIdentity::of(&model.shards[t.shard].path).ok() == files[t.shard]
+                });
+                if let (Some(key), true) = (key, unchanged) {
+                    cache.put(key, &stats.singular_values);
                 }
-                prefetch(i + ahead);
-                let t0 = Instant::now();
-                let outcome = scan_one(model, job, buf, ws, par);
-                let result = MatrixResult {
+            }
+            let (outcome, used) = match outcome {
+                Ok((s, m)) => (Ok(s), m),
+                Err(e) => (Err(e), method),
+            };
+            report(
+                i,
+                MatrixResult {
                     job: i,
                     outcome,
                     elapsed: t0.elapsed(),
-                };
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                let b = bytes_done.fetch_add(job.bytes, Ordering::Relaxed) + job.bytes;
-                sink(ScanEvent::Result {
-                    result: Box::new(result),
-                    progress: snapshot(d, b),
-                });
-            },
-        )
+                    cached: false,
+                    method: used,
+                },
+            );
+        }
+    };
+    let work_all = || {
+        rayon::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|_| worker());
+            }
+        })
     };
     match rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("snr-worker-{i}"))
         .build()
     {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
+        Ok(pool) => pool.install(work_all),
+        Err(_) => worker(),
     }
+    let progress = *counters.lock().unwrap_or_else(|e| e.into_inner());
     sink(ScanEvent::Finished {
-        progress: snapshot(done.into_inner(), bytes_done.into_inner()),
+        progress: Progress {
+            elapsed: started.elapsed(),
+            ..progress
+        },
         cancelled: cancel.is_cancelled(),
     });
 }
@@ -297,13 +479,14 @@ fn scan_one(
     job: &ScanJob,
     buf: &mut Vec<f64>,
     ws: &mut SvdWorkspace,
+    method: Method,
     par: Par,
-) -> Result<SnrStats, String> {
+) -> Result<(SnrStats, Method), String> {
     let t = model
         .tensor(&job.tensor)
         .ok_or_else(|| format!("no tensor named {}", job.tensor))?;
     let (rows, cols) = model.read_matrix(t, buf).map_err(|e| e.to_string())?;
-    snr::matrix_snr(buf, rows, cols, par, ws).map_err(|e| e.to_string())
+    snr::matrix_snr_with(buf, rows, cols, method, par, ws).map_err(|e| e.to_string())
 }
 
 /// Runs a scan to its end on the calling thread's behalf: `on_result` sees every result as it

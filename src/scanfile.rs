@@ -7,7 +7,21 @@ use std::{fmt::Write as _, path::Path};
 
 use crate::pyjson::PyJson as Value;
 
-use crate::{layers, scan::ScanJob, snr::SnrStats};
+use crate::{
+    layers,
+    scan::{MatrixResult, ScanJob},
+    snr::{Method, SnrStats},
+};
+
+/// The statistics a scan writes after `snr`, `type` and `method`, in the oracle's order.
+pub const STATS_KEYS: [&str; 6] = [
+    "raw_snr",
+    "max_singular_value",
+    "threshold",
+    "sigma",
+    "n_signal",
+    "n_noise",
+];
 
 /// One module's SNR as a scan file records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +36,8 @@ pub struct ScanEntry {
     pub extra: Vec<(String, f64)>,
     /// Why this matrix has no SNR (written as `"error"`; `snr` is then NaN).
     pub error: Option<String>,
+    /// How the singular values were computed (`"method"`: `svd` or `gram`), when known.
+    pub method: Option<Method>,
 }
 
 impl ScanEntry {
@@ -33,18 +49,24 @@ impl ScanEntry {
             snr: f64::NAN,
             extra: Vec::new(),
             error: None,
+            method: None,
         };
         match result {
             Some(Ok(s)) => {
                 e.snr = s.snr_ratio;
-                e.extra = vec![
-                    ("raw_snr".into(), s.raw_snr),
-                    ("max_singular_value".into(), s.max_singular_value),
-                    ("threshold".into(), s.threshold),
-                    ("sigma".into(), s.sigma),
-                    ("n_signal".into(), s.n_signal as f64),
-                    ("n_noise".into(), s.n_noise as f64),
+                let values = [
+                    s.raw_snr,
+                    s.max_singular_value,
+                    s.threshold,
+                    s.sigma,
+                    s.n_signal as f64,
+                    s.n_noise as f64,
                 ];
+                e.extra = STATS_KEYS
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
             }
             Some(Err(msg)) => e.error = Some(msg.clone()),
             None => e.error = Some("not scanned (cancelled)".into()),
@@ -52,9 +74,31 @@ impl ScanEntry {
         e
     }
 
+    /// The record for one job of a scan, with the method that produced its values.
+    pub fn from_matrix_result(job: &ScanJob, result: Option<&MatrixResult>) -> ScanEntry {
+        let mut e = ScanEntry::from_result(job, result.map(|r| &r.outcome));
+        if let Some(r) = result.filter(|r| r.outcome.is_ok()) {
+            e.method = Some(r.method);
+        }
+        e
+    }
+
     /// `(stack, layer index)` when the module belongs to a numbered layer.
     pub fn layer(&self) -> Option<(&str, usize)> {
         layers::parse_layer_name(&self.module).map(|p| (p.stack, p.index))
+    }
+
+    /// Puts the extra fields in the order a scan writes them ([`STATS_KEYS`], then others by
+    /// name): a parsed file's fields come back sorted by name.
+    pub fn order_extra(&mut self) {
+        let rank = |k: &str| {
+            STATS_KEYS
+                .iter()
+                .position(|s| *s == k)
+                .unwrap_or(usize::MAX)
+        };
+        self.extra
+            .sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     }
 
     pub fn extra(&self, key: &str) -> Option<f64> {
@@ -112,6 +156,9 @@ pub fn to_json(entries: &[ScanEntry]) -> String {
             python_float(e.snr),
             json_str(&e.module_type)
         );
+        if let Some(m) = e.method {
+            let _ = write!(out, ",\n    \"method\": {}", json_str(m.name()));
+        }
         for (k, v) in &e.extra {
             // Counts (`n_signal`, `n_noise`) are ints in the oracle's output; keep them so.
             let value = if k.starts_with("n_") && v.fract() == 0.0 && v.abs() < 9e15 {
@@ -144,6 +191,14 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
         path: path.to_string(),
         message: e.to_string(),
     })?;
+    parse_value(&value, path)
+}
+
+/// [`parse`] of an already parsed document (e.g. the results inside a part file).
+pub fn parse_value(
+    value: &Value,
+    path: &str,
+) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
     let layout_err = |problem: String| ScanFileError::Layout {
         path: path.to_string(),
         problem,
@@ -185,12 +240,17 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
                 .filter_map(|(k, x)| number(x).map(|x| (k.clone(), x)))
                 .collect();
             let error = v.get("error").and_then(|e| e.as_str()).map(str::to_string);
+            let method = v
+                .get("method")
+                .and_then(|m| m.as_str())
+                .and_then(Method::parse);
             entries.push(ScanEntry {
                 snr: v.get("snr").and_then(number).expect("checked above"),
                 module,
                 module_type,
                 extra,
                 error,
+                method,
             });
         }
         sort_natural(&mut entries);
@@ -220,6 +280,7 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
                 snr: number(x).expect("checked above"),
                 extra: Vec::new(),
                 error: None,
+                method: None,
             });
         }
     }

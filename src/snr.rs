@@ -10,6 +10,8 @@ use faer::{
     linalg::svd::{ComputeSvdVectors, svd, svd_scratch},
 };
 
+use crate::gram::{self, GramSpectrum, GramWorkspace};
+
 /// Everything the method derives from one matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnrStats {
@@ -76,6 +78,17 @@ pub fn quantile_linear(sorted_asc: &[f64], q: f64) -> f64 {
     }
 }
 
+/// `1 + sqrt(beta)`, beta = min/max of the sides: the Marchenko–Pastur edge in units of sigma.
+fn mp_edge(rows: usize, cols: usize) -> f64 {
+    let beta = if rows < cols {
+        rows as f64 / cols as f64
+    } else {
+        cols as f64 / rows as f64
+    };
+    // The notebook writes sqrt((1 + sqrt(beta))^2); keeping its exact form keeps the last bit.
+    ((1.0 + beta.sqrt()).powi(2)).sqrt()
+}
+
 /// The statistics from singular values already computed (largest first) for an `rows x cols`
 /// matrix.
 ///
@@ -91,13 +104,7 @@ pub fn stats_from_singular_values(singular_values: Vec<f64>, rows: usize, cols: 
     let q75 = quantile_linear(&ascending, 0.75);
     let q25 = quantile_linear(&ascending, 0.25);
     let sigma = (q75 - q25) / 1.349;
-    let beta = if rows < cols {
-        rows as f64 / cols as f64
-    } else {
-        cols as f64 / rows as f64
-    };
-    // The notebook writes sqrt((1 + sqrt(beta))^2); keeping its exact form keeps the last bit.
-    let threshold = sigma * ((1.0 + beta.sqrt()).powi(2)).sqrt();
+    let threshold = sigma * mp_edge(rows, cols);
     let (mut signal, mut noise) = (0.0f64, 0.0f64);
     let (mut n_signal, mut n_noise) = (0usize, 0usize);
     for &s in &singular_values {
@@ -137,17 +144,77 @@ pub fn stats_from_singular_values(singular_values: Vec<f64>, rows: usize, cols: 
 /// Reusable SVD workspace, so a worker scanning many same-shaped matrices allocates once.
 #[derive(Default)]
 pub struct SvdWorkspace {
-    mem: Option<(usize, usize, MemBuffer)>,
+    /// Shape and parallelism degree the scratch was sized for, and the scratch.
+    mem: Option<((usize, usize, usize), MemBuffer)>,
+    gram: GramWorkspace,
 }
 
-/// Singular values, largest first, of a row-major `rows x cols` matrix.
-pub fn singular_values(
-    data: &[f64],
-    rows: usize,
-    cols: usize,
-    par: Par,
-    workspace: &mut SvdWorkspace,
-) -> Result<Vec<f64>, SnrError> {
+/// How the singular values are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// faer's SVD: the reference, what the product promises (matches numpy to 1e-9).
+    #[default]
+    Svd,
+    /// Eigenvalues of the Gram matrix W·Wᵀ: 2–3× faster on large matrices. A matrix whose SNR
+    /// the Gram route cannot pin down (see [`gram_is_conclusive`]) is recomputed by SVD.
+    Gram,
+}
+
+impl Method {
+    /// As written in scan files and on the command line: `svd`, `gram`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Svd => "svd",
+            Method::Gram => "gram",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "svd" => Some(Method::Svd),
+            "gram" => Some(Method::Gram),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Method, String> {
+        Method::parse(s).ok_or_else(|| format!("{s:?}: the method is `svd` or `gram`"))
+    }
+}
+
+/// Bytes one worker may hold for a `rows x cols` matrix by `method`: the matrix in f64 and the
+/// method's workspace (the SVD's scratch; the Gram matrix, its Householder factors and
+/// scratch, or the SVD's scratch for a matrix the Gram route leaves to the SVD). A scan holds
+/// at most this for its largest matrix, once per thread.
+pub fn memory_bytes(rows: usize, cols: usize, method: Method, par: Par) -> usize {
+    let svd = svd_scratch::<f64>(
+        rows,
+        cols,
+        ComputeSvdVectors::No,
+        ComputeSvdVectors::No,
+        par,
+        Default::default(),
+    )
+    .unaligned_bytes_required();
+    let workspace = match method {
+        Method::Svd => svd,
+        // Never both at once (see `matrix_snr_with`).
+        Method::Gram => svd.max(gram::workspace_bytes(rows.min(cols), par)),
+    };
+    8 * rows * cols + workspace
+}
+
+/// Refuses what no method can take: empty, wrongly sized, or non-finite input.
+pub fn check_matrix(data: &[f64], rows: usize, cols: usize) -> Result<(), SnrError> {
     if rows == 0 || cols == 0 {
         return Err(SnrError::Empty { rows, cols });
     }
@@ -162,10 +229,24 @@ pub fn singular_values(
     if non_finite > 0 {
         return Err(SnrError::NonFinite { count: non_finite });
     }
+    Ok(())
+}
+
+/// Singular values, largest first, of a row-major `rows x cols` matrix.
+pub fn singular_values(
+    data: &[f64],
+    rows: usize,
+    cols: usize,
+    par: Par,
+    workspace: &mut SvdWorkspace,
+) -> Result<Vec<f64>, SnrError> {
+    check_matrix(data, rows, cols)?;
     // A row-major slice is a zero-copy faer view; its transpose has the same singular values.
     let a = MatRef::from_row_major_slice(data, rows, cols);
-    let need = (rows, cols);
-    if workspace.mem.as_ref().map(|(r, c, _)| (*r, *c)) != Some(need) {
+    let need = (rows, cols, par.degree());
+    if workspace.mem.as_ref().map(|(k, _)| *k) != Some(need) {
+        // Free the old scratch first: holding two at once would double the worker's peak.
+        workspace.mem = None;
         let req = svd_scratch::<f64>(
             rows,
             cols,
@@ -174,9 +255,9 @@ pub fn singular_values(
             par,
             Default::default(),
         );
-        workspace.mem = Some((rows, cols, MemBuffer::new(req)));
+        workspace.mem = Some((need, MemBuffer::new(req)));
     }
-    let (_, _, mem) = workspace.mem.as_mut().expect("workspace just set");
+    let (_, mem) = workspace.mem.as_mut().expect("workspace just set");
     let mut s = Diag::<f64>::zeros(rows.min(cols));
     svd(
         a,
@@ -201,6 +282,92 @@ pub fn matrix_snr(
 ) -> Result<SnrStats, SnrError> {
     let s = singular_values(data, rows, cols, par, workspace)?;
     Ok(stats_from_singular_values(s, rows, cols))
+}
+
+/// The statistics by `method`, and the method that produced them: `Gram` falls back to the
+/// SVD for a matrix whose result it cannot guarantee (so the answer is the SVD's there).
+pub fn matrix_snr_with(
+    data: &[f64],
+    rows: usize,
+    cols: usize,
+    method: Method,
+    par: Par,
+    workspace: &mut SvdWorkspace,
+) -> Result<(SnrStats, Method), SnrError> {
+    if method == Method::Gram {
+        check_matrix(data, rows, cols)?;
+        let g = gram::gram_singular_values(data, rows, cols, par, &mut workspace.gram)?;
+        let stats = stats_from_singular_values(g.singular_values.clone(), rows, cols);
+        if gram_is_conclusive(&g, &stats, GRAM_TOLERANCE) {
+            return Ok((stats, Method::Gram));
+        }
+        // The SVD's scratch comes on top of the matrix: free the Gram buffers first, so a
+        // worker never holds both (they are reallocated for the next matrix, in milliseconds).
+        workspace.gram = GramWorkspace::default();
+    }
+    Ok((matrix_snr(data, rows, cols, par, workspace)?, Method::Svd))
+}
+
+/// The relative error on `snr_ratio` the Gram route must be able to guarantee, or the SVD
+/// recomputes the matrix.
+pub const GRAM_TOLERANCE: f64 = 1e-6;
+
+/// Can the Gram spectrum's statistics be trusted to a relative `tolerance`? See
+/// [`gram_uncertainty`].
+pub fn gram_is_conclusive(g: &GramSpectrum, stats: &SnrStats, tolerance: f64) -> bool {
+    gram_uncertainty(g, stats).is_some_and(|u| u <= tolerance)
+}
+
+/// How far `snr_ratio` could be from the Gram route's value, relative, in the worst case of
+/// its error estimate ([`gram::eigenvalue_error`]): every singular value is only known within
+/// an interval (its square to ± that error). `None` when those intervals could move a value
+/// across the threshold (another signal/noise split) or make the noise sum zero (an infinite
+/// SNR the SVD might not give, or the reverse): then only the SVD can decide. 0 for an
+/// infinite SNR that no value in the intervals can make finite.
+pub fn gram_uncertainty(g: &GramSpectrum, stats: &SnrStats) -> Option<f64> {
+    let s = &g.singular_values;
+    if s.is_empty() {
+        return None;
+    }
+    if g.eigenvalue_error == 0.0 {
+        // An all-zero matrix: the Gram matrix is exactly zero, and so is every value.
+        return Some(0.0);
+    }
+    let bounds: Vec<(f64, f64)> = s.iter().map(|&x| g.interval(x)).collect();
+    let ascending = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+        let mut v: Vec<f64> = bounds.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (lo, hi) = (ascending(|b| b.0), ascending(|b| b.1));
+    // Quantiles are monotone in every value, so the bounds' quantiles bound the quantile.
+    let sigma_lo = (quantile_linear(&lo, 0.75) - quantile_linear(&hi, 0.25)).max(0.0) / 1.349;
+    let sigma_hi = (quantile_linear(&hi, 0.75) - quantile_linear(&lo, 0.25)).max(0.0) / 1.349;
+    let edge = mp_edge(stats.rows, stats.cols);
+    let (t_lo, t_hi) = (sigma_lo * edge, sigma_hi * edge);
+    let (mut signal, mut noise) = ((0.0f64, 0.0f64), (0.0f64, 0.0f64));
+    for &(a, b) in &bounds {
+        if a > t_hi {
+            signal = (signal.0 + a, signal.1 + b);
+        } else if b <= t_lo {
+            noise = (noise.0 + a, noise.1 + b);
+        } else {
+            // Could fall on either side of the threshold.
+            return None;
+        }
+    }
+    if stats.n_noise == 0 {
+        // No value can be noise: infinite for any values in the intervals.
+        return Some(0.0);
+    }
+    if noise.0 == 0.0 {
+        // The noise sum could be zero: infinite or not, only the SVD can say.
+        return None;
+    }
+    let (smax_lo, smax_hi) = bounds[0];
+    let ratio_lo = signal.0 / noise.1 / smax_hi;
+    let ratio_hi = signal.1 / noise.0 / smax_lo;
+    Some((ratio_hi - ratio_lo) / stats.snr_ratio.abs())
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@ use snrscope::demo::ModelSpec;
 use support::{check_pruned, gen_model, names_in};
 
 fn snrscope(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .args(args)
         .current_dir(cwd)
         .output()
@@ -286,7 +289,10 @@ fn help_lists_the_flags() {
 fn interrupt_mid_export(signal: libc::c_int) {
     let tmp = tempfile::tempdir().unwrap();
     support::sparse_model(&tmp.path().join("src"), 8);
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .args([
             "export",
             "src",

@@ -244,7 +244,10 @@ fn opening_and_scanning_never_write_the_input() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path(), 2);
     let before = snapshot(dir.path());
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .args(["scan"])
         .arg(dir.path())
         .output()
@@ -260,7 +263,10 @@ fn cli_reports_bad_input_with_exit_code_1() {
     let shard = dir.path().join("model-00002-of-00002.safetensors");
     let bytes = fs::read(&shard).unwrap();
     fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(dir.path())
         .output()
@@ -289,7 +295,10 @@ fn unsupported_dtype_is_listed_not_scanned() {
         .tensor("model.layers.0.self_attn.v_proj.weight")
         .unwrap();
     assert!(!t.is_scannable_dtype());
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(&f)
         .output()
@@ -319,7 +328,10 @@ fn nan_matrix_reports_an_error_and_the_scan_goes_on() {
     let header = r#"{"model.layers.0.self_attn.v_proj.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"model.layers.1.self_attn.v_proj.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}"#;
     raw_safetensors_with(&f, header, &data);
     let json = dir.path().join("out.json");
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(&f)
         .arg("--out")

@@ -24,6 +24,7 @@ fn snrscope(args: &[&str], cwd: &Path) -> (i32, String, String) {
         .args(args)
         .current_dir(cwd)
         .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("SNRSCOPE_CACHE_DIR")
         .output()
         .expect("run snrscope");
     (
@@ -635,6 +636,7 @@ fn shards_are_mapped_lazily_under_an_address_space_limit() {
         cmd.args(["scan", "big", "--threads", "1", "--modules", modules])
             .current_dir(tmp.path())
             .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+            .env_remove("SNRSCOPE_CACHE_DIR")
             .env("MALLOC_ARENA_MAX", "1");
         // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
         unsafe {

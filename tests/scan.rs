@@ -3,12 +3,13 @@
 
 mod common;
 
-use std::{process::Command, sync::Arc};
+use std::{process::Command, sync::Arc, time::Duration};
 
 use snrscope::{
     demo::{ModelSpec, write_model},
     model::Model,
-    scan::{self, ScanEvent, ScanOptions},
+    scan::{self, Progress, ScanEvent, ScanOptions},
+    snr::Method,
 };
 
 #[test]
@@ -19,7 +20,14 @@ fn every_job_reports_once_and_progress_adds_up() {
     let jobs = scan::jobs_matching(&model, &regex::Regex::new("layers").unwrap());
     assert_eq!(jobs.len(), 10 * 7);
     let total_bytes: u64 = jobs.iter().map(|j| j.bytes).sum();
-    let (handle, rx) = scan::start_channel(model, jobs.clone(), ScanOptions { threads: 2 });
+    let (handle, rx) = scan::start_channel(
+        model,
+        jobs.clone(),
+        ScanOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    );
     let mut seen = vec![0; jobs.len()];
     let mut last_done = 0;
     let mut finished = None;
@@ -52,6 +60,76 @@ fn every_job_reports_once_and_progress_adds_up() {
     assert_eq!(progress.fraction(), 1.0);
 }
 
+/// One thread computes the largest matrix first, and progress is the share of the work done
+/// (a 128x256 matrix counts for more than a 32x128 one), not of the matrices.
+#[test]
+fn largest_first_and_progress_by_work() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), &ModelSpec::tiny(2, &[])).unwrap();
+    let model = Arc::new(Model::open(dir.path()).unwrap());
+    let jobs = scan::jobs_matching(&model, &regex::Regex::new(".").unwrap());
+    let work: Vec<f64> = jobs
+        .iter()
+        .map(|j| snrscope::schedule::work(j.shape[0], j.shape[1], Method::Svd))
+        .collect();
+    let total: f64 = work.iter().sum();
+    let options = ScanOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let (handle, rx) = scan::start_channel(model, jobs.clone(), options);
+    let mut order = Vec::new();
+    for e in rx.iter() {
+        match e {
+            ScanEvent::Result { result, progress } => {
+                order.push(result.job);
+                let done: f64 = order.iter().map(|&j| work[j]).sum();
+                assert!((progress.work_done - done).abs() <= 1e-9 * total);
+                assert!((progress.work_total - total).abs() <= 1e-9 * total);
+                if progress.done < progress.total {
+                    assert!((progress.fraction() - done / total).abs() < 1e-12);
+                }
+            }
+            ScanEvent::Finished { progress, .. } => {
+                assert_eq!(progress.fraction(), 1.0);
+                assert_eq!(progress.eta(), Some(Duration::ZERO));
+                break;
+            }
+        }
+    }
+    handle.join();
+    let sizes: Vec<f64> = order.iter().map(|&j| work[j]).collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] >= w[1]),
+        "largest first: {sizes:?}"
+    );
+    // The embeddings and the MLP dominate a tiny model; a count-based bar would say 1/23.
+    assert!(work[order[0]] / total > 1.0 / jobs.len() as f64);
+}
+
+/// The ETA leaves out what came from the cache: it took no time and is not work left.
+#[test]
+fn eta_ignores_cached_work() {
+    let p = Progress {
+        done: 3,
+        total: 4,
+        work_done: 30.0,
+        work_total: 40.0,
+        cached: 2,
+        cached_work: 20.0,
+        elapsed: Duration::from_secs(5),
+        ..Progress::default()
+    };
+    // 10 units computed in 5 s, 10 left: 5 s more.
+    assert_eq!(p.eta(), Some(Duration::from_secs(5)));
+    let nothing_computed = Progress {
+        work_done: 20.0,
+        done: 2,
+        ..p
+    };
+    assert_eq!(nothing_computed.eta(), None);
+}
+
 #[test]
 fn cancel_stops_the_remaining_jobs() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +140,14 @@ fn cancel_stops_the_remaining_jobs() {
     let model = Arc::new(Model::open(dir.path()).unwrap());
     let jobs = scan::jobs_matching(&model, &regex::Regex::new("layers").unwrap());
     let n = jobs.len();
-    let (handle, rx) = scan::start_channel(model, jobs, ScanOptions { threads: 1 });
+    let (handle, rx) = scan::start_channel(
+        model,
+        jobs,
+        ScanOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    );
     // Cancel as soon as the first result arrives; the caller never blocks on the pool.
     let mut results = 0;
     let mut cancelled_flag = None;
@@ -92,7 +177,10 @@ fn scan_json_has_the_oracle_layout() {
     let model_dir = dir.path().join("m");
     let golden = common::golden("bf16_two_shards", &model_dir);
     let out = dir.path().join("scan.json");
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(&model_dir)
         .arg("--out")
@@ -142,7 +230,10 @@ fn scan_json_has_the_oracle_layout() {
 fn table_marks_infinite_layers() {
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), &ModelSpec::tiny(4, &[1])).unwrap();
+    // Its own scan cache: never the user's, never another test's.
+    let cache = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .env("SNRSCOPE_CACHE_DIR", cache.path())
         .arg("scan")
         .arg(dir.path())
         .output()

@@ -15,7 +15,7 @@ use snrscope::{
     demo::{ModelSpec, write_model},
     model::Model,
     scan::{MatrixResult, Progress, ScanEvent},
-    snr::{SnrStats, stats_from_singular_values},
+    snr::{Method, SnrStats, stats_from_singular_values},
     ui::{
         Action, App, AppOptions, Edit, Msg, layout::ChartGeom, render, state::document::ScanState,
     },
@@ -37,6 +37,7 @@ fn mixed_app() -> (TempDir, App) {
             threads: 1,
             // A fixed name: the default is the model's absolute (temporary) path.
             model_name: Some("org/tiny-model".into()),
+            ..AppOptions::default()
         },
     )
     .unwrap();
@@ -75,6 +76,8 @@ fn mixed_app() -> (TempDir, App) {
                     job,
                     outcome,
                     elapsed: Duration::from_micros(1500),
+                    cached: false,
+                    method: Method::Svd,
                 }),
                 progress: Progress {
                     done: job + 1,
@@ -82,6 +85,7 @@ fn mixed_app() -> (TempDir, App) {
                     bytes_done: (job as u64 + 1) * 4096,
                     bytes_total: 8 * 4096,
                     elapsed: Duration::from_millis(10 * (job as u64 + 1)),
+                    ..Progress::default()
                 },
             },
         });
@@ -303,6 +307,7 @@ fn narrow_terminal_scrolls_and_says_which_layers_show() {
             threads: 1,
             // A fixed name: the default is the model's absolute (temporary) path.
             model_name: Some("org/tiny-model".into()),
+            ..AppOptions::default()
         },
     )
     .unwrap();
@@ -453,6 +458,8 @@ fn a_tiny_spread_is_drawn_honestly() {
                         5,
                     )),
                     elapsed: Duration::ZERO,
+                    cached: false,
+                    method: Method::Svd,
                 }),
                 progress: Progress::default(),
             },

@@ -16,7 +16,7 @@ use snrscope::{
     plan::Mark,
     scan::{MatrixResult, Progress, ScanEvent},
     scanfile,
-    snr::stats_from_singular_values,
+    snr::{Method, stats_from_singular_values},
     ui::{
         Action, App, AppOptions, Msg,
         state::{
@@ -258,6 +258,8 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
                     job,
                     outcome,
                     elapsed: Duration::from_millis(3),
+                    cached: false,
+                    method: Method::Svd,
                 }),
                 progress: Progress::default(),
             },
@@ -292,6 +294,8 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
                 job: 7,
                 outcome: infinite(),
                 elapsed: Duration::ZERO,
+                cached: false,
+                method: Method::Svd,
             }),
             progress: Progress::default(),
         },
@@ -558,6 +562,8 @@ fn a_resumed_scan_computes_only_what_is_missing() {
                     job,
                     outcome: Ok(hand_made.clone()),
                     elapsed: Duration::ZERO,
+                    cached: false,
+                    method: Method::Svd,
                 }),
                 progress: Progress::default(),
             },
@@ -1184,4 +1190,62 @@ fn a_saved_scan_opens_with_the_model() {
     assert!(!app2.scanning(), "nothing left to scan");
     assert_eq!(app2.drive_module().state, ScanState::Loaded);
     assert_eq!(dropped(&app2), vec![2, 5]);
+}
+
+/// Issue 10 in the explorer: a model scanned once is drawn from the scan cache when it is
+/// opened again (every cell marked cached, nothing computed), and `m` switches new scans to the
+/// Gram route.
+#[test]
+fn reopening_draws_every_bar_from_the_cache() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("m");
+    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let cache = Arc::new(snrscope::cache::Cache::at(tmp.path().join("cache")));
+    let open = || {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let app = App::for_model(
+            Arc::new(Model::open(&dir).unwrap()),
+            tx,
+            AppOptions {
+                autoscan: true,
+                threads: 2,
+                cache: Some(cache.clone()),
+                ..AppOptions::default()
+            },
+        )
+        .unwrap();
+        (app, rx)
+    };
+    let (mut first, rx) = open();
+    drain(&mut first, &rx);
+    assert!(first.module().cells.iter().all(|c| !c.cached));
+    let (mut second, rx) = open();
+    drain(&mut second, &rx);
+    assert!(
+        second.module().cells.iter().all(|c| c.cached),
+        "all from the cache"
+    );
+    assert_eq!(second.module().progress.cached, 8);
+    assert_eq!(dropped(&second), vec![2, 5]);
+    for (a, b) in first.module().cells.iter().zip(&second.module().cells) {
+        assert_eq!(a.stats(), b.stats(), "bit-identical statistics");
+    }
+    // `m`: the next module's scan uses the Gram route, and the cells say so.
+    second.handle(key(KeyCode::Char('m')));
+    second.handle(key(KeyCode::Tab));
+    drain(&mut second, &rx);
+    assert!(
+        second
+            .module()
+            .cells
+            .iter()
+            .all(|c| c.method.is_some() && !c.cached)
+    );
+    assert!(
+        second
+            .module()
+            .cells
+            .iter()
+            .any(|c| c.method == Some(snrscope::snr::Method::Gram))
+    );
 }

@@ -101,6 +101,13 @@ pub struct ExportArgs {
     /// Scan worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// How the scan gets singular values: `svd` (the reference) or `gram` (faster; see
+    /// `snrscope scan --help`).
+    #[arg(long, default_value = "svd")]
+    pub method: crate::snr::Method,
+    /// Neither reuse nor store cached scan results.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 fn parse_rule(s: &str) -> Result<Rule, String> {
@@ -480,7 +487,8 @@ fn scan_model(
     } else {
         scan::jobs_for_module(model, stack, &module)
     };
-    let results = scan_with_bar(model, jobs.clone(), args.threads, cancel);
+    let options = super::cache::scan_options(args.threads, args.method, args.no_cache);
+    let results = scan_with_bar(model, jobs.clone(), options, cancel);
     let mut failed = 0;
     for (job, r) in jobs.iter().zip(results) {
         let Some(layer) = job.layer else { continue };

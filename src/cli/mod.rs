@@ -1,6 +1,8 @@
 //! The command line: argument parsing and the headless subcommands.
 
+mod cache;
 mod export;
+mod merge;
 mod scan;
 mod signals;
 
@@ -30,16 +32,26 @@ pub struct Cli {
     /// Explorer: scan worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Explorer: how scans get the singular values: `svd` (the reference) or `gram` (faster on
+    /// big matrices); `m` switches in the explorer.
+    #[arg(long, default_value = "svd")]
+    pub method: crate::snr::Method,
+    /// Explorer: neither read nor write the scan cache.
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute the SNR of one module type in every layer, without a terminal UI.
+    /// Compute the SNR of one module type in every layer (or of --modules), without a
+    /// terminal UI; split across machines with --part and --merge.
     Scan(scan::ScanArgs),
     /// Plan the pruning and write the mergekit YAML and/or the pruned model.
     Export(Box<export::ExportArgs>),
+    /// Show the scan cache's folder and size, or clear or trim it.
+    Cache(cache::CacheArgs),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -54,12 +66,15 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Scan(args)) => scan::run(args),
         Some(Command::Export(args)) => export::run(*args),
+        Some(Command::Cache(args)) => cache::run(args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(crate::ui::Explore {
             source: cli.model,
             scan: cli.scan,
             model_name: cli.model_name,
             threads: cli.threads,
+            method: cli.method,
+            no_cache: cli.no_cache,
         }),
     };
     match result {

@@ -9,16 +9,33 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::{
     export::Inputs,
     model::Model,
-    scan::{self, CancelToken, ScanJob, ScanOptions},
+    parts::{self, Part},
+    scan::{self, CancelToken, MatrixResult, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
-    snr::SnrStats,
+    snr::{Method, SnrStats},
     text::escape_controls,
 };
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  snrscope scan MODEL --out scan.json
+  snrscope scan MODEL --modules '_proj$' --method gram --out all-modules.json
+  snrscope scan MODEL --part 2/3 --out part-2.json        # on each of 3 machines
+  snrscope scan --merge part-*.json --out scan.json
+
+Memory: matrices are scanned largest first, one per thread; each thread holds one matrix in \
+f64 and its workspace, so a scan needs at most THREADS x (8 bytes x rows x cols + workspace) \
+for its largest matrix: about 1.4 GB per thread for 14336x4096, 0.4 GB for 4096x4096, \
+0.15 GB for 1024x7168, with either method (the weights are memory-mapped, not loaded).
+
+Results are cached per matrix (see `snrscope cache --help`): a repeated or interrupted scan \
+reuses every matrix already computed. Exit codes: 0 done, 1 error, 2 usage, 3 done but some \
+matrices could not be scanned (or, with --merge --allow-partial, are missing).")]
 pub struct ScanArgs {
     /// Model folder (config.json + .safetensors shards) or a single .safetensors file.
-    pub model: PathBuf,
+    #[arg(required_unless_present = "merge", conflicts_with = "merge")]
+    pub model: Option<PathBuf>,
     /// Write the results as JSON (Spectrum/laserRMT layout) to this file instead of printing a
     /// table.
     #[arg(long)]
@@ -33,10 +50,40 @@ pub struct ScanArgs {
     /// Replace an existing --out file (never one of the model's own files).
     #[arg(long)]
     pub force: bool,
+    /// How to get the singular values: `svd` (the reference) or `gram` (eigenvalues of W·Wᵀ,
+    /// 2-3x faster on large matrices; a matrix it cannot pin down is left to the SVD).
+    #[arg(long, default_value = "svd")]
+    pub method: Method,
+    /// Neither reuse nor store cached results.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Scan only part K of N (1 <= K <= N): a fixed share of the matrices, balanced by work,
+    /// the same on every machine. --out then writes a part file for --merge.
+    #[arg(long, value_name = "K/N", conflicts_with = "merge")]
+    pub part: Option<Part>,
+    /// Combine the part files of a split scan into one scan file (--out). Refuses parts of
+    /// different models or methods, overlapping parts, and missing matrices.
+    #[arg(long, value_name = "PART", num_args = 1.., conflicts_with_all = ["modules", "method", "no_cache"])]
+    pub merge: Vec<PathBuf>,
+    /// With --merge: write the merged scan even if some matrices are in no part.
+    #[arg(long, requires = "merge")]
+    pub allow_partial: bool,
 }
 
 pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
-    let model = Arc::new(Model::open(&args.model)?);
+    if !args.merge.is_empty() {
+        return super::merge::run(
+            &args.merge,
+            args.out.as_deref(),
+            args.allow_partial,
+            args.force,
+        );
+    }
+    let model_path = args
+        .model
+        .as_ref()
+        .expect("clap requires MODEL without --merge");
+    let model = Arc::new(Model::open(model_path)?);
     for w in &model.warnings {
         eprintln!("warning: {}", escape_controls(w));
     }
@@ -51,23 +98,46 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
             );
         }
     }
-    let jobs = select_jobs(&model, args.modules.as_deref())?;
-    let results = scan_with_bar(&model, jobs.clone(), args.threads, &CancelToken::default());
+    let all_jobs = select_jobs(&model, args.modules.as_deref())?;
+    let jobs = match args.part {
+        Some(part) => parts::share(&all_jobs, args.method, part),
+        None => all_jobs.clone(),
+    };
+    let options = super::cache::scan_options(args.threads, args.method, args.no_cache);
+    let full = scan_with_progress(
+        &model,
+        jobs.clone(),
+        options.clone(),
+        &CancelToken::default(),
+    );
+    super::cache::report(&options, &full);
+    let results: Vec<Option<Result<SnrStats, String>>> = full
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.outcome.clone()))
+        .collect();
 
     let entries: Vec<ScanEntry> = jobs
         .iter()
-        .zip(&results)
-        .map(|(job, r)| ScanEntry::from_result(job, r.as_ref()))
+        .zip(&full)
+        .map(|(job, r)| ScanEntry::from_matrix_result(job, r.as_ref()))
         .collect();
     let failed = entries.iter().filter(|e| e.error.is_some()).count();
     match &args.out {
         Some(path) => {
-            crate::export::write_file_atomically(
-                path,
-                scanfile::to_json(&entries).as_bytes(),
-                &inputs,
-                args.force,
-            )?;
+            let text = match args.part {
+                Some(part) => parts::to_json(
+                    &parts::PartInfo {
+                        part,
+                        method: args.method,
+                        model_fingerprint: parts::fingerprint(&model),
+                        model: model_path.display().to_string(),
+                        all_modules: all_jobs.iter().map(|j| j.module.clone()).collect(),
+                    },
+                    &entries,
+                ),
+                None => scanfile::to_json(&entries),
+            };
+            crate::export::write_file_atomically(path, text.as_bytes(), &inputs, args.force)?;
             eprintln!(
                 "wrote {} result(s) to {} ({} infinite, {failed} failed)",
                 entries.len(),
@@ -118,26 +188,66 @@ pub fn select_jobs(model: &Model, modules: Option<&str>) -> color_eyre::Result<V
     Ok(jobs)
 }
 
-/// Runs the scan with a byte progress bar on stderr (when it is a terminal); `stop` ends it
-/// early. Outcomes in job order, `None` for jobs that never ran.
+/// Runs the scan with a progress bar on stderr (when it is a terminal); `stop` ends it early.
+/// Outcomes in job order, `None` for jobs that never ran.
 pub fn scan_with_bar(
     model: &Arc<Model>,
     jobs: Vec<ScanJob>,
-    threads: usize,
+    options: ScanOptions,
     stop: &CancelToken,
 ) -> Vec<Option<Result<SnrStats, String>>> {
-    let bar = bytes_bar("scanning");
-    bar.set_length(jobs.iter().map(|j| j.bytes).sum());
-    bar.set_message(format!("{} matrices", jobs.len()));
-    let results = scan::run_to_end(
-        model.clone(),
-        jobs,
-        ScanOptions { threads },
-        stop,
-        |_, progress| bar.set_position(progress.bytes_done),
-    );
-    bar.finish_and_clear();
+    let results = scan_with_progress(model, jobs, options.clone(), stop);
+    super::cache::report(&options, &results);
     results.into_iter().map(|r| r.map(|r| r.outcome)).collect()
+}
+
+/// [`scan_with_bar`] with every result's details (cached, method), without the report.
+fn scan_with_progress(
+    model: &Arc<Model>,
+    jobs: Vec<ScanJob>,
+    options: ScanOptions,
+    stop: &CancelToken,
+) -> Vec<Option<MatrixResult>> {
+    let bar = work_bar();
+    // Work in millions of flops: a matrix's share of the bar is its share of the time.
+    let n = jobs.len();
+    let results = scan::run_to_end(model.clone(), jobs, options, stop, |_, p| {
+        bar.set_length((p.work_total - p.cached_work).max(1.0) as u64 / 1_000_000 + 1);
+        bar.set_position(((p.work_done - p.cached_work) / 1e6) as u64);
+        let eta = p.eta().map_or("-".into(), |d| eta_text(d.as_secs()));
+        let cached = if p.cached > 0 {
+            format!(", {} cached", p.cached)
+        } else {
+            String::new()
+        };
+        bar.set_message(format!("{}/{n} matrices{cached}, ETA {eta}", p.done));
+    });
+    bar.finish_and_clear();
+    results
+}
+
+/// `45s`, `12m05s`, `3h20m`.
+fn eta_text(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The scan's bar: its length is the scan's work, not bytes or matrix count.
+fn work_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} scanning [{bar:30}] {percent:>3}% {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// A bytes/rate/ETA bar for `what` ("scanning", "writing"); hidden when stderr is not a

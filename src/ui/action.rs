@@ -46,6 +46,8 @@ pub enum Action {
     Redo,
     // -- views
     ToggleScale,
+    /// SVD or the Gram route for scans started from now on.
+    SwitchMethod,
     ToggleSpectrum,
     ToggleSorted,
     Help,

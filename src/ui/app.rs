@@ -27,16 +27,19 @@ use super::{
     },
 };
 use crate::{
+    cache::Cache,
     export::{self, ExportOptions, Inputs, Plan, planning},
     model::Model,
     plan::{self, Mark, Rule, human_bytes},
+    scan::ScanOptions,
     scanfile::{self, ScanEntry},
+    snr::Method,
     snr::SnrStats,
     text::escape_controls,
 };
 
 /// Settings from the command line (and tests, which drive scans by hand).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AppOptions {
     /// Start scanning the driving module at once.
     pub autoscan: bool,
@@ -44,6 +47,10 @@ pub struct AppOptions {
     pub threads: usize,
     /// mergekit's `model:` for the YAML (`--model-name`); default: the model folder's path.
     pub model_name: Option<String>,
+    /// How new scans get their singular values (`m` switches).
+    pub method: Method,
+    /// The persistent scan cache (`None`: `--no-cache`, and tests unless they ask).
+    pub cache: Option<Arc<Cache>>,
 }
 
 impl AppOptions {
@@ -158,7 +165,14 @@ impl App {
         App {
             choice: Choice::new(doc.num_layers, drive),
             view: View::new(drive),
-            scans: Scans::new(tx.clone(), options.threads),
+            scans: Scans::new(
+                tx.clone(),
+                ScanOptions {
+                    threads: options.threads,
+                    method: options.method,
+                    cache: options.cache.clone(),
+                },
+            ),
             doc,
             overlay: Overlay::None,
             status: None,
@@ -334,7 +348,11 @@ impl App {
                     super::state::document::Value::Failed(e) => Some(Err(e.clone())),
                     _ => None,
                 };
-                out.push(ScanEntry::from_result(job, r.as_ref()));
+                let mut e = ScanEntry::from_result(job, r.as_ref());
+                if matches!(r, Some(Ok(_))) {
+                    e.method = cell.method;
+                }
+                out.push(e);
             }
         }
         out
@@ -530,6 +548,23 @@ impl App {
             Action::Undo => self.undo(true),
             Action::Redo => self.undo(false),
             Action::ToggleScale => self.view.log_scale = !self.view.log_scale,
+            Action::SwitchMethod => {
+                let m = match self.scans.options.method {
+                    Method::Svd => Method::Gram,
+                    Method::Gram => Method::Svd,
+                };
+                self.scans.options.method = m;
+                self.set_status(
+                    match m {
+                        Method::Gram => {
+                            "new scans use the Gram route (faster on big matrices; \
+                             falls back to the SVD where it cannot pin the SNR)"
+                        }
+                        Method::Svd => "new scans use the SVD (the reference)",
+                    },
+                    StatusKind::Info,
+                );
+            }
             Action::ToggleSpectrum => {
                 if self.is_scan_file() {
                     self.set_status(

@@ -231,6 +231,12 @@ pub const NORMAL: &[Binding] = &[
         "log / linear SNR scale",
     ),
     b(
+        &[Char('m')],
+        "m",
+        Action::SwitchMethod,
+        "SVD / Gram method for the scans that follow",
+    ),
+    b(
         &[Char('s')],
         "s",
         Action::ToggleSpectrum,

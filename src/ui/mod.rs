@@ -39,6 +39,9 @@ pub struct Explore {
     pub scan: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
+    pub method: crate::snr::Method,
+    /// `--no-cache`: neither read nor write the scan cache.
+    pub no_cache: bool,
 }
 
 /// Opens the explorer.
@@ -53,10 +56,17 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         );
     }
     let (tx, rx) = crossbeam_channel::unbounded();
+    let cache = if args.no_cache {
+        None
+    } else {
+        crate::cache::Cache::user().map(Arc::new)
+    };
     let options = AppOptions {
         autoscan: true,
         threads: args.threads,
         model_name: args.model_name.clone(),
+        method: args.method,
+        cache,
     };
     // Everything that can fail with a plain message fails here, before the screen changes.
     let app = match &args.source {

@@ -112,7 +112,76 @@ pub const CASES: &[Case] = &[
         pattern: "v_proj",
         build: larger_shapes,
     },
+    Case {
+        // What the Gram method finds hardest, in every float dtype: a square Gaussian (its
+        // smallest singular values near zero), a spectrum decaying over six decades (values the
+        // Gram matrix cannot resolve, left to the SVD), a steep power law, a tall matrix with a
+        // few spikes over a Gaussian bulk.
+        name: "gram_stress",
+        target: "model.safetensors",
+        pattern: "v_proj",
+        build: gram_stress,
+    },
 ];
+
+fn gram_stress(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(2024);
+    let decades: Vec<f64> = (0..300)
+        .map(|i| 10f64.powf(-6.0 * i as f64 / 299.0))
+        .collect();
+    let spiked = {
+        let (r, c) = (640, 160);
+        let mut w = snrscope::demo::gaussian(&mut rng, r * c, 0.02);
+        let spikes = snrscope::demo::with_spectrum(&mut rng, r, c, &[3.0, 2.0, 1.5, 1.0]);
+        w.iter_mut().zip(spikes).for_each(|(a, b)| *a += b);
+        w
+    };
+    let tensors: Vec<(usize, usize, Dtype, Vec<f64>)> = vec![
+        (
+            400,
+            400,
+            Dtype::F64,
+            snrscope::demo::gaussian(&mut rng, 400 * 400, 0.05),
+        ),
+        (
+            300,
+            500,
+            Dtype::F64,
+            snrscope::demo::with_spectrum(&mut rng, 300, 500, &decades),
+        ),
+        (256, 768, Dtype::F32, power_law(&mut rng, 256, 768, 1.0)),
+        (
+            300,
+            300,
+            Dtype::F16,
+            snrscope::demo::gaussian(&mut rng, 300 * 300, 0.05),
+        ),
+        (640, 160, Dtype::BF16, spiked),
+    ];
+    let encoded: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (r, c, dtype, w))| {
+            (
+                format!("model.layers.{i}.self_attn.v_proj.weight"),
+                vec![*r, *c],
+                *dtype,
+                encode(*dtype, w),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = encoded
+        .iter()
+        .map(|(n, s, d, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
 
 fn larger_shapes(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();

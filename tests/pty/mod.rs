@@ -38,6 +38,8 @@ pub struct Pty {
     writer: Box<dyn Write + Send>,
     child: Box<dyn Child + Send + Sync>,
     exit: Option<portable_pty::ExitStatus>,
+    /// The program's scan cache: never the user's, never another test's.
+    _cache: tempfile::TempDir,
 }
 
 impl Pty {
@@ -63,6 +65,8 @@ impl Pty {
             cmd.arg(a);
         }
         cmd.env("TERM", "xterm-256color");
+        let cache = tempfile::tempdir().expect("a temporary cache folder");
+        cmd.env("SNRSCOPE_CACHE_DIR", cache.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -89,6 +93,7 @@ impl Pty {
             writer,
             child,
             exit: None,
+            _cache: cache,
         }
     }
 

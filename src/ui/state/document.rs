@@ -16,7 +16,7 @@ use crate::{
     model::{self, Model},
     scan::{self, Progress, ScanJob},
     scanfile::{self, ScanEntry},
-    snr::SnrStats,
+    snr::{Method, SnrStats},
 };
 
 /// One layer's value for one module type.
@@ -55,6 +55,10 @@ pub struct Cell {
     pub dtype: String,
     pub value: Value,
     pub elapsed: Option<Duration>,
+    /// Read from the scan cache rather than computed in this session.
+    pub cached: bool,
+    /// What produced the singular values (SVD, or the Gram route).
+    pub method: Option<Method>,
 }
 
 impl Cell {
@@ -65,6 +69,8 @@ impl Cell {
             dtype: String::new(),
             value: Value::Missing,
             elapsed: None,
+            cached: false,
+            method: None,
         }
     }
 
@@ -216,6 +222,8 @@ impl Document {
                             .unwrap_or_default(),
                         value: Value::Pending,
                         elapsed: None,
+                        cached: false,
+                        method: None,
                     };
                 }
                 let mut m = ModuleView::new(name.clone(), cells, ScanState::NotStarted);
@@ -338,6 +346,7 @@ fn fill_from_entries(m: &mut ModuleView, prefix: &str, entries: &[ScanEntry]) {
                 extra: e.extra.clone(),
                 error: e.error.clone(),
             };
+            cell.method = e.method;
         }
     }
 }

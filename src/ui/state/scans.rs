@@ -14,7 +14,8 @@ use crate::{
 
 pub struct Scans {
     tx: Sender<Msg>,
-    threads: usize,
+    /// Threads, method and cache of every scan started.
+    pub options: ScanOptions,
     running: Option<(u64, ScanHandle)>,
     queue: VecDeque<usize>,
     next_id: u64,
@@ -30,10 +31,10 @@ pub struct Finished {
 }
 
 impl Scans {
-    pub fn new(tx: Sender<Msg>, threads: usize) -> Scans {
+    pub fn new(tx: Sender<Msg>, options: ScanOptions) -> Scans {
         Scans {
             tx,
-            threads,
+            options,
             running: None,
             queue: VecDeque::new(),
             next_id: 1,
@@ -95,16 +96,9 @@ impl Scans {
             m.cells[layer].value = Value::Pending;
         }
         let tx = self.tx.clone();
-        let handle = scan::start(
-            model,
-            jobs,
-            ScanOptions {
-                threads: self.threads,
-            },
-            move |event| {
-                let _ = tx.send(Msg::Scan { scan_id: id, event });
-            },
-        );
+        let handle = scan::start(model, jobs, self.options.clone(), move |event| {
+            let _ = tx.send(Msg::Scan { scan_id: id, event });
+        });
         self.running = Some((id, handle));
     }
 
@@ -133,6 +127,8 @@ impl Scans {
                     && let Some(cell) = m.cells.get_mut(layer)
                 {
                     cell.elapsed = Some(result.elapsed);
+                    cell.cached = result.cached;
+                    cell.method = Some(result.method);
                     cell.value = match result.outcome {
                         Ok(s) => Value::Stats(Box::new(s)),
                         Err(e) => Value::Failed(e),

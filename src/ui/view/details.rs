@@ -53,8 +53,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         if !cell.dtype.is_empty() {
             l2.extend(kv("dtype", cell.dtype.clone()));
         }
-        if let Some(t) = cell.elapsed {
+        if cell.cached {
+            l2.extend(kv("scan", "cached".to_string()));
+        } else if let Some(t) = cell.elapsed {
             l2.extend(kv("scan", format!("{:.1} ms", t.as_secs_f64() * 1e3)));
+        }
+        if let Some(m) = cell.method {
+            l2.extend(kv("method", m.name().to_string()));
         }
         if !l2.is_empty() {
             lines.push(Line::from(l2));
