@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod demo;
+pub mod demo_arch;
 pub mod export;
 pub mod fsid;
+pub mod fused;
 pub mod layers;
 pub mod model;
 pub mod plan;
