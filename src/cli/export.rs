@@ -229,7 +229,12 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     // every layer's SNR is infinite.
     let pruning = args.yaml.is_some() || args.model_out.is_some();
     let plan = match planning::make_plan(&table, &choice, &model_ref, &dtype) {
-        Ok(p) => Some(p),
+        Ok(mut p) => {
+            if let Source::Model(model) = &source {
+                p.mergekit_modules = planning::mergekit_modules(model);
+            }
+            Some(p)
+        }
         Err(e) if !pruning => {
             eprintln!("note: no pruning plan: {e}");
             None
