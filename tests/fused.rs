@@ -394,3 +394,115 @@ fn an_unknown_architecture_lists_the_supported_ones() {
         assert!(r.outcome.is_ok());
     }
 }
+
+/// A multimodal model's YAML uses mergekit's `modules:` syntax: the text decoder gets the
+/// kept layers' slices, the vision tower and projector are copied whole; a single-stack
+/// model keeps plain `slices:`.
+#[test]
+fn multimodal_yaml_uses_mergekit_modules() {
+    use snrscope::export::{self, Plan, planning};
+    let plan_for = |model: &Model| Plan {
+        model_ref: "org/model".into(),
+        stack_prefix: model.main_stack().unwrap().prefix.clone(),
+        num_layers: 6,
+        dropped: vec![1, 4],
+        module_type: "self_attn.v_proj".into(),
+        reason: String::new(),
+        snr: vec![None; 6],
+        dtype: "bfloat16".into(),
+        mergekit_modules: planning::mergekit_modules(model),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    write_arch_model(tmp.path(), &ArchSpec::tiny(Arch::Qwen2Vl, 6, &[1, 4])).unwrap();
+    let model = Model::open(tmp.path()).unwrap();
+    assert_eq!(
+        model.main_stack().unwrap().prefix,
+        "model.language_model.layers"
+    );
+    let yaml = export::mergekit_yaml(&plan_for(&model)).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert!(v.get("slices").is_none(), "{yaml}");
+    let modules = v["modules"].as_mapping().unwrap();
+    let names: Vec<&str> = modules.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["text_decoder", "multi_modal_projector", "vision_tower"]
+    );
+    let ranges: Vec<Vec<u64>> = v["modules"]["text_decoder"]["slices"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let r = &s["sources"][0]["layer_range"];
+            vec![r[0].as_u64().unwrap(), r[1].as_u64().unwrap()]
+        })
+        .collect();
+    assert_eq!(ranges, [vec![0, 1], vec![2, 4], vec![5, 6]]);
+    for whole in ["multi_modal_projector", "vision_tower"] {
+        assert_eq!(v["modules"][whole]["models"][0]["model"], "org/model");
+        assert!(v["modules"][whole].get("slices").is_none());
+    }
+    assert_eq!(v["merge_method"], "passthrough");
+
+    // A multimodal architecture mergekit has no definition for: the names it infers.
+    let mut c = ArchSpec::tiny(Arch::Qwen2Vl, 6, &[]).config();
+    c["architectures"] = serde_json::json!(["SomeNewVLForConditionalGeneration"]);
+    std::fs::write(tmp.path().join("config.json"), c.to_string()).unwrap();
+    let model = Model::open(tmp.path()).unwrap();
+    let m = planning::mergekit_modules(&model).unwrap();
+    assert_eq!(m.text, "model.language_model.layers");
+    assert_eq!(
+        m.whole,
+        ["model.visual.blocks", "model.visual.merger.mlp", "default"]
+    );
+
+    // One stack: plain slices.
+    let tmp = tempfile::tempdir().unwrap();
+    write_arch_model(tmp.path(), &ArchSpec::tiny(Arch::Phi3, 6, &[])).unwrap();
+    let model = Model::open(tmp.path()).unwrap();
+    assert_eq!(planning::mergekit_modules(&model), None);
+    let yaml = export::mergekit_yaml(&plan_for(&model)).unwrap();
+    assert!(
+        yaml.contains("\nslices:\n") && !yaml.contains("modules:"),
+        "{yaml}"
+    );
+}
+
+/// config.json of a pruned fused model: only the layer count changes, byte for byte.
+#[test]
+fn pruned_config_keeps_every_other_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("m");
+    write_arch_model(&src, &ArchSpec::tiny(Arch::Phi3, 6, &[1, 4])).unwrap();
+    // As Python's json writes it (serde_json writes 0.00001).
+    let text = std::fs::read_to_string(src.join("config.json")).unwrap();
+    let text = text.replace("\"rms_norm_eps\": 0.00001", "\"rms_norm_eps\": 1e-06");
+    std::fs::write(src.join("config.json"), text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .args(["export"])
+        .arg(&src)
+        .arg("--model-out")
+        .arg(tmp.path().join("pruned"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = std::fs::read_to_string(src.join("config.json")).unwrap();
+    let after = std::fs::read_to_string(tmp.path().join("pruned/config.json")).unwrap();
+    assert!(before.contains("\"rms_norm_eps\": 1e-06"), "{before}");
+    assert_eq!(
+        after,
+        before.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 4")
+    );
+    // The pruned model keeps the kept layers' fused tensors under new numbers.
+    let pruned = Model::open(tmp.path().join("pruned")).unwrap();
+    assert_eq!(pruned.main_stack().unwrap().num_layers, 4);
+    assert!(
+        pruned
+            .tensor("model.layers.3.self_attn.qkv_proj.weight")
+            .is_some()
+    );
+}

@@ -477,9 +477,12 @@ fn scan_model(
             .to_string(),
     };
     let jobs: Vec<ScanJob> = if args.unfrozen_yaml.is_some() {
+        // Spectrum unfreezes parameters by name: derived parts of fused tensors are not
+        // parameters (their whole tensors are scanned as their own type).
         stack
             .modules
             .keys()
+            .filter(|m| !stack.derived.contains_key(*m))
             .flat_map(|m| scan::jobs_for_module(model, stack, m))
             .collect()
     } else {
