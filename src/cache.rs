@@ -103,8 +103,19 @@ pub struct Key {
 
 impl Key {
     pub fn new(file: &FileIdentity, tensor: &TensorEntry, method: Method) -> Key {
+        Key::of_part(file, tensor, method, None)
+    }
+
+    /// The key of a part of a tensor (the V rows or columns of a fused projection), described
+    /// by `part`: a part's values must never be taken for the whole tensor's, or the reverse.
+    pub fn of_part(
+        file: &FileIdentity,
+        tensor: &TensorEntry,
+        method: Method,
+        part: Option<&str>,
+    ) -> Key {
         let shape: Vec<String> = tensor.shape.iter().map(usize::to_string).collect();
-        let text = format!(
+        let mut text = format!(
             "file {}\ntensor {}\noffset {}\ndtype {}\nshape {}\nmethod {}\n",
             file.0,
             tensor.name,
@@ -113,6 +124,9 @@ impl Key {
             shape.join("x"),
             method.name()
         );
+        if let Some(p) = part {
+            text.push_str(&format!("part {p}\n"));
+        }
         let hash = hex(&Sha256::digest(text.as_bytes()));
         Key { text, hash }
     }

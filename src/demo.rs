@@ -297,7 +297,7 @@ pub fn write_model_reporting(
 /// A word-level tokenizer with exactly `vocab` entries, so the demo is a complete model that
 /// transformers loads and mergekit copies (mergekit fails on a tokenizer config without a
 /// tokenizer).
-fn tokenizer_json(vocab: usize) -> serde_json::Value {
+pub(crate) fn tokenizer_json(vocab: usize) -> serde_json::Value {
     let specials = ["<unk>", "<s>", "</s>"];
     let mut words = serde_json::Map::new();
     for (i, w) in specials.iter().enumerate() {
@@ -361,7 +361,7 @@ pub fn demo_dir_reporting(report: &mut dyn FnMut(&str)) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-fn write_json(path: &Path, v: &serde_json::Value) -> io::Result<()> {
+pub(crate) fn write_json(path: &Path, v: &serde_json::Value) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
     text.push('\n');
     std::fs::write(path, text)
@@ -418,7 +418,7 @@ pub fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
     (0..n).map(|_| rng.normal() * std).collect()
 }
 
-fn ones_jitter(rng: &mut Rng, n: usize) -> Vec<f64> {
+pub(crate) fn ones_jitter(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| 1.0 + 0.05 * rng.normal()).collect()
 }
 

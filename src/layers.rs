@@ -54,8 +54,12 @@ pub struct Stack {
     pub num_layers: usize,
     /// Every tensor of each layer, by layer index.
     pub tensors: BTreeMap<usize, Vec<String>>,
-    /// 2-D `.weight` tensors by module type, then layer index: what can be scanned.
+    /// 2-D `.weight` tensors by module type, then layer index: what can be scanned. A derived
+    /// module type (the V part of a fused projection, `self_attn.v_proj ⊂ qkv_proj`) maps to
+    /// the fused tensors it is cut from; see [`Stack::derived`].
     pub modules: BTreeMap<String, BTreeMap<usize, String>>,
+    /// Derived module types (see [`crate::fused`]): where their part of the tensor sits.
+    pub derived: BTreeMap<String, crate::fused::Derived>,
 }
 
 impl Stack {
@@ -74,6 +78,15 @@ impl Stack {
             if self.modules.contains_key(*p) {
                 return Some(p);
             }
+        }
+        // The V part of a fused projection (even one whose layout is refused: its scan then
+        // says why, rather than the rule silently reading another matrix).
+        if let Some(k) = self
+            .modules
+            .keys()
+            .find(|k| k.contains(crate::fused::SUBSET_MARK))
+        {
+            return Some(k);
         }
         let by = |pred: &dyn Fn(&str) -> bool| {
             self.modules

@@ -7,8 +7,10 @@
 pub mod cache;
 pub mod cli;
 pub mod demo;
+pub mod demo_arch;
 pub mod export;
 pub mod fsid;
+pub mod fused;
 pub mod gram;
 pub mod layers;
 pub mod model;

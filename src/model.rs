@@ -328,19 +328,25 @@ impl Model {
         }
         let index_path = index_path.map(|(p, _)| p);
         tensors.sort_by(|a, b| layers::natural_cmp(&a.name, &b.name));
-        let by_name = tensors
+        let by_name: HashMap<String, usize> = tensors
             .iter()
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
         let config_layers = config.as_ref().and_then(layers::config_layer_count);
-        let layout = layers::discover(
+        let mut layout = layers::discover(
             tensors
                 .iter()
                 .map(|t| (t.name.as_str(), t.shape.as_slice())),
             config_layers,
         );
         warnings.extend(layout.warnings.iter().cloned());
+        let shape_of = |name: &str| by_name.get(name).map(|&i: &usize| tensors[i].shape.clone());
+        warnings.extend(crate::fused::derive(
+            config.as_ref(),
+            &mut layout,
+            &shape_of,
+        ));
         Ok(Model {
             source,
             dir,
@@ -412,6 +418,78 @@ impl Model {
         Ok((rows, cols))
     }
 
+    /// Converts part of a 2-D tensor (e.g. the V rows of a fused projection) to row-major f64
+    /// in `out`. Only the selected bytes are mapped and read.
+    pub fn read_slice(
+        &self,
+        t: &TensorEntry,
+        slice: &crate::fused::TensorSlice,
+        out: &mut Vec<f64>,
+    ) -> Result<(usize, usize), MatrixError> {
+        use crate::fused::Axis;
+        let (rows, cols) = t.matrix_shape().ok_or_else(|| MatrixError::NotMatrix {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+        })?;
+        let unsupported = || MatrixError::UnsupportedDtype {
+            name: t.name.clone(),
+            dtype: dtype_name(t.dtype),
+        };
+        if !t.is_scannable_dtype() {
+            return Err(unsupported());
+        }
+        let limit = match slice.axis {
+            Axis::Rows => rows,
+            Axis::Cols => cols,
+        };
+        if let Some(r) = slice
+            .ranges
+            .iter()
+            .find(|r| r.start > r.end || r.end > limit)
+        {
+            return Err(MatrixError::Unreadable {
+                path: self.shards[t.shard].path.clone(),
+                problem: format!(
+                    "{}: part {}..{} lies outside its {rows}x{cols} shape",
+                    t.name, r.start, r.end
+                ),
+            });
+        }
+        let es = t.dtype.bitsize() / 8;
+        let shard = &self.shards[t.shard];
+        out.clear();
+        match slice.axis {
+            Axis::Rows => {
+                for r in &slice.ranges {
+                    let start = t.range.start + r.start * cols * es;
+                    let end = t.range.start + r.end * cols * es;
+                    decode_append(t.dtype, &shard.map(start..end)?, out);
+                }
+            }
+            Axis::Cols => {
+                // One map from the first selected byte to the last; only the selected columns
+                // of each row are decoded (touched).
+                let (first, last) = (
+                    slice.ranges.iter().map(|r| r.start).min().unwrap_or(0),
+                    slice.ranges.iter().map(|r| r.end).max().unwrap_or(0),
+                );
+                if rows > 0 && last > first {
+                    let start = t.range.start + first * es;
+                    let end = t.range.start + ((rows - 1) * cols + last) * es;
+                    let bytes = shard.map(start..end)?;
+                    for row in 0..rows {
+                        for r in &slice.ranges {
+                            let a = (row * cols + r.start - first) * es;
+                            let b = (row * cols + r.end - first) * es;
+                            decode_append(t.dtype, &bytes[a..b], out);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(slice.shape(rows, cols))
+    }
+
     pub fn read_matrix_by_name(
         &self,
         name: &str,
@@ -458,6 +536,11 @@ impl Model {
 /// other dtype.
 pub fn decode_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> bool {
     out.clear();
+    decode_append(dtype, bytes, out)
+}
+
+/// [`decode_f64`] without clearing `out` first.
+fn decode_append(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> bool {
     match dtype {
         Dtype::F64 => out.extend(
             bytes

@@ -33,6 +33,9 @@ pub struct ScanJob {
     pub layer: Option<usize>,
     pub shape: Vec<usize>,
     pub bytes: u64,
+    /// For a derived module (the V part of a fused projection): the part of `tensor` to read,
+    /// or why it cannot be known. `None`: the whole tensor.
+    pub slice: Option<Result<crate::fused::TensorSlice, String>>,
 }
 
 impl ScanJob {
@@ -49,25 +52,52 @@ impl ScanJob {
             module,
             shape: t.shape.clone(),
             bytes: t.num_bytes(),
+            slice: None,
         })
+    }
+
+    /// The job for a derived module: `tensor`'s part, named `module_type` in layer `layer`.
+    fn for_part(
+        model: &Model,
+        stack: &Stack,
+        layer: usize,
+        name: &str,
+        module_type: &str,
+        derived: &crate::fused::Derived,
+    ) -> Option<ScanJob> {
+        let mut job = ScanJob::for_tensor(model, name)?;
+        job.module = format!("{}.{layer}.{module_type}", stack.prefix);
+        job.module_type = module_type.to_string();
+        if let (Ok(slice), Some((rows, cols))) =
+            (&derived.slice, model.tensor(name)?.matrix_shape())
+        {
+            let (r, c) = slice.shape(rows, cols);
+            job.bytes = job.bytes * (r * c) as u64 / (rows * cols).max(1) as u64;
+            job.shape = vec![r, c];
+        }
+        job.slice = Some(derived.slice.clone());
+        Some(job)
     }
 }
 
 /// Jobs for one module type of one stack, in layer order.
 pub fn jobs_for_module(model: &Model, stack: &Stack, module_type: &str) -> Vec<ScanJob> {
-    stack
-        .modules
-        .get(module_type)
-        .into_iter()
-        .flat_map(|by_layer| by_layer.values())
-        .filter_map(|name| ScanJob::for_tensor(model, name))
-        .collect()
+    let by_layer = stack.modules.get(module_type).into_iter().flatten();
+    match stack.derived.get(module_type) {
+        Some(d) => by_layer
+            .filter_map(|(&l, name)| ScanJob::for_part(model, stack, l, name, module_type, d))
+            .collect(),
+        None => by_layer
+            .filter_map(|(_, name)| ScanJob::for_tensor(model, name))
+            .collect(),
+    }
 }
 
 /// Jobs for every 2-D `.weight` tensor whose name (without `.weight`) matches `pattern`, in
-/// natural name order — the oracle's `--match` semantics.
+/// natural name order — the oracle's `--match` semantics — then the derived modules (V parts
+/// of fused projections, e.g. `model.layers.3.self_attn.v_proj ⊂ qkv_proj`) that match.
 pub fn jobs_matching(model: &Model, pattern: &Regex) -> Vec<ScanJob> {
-    model
+    let mut jobs: Vec<ScanJob> = model
         .tensors
         .iter()
         .filter(|t| t.shape.len() == 2)
@@ -76,7 +106,17 @@ pub fn jobs_matching(model: &Model, pattern: &Regex) -> Vec<ScanJob> {
             t.name.ends_with(".weight") && pattern.is_match(module)
         })
         .filter_map(|t| ScanJob::for_tensor(model, &t.name))
-        .collect()
+        .collect();
+    for stack in &model.layout.stacks {
+        for module_type in stack.derived.keys() {
+            jobs.extend(
+                jobs_for_module(model, stack, module_type)
+                    .into_iter()
+                    .filter(|j| pattern.is_match(&j.module)),
+            );
+        }
+    }
+    jobs
 }
 
 /// Counters shared by the workers; snapshots of them travel with every event.
@@ -267,7 +307,17 @@ fn cache_keys(
         .map(|j| {
             let t = model.tensor(&j.tensor)?;
             let id = files.get(t.shard)?.as_ref()?;
-            Some(Key::new(id, t, method))
+            match &j.slice {
+                None => Some(Key::new(id, t, method)),
+                Some(Ok(s)) => Some(Key::of_part(
+                    id,
+                    t,
+                    method,
+                    Some(&format!("{:?} {:?}", s.axis, s.ranges)),
+                )),
+                // Nothing to compute, nothing to cache.
+                Some(Err(_)) => None,
+            }
         })
         .collect()
 }
@@ -485,7 +535,12 @@ fn scan_one(
     let t = model
         .tensor(&job.tensor)
         .ok_or_else(|| format!("no tensor named {}", job.tensor))?;
-    let (rows, cols) = model.read_matrix(t, buf).map_err(|e| e.to_string())?;
+    let (rows, cols) = match &job.slice {
+        None => model.read_matrix(t, buf),
+        Some(Ok(slice)) => model.read_slice(t, slice, buf),
+        Some(Err(why)) => return Err(why.clone()),
+    }
+    .map_err(|e| e.to_string())?;
     snr::matrix_snr_with(buf, rows, cols, method, par, ws).map_err(|e| e.to_string())
 }
 

@@ -25,6 +25,7 @@ fn yi_plan() -> Plan {
         reason: "self_attn.v_proj SNR infinite".into(),
         snr,
         dtype: "bfloat16".into(),
+        mergekit_modules: None,
     }
 }
 

@@ -31,9 +31,51 @@ fn close(a: f64, b: f64) -> bool {
 fn compare(case: &str) -> BTreeSet<String> {
     let tmp = tempfile::tempdir().unwrap();
     let g = common::golden(case, tmp.path());
-    let oracle = g.results.as_object().expect("object");
     let model = Arc::new(Model::open(g.target()).expect("opens"));
-    let jobs = scan::jobs_matching(&model, &regex::Regex::new(g.case.pattern).unwrap());
+    let jobs: Vec<_> = scan::jobs_matching(&model, &regex::Regex::new(g.case.pattern).unwrap())
+        .into_iter()
+        .filter(|j| j.slice.is_none())
+        .collect();
+    let keys = jobs.iter().map(|j| j.module.clone()).collect();
+    compare_jobs(&g, model, jobs, keys)
+}
+
+/// For a case whose oracle ran on hand-extracted V parts of fused tensors: snrscope's derived
+/// module (`… ⊂ …`, sliced by src/fused.rs) against the oracle's value for the hand-extracted
+/// part of the same layer's tensor. Returns the layers both call infinite.
+fn compare_fused(case: &str, derived: &str) -> BTreeSet<usize> {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::golden(case, tmp.path());
+    assert!(g.case.extract.is_some(), "{case} extracts by hand");
+    let model = Arc::new(Model::open(g.target()).expect("opens"));
+    let stack = model.main_stack().unwrap();
+    assert_eq!(
+        stack.default_module(),
+        Some(derived),
+        "{case}: default module"
+    );
+    let fused = snrscope::fused::fused_of(derived).unwrap();
+    let jobs = scan::jobs_for_module(&model, stack, derived);
+    assert_eq!(jobs.len(), common::cases::ARCH_LAYERS);
+    // The oracle keyed the hand-extracted part by its tensor's module name.
+    let keys = jobs
+        .iter()
+        .map(|j| format!("{}.{}.{fused}", stack.prefix, j.layer.unwrap()))
+        .collect();
+    compare_jobs(&g, model, jobs, keys)
+        .iter()
+        .map(|m| snrscope::layers::parse_layer_name(m).unwrap().index)
+        .collect()
+}
+
+/// Scans `jobs` and compares each with the oracle's entry `keys[i]`.
+fn compare_jobs(
+    g: &common::Golden,
+    model: Arc<Model>,
+    jobs: Vec<scan::ScanJob>,
+    keys: Vec<String>,
+) -> BTreeSet<String> {
+    let oracle = g.results.as_object().expect("object");
     let results = scan::scan_blocking(
         model,
         jobs.clone(),
@@ -43,10 +85,10 @@ fn compare(case: &str) -> BTreeSet<String> {
         },
     );
     assert_eq!(results.len(), jobs.len());
-    let ours: Vec<(&str, _)> = jobs
+    let ours: Vec<(&str, _)> = keys
         .iter()
         .zip(&results)
-        .map(|(j, r)| (j.module.as_str(), r.outcome.as_ref().expect("scans")))
+        .map(|(k, r)| (k.as_str(), r.outcome.as_ref().expect("scans")))
         .collect();
     let our_names: BTreeSet<&str> = ours.iter().map(|(n, _)| *n).collect();
     let their_names: BTreeSet<&str> = oracle.keys().map(String::as_str).collect();
@@ -149,6 +191,49 @@ fn larger_shapes_take_faers_blocked_paths() {
 #[test]
 fn gram_stress_shapes_by_svd() {
     assert_eq!(compare("gram_stress"), v_proj_set(&[4]));
+}
+
+#[test]
+fn phi3_value_part_of_qkv_proj() {
+    let inf = compare_fused("phi3_fused_v", "self_attn.v_proj ⊂ qkv_proj");
+    assert_eq!(inf, BTreeSet::from([1, 3]), "the planted layers");
+}
+
+#[test]
+fn gpt2_value_columns_of_c_attn() {
+    let inf = compare_fused("gpt2_fused_v", "attn.v_proj ⊂ c_attn");
+    assert_eq!(inf, BTreeSet::from([0, 2]), "the planted layers");
+}
+
+#[test]
+fn gpt_neox_value_rows_of_each_head() {
+    let inf = compare_fused("gpt_neox_fused_v", "attention.v_proj ⊂ query_key_value");
+    assert_eq!(inf, BTreeSet::from([2, 3]), "the planted layers");
+}
+
+#[test]
+fn falcon_new_decoder_value_rows_of_each_group() {
+    let inf = compare_fused(
+        "falcon_new_decoder_fused_v",
+        "self_attention.v_proj ⊂ query_key_value",
+    );
+    assert_eq!(inf, BTreeSet::from([1, 2]), "the planted layers");
+}
+
+#[test]
+fn dbrx_value_rows_of_wqkv() {
+    let inf = compare_fused("dbrx_fused_v", "norm_attn_norm.attn.v_proj ⊂ Wqkv");
+    assert_eq!(inf, BTreeSet::from([0, 3]), "the planted layers");
+}
+
+#[test]
+fn qwen2_vl_text_stack_under_a_prefix() {
+    let inf = compare("qwen2_vl_text_stack");
+    let want: BTreeSet<String> = [1, 4]
+        .iter()
+        .map(|l| format!("model.language_model.layers.{l}.self_attn.v_proj"))
+        .collect();
+    assert_eq!(inf, want);
 }
 
 /// Every committed golden file belongs to a case (a stale file would check nothing).

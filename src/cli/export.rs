@@ -236,7 +236,12 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     // every layer's SNR is infinite.
     let pruning = args.yaml.is_some() || args.model_out.is_some();
     let plan = match planning::make_plan(&table, &choice, &model_ref, &dtype) {
-        Ok(p) => Some(p),
+        Ok(mut p) => {
+            if let Source::Model(model) = &source {
+                p.mergekit_modules = planning::mergekit_modules(model);
+            }
+            Some(p)
+        }
         Err(e) if !pruning => {
             eprintln!("note: no pruning plan: {e}");
             None
@@ -479,9 +484,12 @@ fn scan_model(
             .to_string(),
     };
     let jobs: Vec<ScanJob> = if args.unfrozen_yaml.is_some() {
+        // Spectrum unfreezes parameters by name: derived parts of fused tensors are not
+        // parameters (their whole tensors are scanned as their own type).
         stack
             .modules
             .keys()
+            .filter(|m| !stack.derived.contains_key(*m))
             .flat_map(|m| scan::jobs_for_module(model, stack, m))
             .collect()
     } else {

@@ -10,9 +10,32 @@ use super::{ExportError, Plan};
 /// quoting can never produce a config mergekit would read differently.
 #[derive(Debug, Deserialize, PartialEq)]
 struct Config {
-    slices: Vec<Slice>,
+    slices: Option<Vec<Slice>>,
+    modules: Option<indexmap_free::Modules>,
     merge_method: String,
     dtype: String,
+}
+
+/// `modules:` as mergekit reads it (`OutputModuleDefinition`: `slices` or `models`).
+mod indexmap_free {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    pub type Modules = BTreeMap<String, Module>;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct Module {
+        pub slices: Option<Vec<super::Slice>>,
+        pub models: Option<Vec<Model>>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct Model {
+        pub model: String,
+    }
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -73,30 +96,75 @@ pub fn yaml(plan: &Plan) -> Result<String, ExportError> {
     let model = scalar(&plan.model_ref)?;
     let dtype = scalar(&plan.dtype)?;
     let ranges = plan.kept_ranges();
+    let slices_yaml = |indent: &str| {
+        let mut out = String::new();
+        for r in &ranges {
+            let _ = write!(
+                out,
+                "{indent}  - sources:\n{indent}      - model: {model}\n{indent}        \
+                 layer_range: [{}, {}]\n",
+                r.start, r.end
+            );
+        }
+        out
+    };
     let mut out = header_comment(plan);
-    out.push_str("\nslices:\n");
-    for r in &ranges {
-        let _ = write!(
-            out,
-            "  - sources:\n      - model: {model}\n        layer_range: [{}, {}]\n",
-            r.start, r.end
-        );
-    }
-    let _ = writeln!(out, "merge_method: passthrough\ndtype: {dtype}");
-
-    let expected = Config {
-        slices: ranges
-            .iter()
-            .map(|r| Slice {
-                sources: vec![Source {
-                    model: plan.model_ref.clone(),
-                    layer_range: [r.start, r.end],
-                }],
-            })
-            .collect(),
+    let expected_slices: Vec<Slice> = ranges
+        .iter()
+        .map(|r| Slice {
+            sources: vec![Source {
+                model: plan.model_ref.clone(),
+                layer_range: [r.start, r.end],
+            }],
+        })
+        .collect();
+    let mut expected = Config {
+        slices: None,
+        modules: None,
         merge_method: "passthrough".into(),
         dtype: plan.dtype.clone(),
     };
+    match &plan.mergekit_modules {
+        None => {
+            out.push_str("\nslices:\n");
+            out.push_str(&slices_yaml(""));
+            expected.slices = Some(expected_slices);
+        }
+        Some(m) => {
+            // mergekit refuses plain slices for a model of several modules; the text decoder
+            // gets the slices, every other module (vision tower, projector) is copied whole.
+            out.push_str("\nmodules:\n");
+            let _ = write!(out, "  {}:\n    slices:\n", scalar(&m.text)?);
+            out.push_str(&slices_yaml("    "));
+            let mut modules = indexmap_free::Modules::new();
+            modules.insert(
+                m.text.clone(),
+                indexmap_free::Module {
+                    slices: Some(expected_slices),
+                    models: None,
+                },
+            );
+            for w in &m.whole {
+                let _ = write!(
+                    out,
+                    "  {}:\n    models:\n      - model: {model}\n",
+                    scalar(w)?
+                );
+                modules.insert(
+                    w.clone(),
+                    indexmap_free::Module {
+                        slices: None,
+                        models: Some(vec![indexmap_free::Model {
+                            model: plan.model_ref.clone(),
+                        }]),
+                    },
+                );
+            }
+            expected.modules = Some(modules);
+        }
+    }
+    let _ = writeln!(out, "merge_method: passthrough\ndtype: {dtype}");
+
     let parsed: Config = serde_yaml::from_str(&out)
         .map_err(|e| ExportError::InvalidPlan(format!("the YAML would not parse back: {e}")))?;
     if parsed != expected {

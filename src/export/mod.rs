@@ -61,6 +61,20 @@ pub struct Plan {
     pub snr: Vec<Option<f64>>,
     /// mergekit dtype, e.g. `bfloat16`.
     pub dtype: String,
+    /// For a model mergekit sees as several modules (a multimodal model: text decoder, vision
+    /// tower, projector), the module names for its `modules:` syntax; `None`: one module,
+    /// plain `slices:`. See [`planning::mergekit_modules`].
+    pub mergekit_modules: Option<MergekitModules>,
+}
+
+/// mergekit's modules of a multimodal model: the text decoder gets the kept layers' slices,
+/// every other module is copied whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergekitModules {
+    /// e.g. `text_decoder`.
+    pub text: String,
+    /// e.g. `vision_tower`, `multi_modal_projector`.
+    pub whole: Vec<String>,
 }
 
 impl Plan {

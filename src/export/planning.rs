@@ -206,9 +206,100 @@ pub fn make_plan(
         ),
         snr,
         dtype: dtype.to_string(),
+        mergekit_modules: None,
     };
     plan.validate()?;
     Ok(plan)
+}
+
+/// mergekit 0.1.5's modular architectures (`mergekit/_data/architectures/*.json` with
+/// `"kind": "modular"`, decoder-only ones): architecture name -> (text module, other modules).
+const MERGEKIT_MODULAR: &[(&str, &str, &[&str])] = &[
+    (
+        "Gemma3ForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+    (
+        "Llama4ForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_model"],
+    ),
+    (
+        "Mistral3ForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+    (
+        "Qwen2VLForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+    (
+        "Qwen2_5_VLForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+    (
+        "Qwen3VLForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+    (
+        "Qwen3VLMoeForConditionalGeneration",
+        "text_decoder",
+        &["multi_modal_projector", "vision_tower"],
+    ),
+];
+
+/// The `modules:` names mergekit 0.1.5 gives a multimodal model, or `None` for a model it
+/// treats as one module (plain `slices:`). Architectures with a mergekit definition use its
+/// module names; any other model with a `text_config` / `vision_config` and more than one
+/// numbered stack gets the names mergekit infers (`architecture/auto.py`): each stack's prefix
+/// (the tensor name before its first `.N.`), plus `default` for the tensors outside every stack.
+pub fn mergekit_modules(model: &Model) -> Option<super::MergekitModules> {
+    let config = model.config.as_ref()?;
+    let arch = config
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if let Some((_, text, whole)) = MERGEKIT_MODULAR.iter().find(|(a, ..)| *a == arch) {
+        return Some(super::MergekitModules {
+            text: text.to_string(),
+            whole: whole.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    let multimodal = [
+        "text_config",
+        "vision_config",
+        "language_config",
+        "llm_config",
+    ]
+    .iter()
+    .any(|k| config.get(*k).is_some_and(serde_json::Value::is_object));
+    let main = model.layout.main_stack()?;
+    if !multimodal || model.layout.stacks.len() < 2 {
+        return None;
+    }
+    let mut whole: Vec<String> = model
+        .layout
+        .stacks
+        .iter()
+        .filter(|s| s.prefix != main.prefix)
+        .map(|s| s.prefix.clone())
+        .collect();
+    if model
+        .tensors
+        .iter()
+        .any(|t| layers::parse_layer_name(&t.name).is_none())
+    {
+        whole.push("default".into());
+    }
+    Some(super::MergekitModules {
+        text: main.prefix.clone(),
+        whole,
+    })
 }
 
 /// mergekit's dtype for a model: config.json's `torch_dtype` (or `dtype`, also under

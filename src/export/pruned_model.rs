@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{
     ExportError, ExportOptions, ExportProgress, ExportSummary, Plan,
     atomic_dir::TempDir,
-    config_edit::{per_layer_list_warnings, prune_config},
+    config_edit::{per_layer_list_warnings, prune_config, prune_config_text},
     guard::Inputs,
     mergekit, model_card,
     model_files::model_file_kind,
@@ -249,7 +249,28 @@ pub fn export_model_with_hooks(
     match &model.config {
         Some(config) => {
             notes.extend(per_layer_list_warnings(config, plan.num_layers));
-            let (config, edits) = prune_config(config, plan.num_layers, &plan.kept());
+            // The source text with only the changed values rewritten (a text diff of the two
+            // configs shows the edits and nothing else); re-serialized only if that fails.
+            let text = model
+                .config_path
+                .as_deref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|t| prune_config_text(&t, plan.num_layers, &plan.kept()).ok());
+            let edits = match text {
+                Some((text, edits)) => {
+                    write_synced(&dir.join("config.json"), text.as_bytes())?;
+                    edits
+                }
+                None => {
+                    let (config, edits) = prune_config(config, plan.num_layers, &plan.kept());
+                    notes.push(
+                        "config.json was re-serialized (its text could not be edited in place)"
+                            .into(),
+                    );
+                    write_json(&dir.join("config.json"), &config)?;
+                    edits
+                }
+            };
             // Count edits read "key: old -> new"; list edits do not.
             if !edits.iter().any(|e| e.contains(" -> ")) {
                 notes.push(format!(
@@ -257,7 +278,6 @@ pub fn export_model_with_hooks(
                     plan.num_layers
                 ));
             }
-            write_json(&dir.join("config.json"), &config)?;
         }
         None => notes.push("the source has no config.json; none was written".into()),
     }

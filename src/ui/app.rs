@@ -331,6 +331,7 @@ impl App {
             dtype: self
                 .model()
                 .map_or_else(|| "bfloat16".to_string(), |m| planning::model_dtype(m)),
+            mergekit_modules: self.model().and_then(|m| planning::mergekit_modules(m)),
         }
     }
 

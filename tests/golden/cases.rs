@@ -8,7 +8,10 @@
 use std::path::Path;
 
 use safetensors::Dtype;
-use snrscope::demo::{ModelSpec, Rng, encode, power_law, write_model};
+use snrscope::{
+    demo::{ModelSpec, Rng, encode, power_law, write_model},
+    demo_arch::{Arch, ArchSpec, write_arch_model},
+};
 
 pub struct Case {
     /// Also the golden file's name: `tests/golden/<name>.json`.
@@ -18,7 +21,23 @@ pub struct Case {
     pub target: &'static str,
     /// The oracle's `--match` regular expression.
     pub pattern: &'static str,
+    /// Run the oracle on a hand-extracted part of each matching tensor instead of the whole
+    /// tensor (the V part of a fused q/k/v projection).
+    pub extract: Option<Extract>,
     build: fn(&Path),
+}
+
+/// "Hand-extract these rows (or columns) of every tensor the case's pattern matches, and run
+/// the oracle on that": `tests/golden/regenerate.py` copies the listed ranges' bytes of each
+/// such tensor into `<case>-extracted/model.safetensors` (same tensor names and dtype) and runs
+/// the unmodified oracle on that file. The ranges are written out by hand below from each
+/// architecture's attention code in transformers — not computed by `src/fused.rs`, whose V
+/// slices they check.
+pub struct Extract {
+    /// `"rows"` or `"cols"` of the stored tensor.
+    pub axis: &'static str,
+    /// Half-open ranges along `axis`, concatenated in this order.
+    pub ranges: &'static [(usize, usize)],
 }
 
 impl Case {
@@ -43,6 +62,7 @@ pub const CASES: &[Case] = &[
         name: "bf16_gqa_sharded",
         target: "",
         pattern: "v_proj",
+        extract: None,
         build: |d| write(d, &spec(12, &[0, 4, 5, 11], |s| s.shards = 3)),
     },
     Case {
@@ -50,12 +70,14 @@ pub const CASES: &[Case] = &[
         name: "bf16_every_matrix",
         target: "",
         pattern: ".",
+        extract: None,
         build: |d| write(d, &ModelSpec::tiny(3, &[1])),
     },
     Case {
         name: "f16_single_file",
         target: "model.safetensors",
         pattern: "v_proj",
+        extract: None,
         build: |d| {
             write(
                 d,
@@ -71,6 +93,7 @@ pub const CASES: &[Case] = &[
         name: "f32_square",
         target: "",
         pattern: "self_attn",
+        extract: None,
         build: |d| {
             write(
                 d,
@@ -86,6 +109,7 @@ pub const CASES: &[Case] = &[
         name: "f64_sharded",
         target: "",
         pattern: "v_proj|down_proj",
+        extract: None,
         build: |d| {
             write(
                 d,
@@ -102,6 +126,7 @@ pub const CASES: &[Case] = &[
         name: "bf16_two_shards",
         target: "",
         pattern: "v_proj",
+        extract: None,
         build: |d| write(d, &spec(12, &[2, 10, 11], |s| s.shards = 2)),
     },
     Case {
@@ -110,6 +135,7 @@ pub const CASES: &[Case] = &[
         name: "bf16_larger_shapes",
         target: "model.safetensors",
         pattern: "v_proj",
+        extract: None,
         build: larger_shapes,
     },
     Case {
@@ -120,9 +146,84 @@ pub const CASES: &[Case] = &[
         name: "gram_stress",
         target: "model.safetensors",
         pattern: "v_proj",
+        extract: None,
         build: gram_stress,
     },
+    // Fused q/k/v projections, hidden 64, 4 heads of 16. The V part of each, by hand:
+    Case {
+        // Phi3Attention: qkv[..., :4·16] q, [64:64+2·16] k, [96:] v (2 KV heads).
+        name: "phi3_fused_v",
+        target: "model.safetensors",
+        pattern: "qkv_proj",
+        extract: Some(Extract {
+            axis: "rows",
+            ranges: &[(96, 128)],
+        }),
+        build: |d| arch(d, Arch::Phi3, &[1, 3]),
+    },
+    Case {
+        // GPT2Attention: Conv1D weight 64 x 192, y = x @ W, split(64): v = columns 128..192.
+        name: "gpt2_fused_v",
+        target: "model.safetensors",
+        pattern: "c_attn",
+        extract: Some(Extract {
+            axis: "cols",
+            ranges: &[(128, 192)],
+        }),
+        build: |d| arch(d, Arch::Gpt2, &[0, 2]),
+    },
+    Case {
+        // GPTNeoXAttention: view(..., 4 heads, 48) then chunk(3): head h's v is rows
+        // 48h+32 .. 48h+48.
+        name: "gpt_neox_fused_v",
+        target: "model.safetensors",
+        pattern: "query_key_value",
+        extract: Some(Extract {
+            axis: "rows",
+            ranges: &[(32, 48), (80, 96), (128, 144), (176, 192)],
+        }),
+        build: |d| arch(d, Arch::GptNeox, &[2, 3]),
+    },
+    Case {
+        // FalconAttention, new decoder: view(..., 2 KV groups, 2 + 2, 16): group g is rows
+        // 64g .. 64g+64 = [q, q, k, v], its v the last 16.
+        name: "falcon_new_decoder_fused_v",
+        target: "model.safetensors",
+        pattern: "query_key_value",
+        extract: Some(Extract {
+            axis: "rows",
+            ranges: &[(48, 64), (112, 128)],
+        }),
+        build: |d| arch(d, Arch::FalconNew, &[1, 2]),
+    },
+    Case {
+        // DbrxAttention: split([64, 2·16, 2·16]): v = rows 96..128.
+        name: "dbrx_fused_v",
+        target: "model.safetensors",
+        pattern: "Wqkv",
+        extract: Some(Extract {
+            axis: "rows",
+            ranges: &[(96, 128)],
+        }),
+        build: |d| arch(d, Arch::Dbrx, &[0, 3]),
+    },
+    Case {
+        // Multimodal: the text stack under `model.language_model`, a vision tower beside it.
+        name: "qwen2_vl_text_stack",
+        target: "",
+        pattern: "language_model.*v_proj",
+        extract: None,
+        build: |d| arch(d, Arch::Qwen2Vl, &[1, 4]),
+    },
 ];
+
+/// The layer count of every architecture case.
+pub const ARCH_LAYERS: usize = 6;
+
+fn arch(dir: &Path, arch: Arch, infinite: &[usize]) {
+    write_arch_model(dir, &ArchSpec::tiny(arch, ARCH_LAYERS, infinite))
+        .expect("writing a test model");
+}
 
 fn gram_stress(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();

@@ -25,6 +25,10 @@ fn main() {
             "dir": dir,
             "target": target,
             "pattern": case.pattern,
+            "extract": case.extract.as_ref().map(|e| serde_json::json!({
+                "axis": e.axis,
+                "ranges": e.ranges,
+            })),
         }));
     }
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");

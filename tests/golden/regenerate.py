@@ -6,6 +6,10 @@ The only producer of those files. For every case of tests/golden/cases.rs:
      deterministic generator the tests use) into WORK/<case>/;
   2. the oracle runs on it, exactly:
          python3 ../shared/tools/snr_oracle.py WORK/<case>/<target> --match <pattern>
+     or, for a case with "extract" (the V part of a fused q/k/v projection), the listed rows or
+     columns of every 2-D tensor matching the pattern are copied byte for byte (same names,
+     same dtype) into WORK/<case>-extracted/model.safetensors, and the unmodified oracle runs
+     on that file instead;
   3. the golden file records the oracle's JSON output under "results", the sha256 of every
      .safetensors file it read under "weights" (so a changed generator is caught by the tests
      with a clear message rather than as an SNR mismatch), and the command and versions.
@@ -21,6 +25,8 @@ import hashlib
 import json
 import math
 import platform
+import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,11 +49,67 @@ def build_models(work: Path):
     return json.loads((work / "manifest.json").read_text())
 
 
+ELEMENT_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+
+
+def safetensors_tensors(path):
+    """(name, dtype, shape, raw bytes) of every tensor of a .safetensors file."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    header.pop("__metadata__", None)
+    for name, info in header.items():
+        a, b = info["data_offsets"]
+        yield name, info["dtype"], info["shape"], data[a:b]
+
+
+def hand_extract(src_files, pattern, extract, out_file):
+    """Copies the given rows/columns of each matching 2-D tensor into out_file."""
+    regex = re.compile(pattern)
+    tensors = []
+    for path in src_files:
+        for name, dtype, shape, raw in safetensors_tensors(path):
+            if len(shape) != 2 or not regex.search(name):
+                continue
+            rows, cols = shape
+            es = ELEMENT_SIZE[dtype]
+            ranges = extract["ranges"]
+            if extract["axis"] == "rows":
+                part = b"".join(raw[a * cols * es : b * cols * es] for a, b in ranges)
+                new_shape = [sum(b - a for a, b in ranges), cols]
+            elif extract["axis"] == "cols":
+                part = b"".join(
+                    raw[(r * cols + a) * es : (r * cols + b) * es] for r in range(rows) for a, b in ranges
+                )
+                new_shape = [rows, sum(b - a for a, b in ranges)]
+            else:
+                raise ValueError(f"unknown axis {extract['axis']!r}")
+            tensors.append((name, dtype, new_shape, part))
+    if not tensors:
+        raise SystemExit(f"no tensor matches {pattern!r} to extract from")
+    header, offset = {}, 0
+    for name, dtype, shape, part in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(part)]}
+        offset += len(part)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_file, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
+
+
 def golden_for(case):
     dir_ = Path(case["dir"])
     target = Path(case["target"])
+    oracle_target = target
+    extract = case.get("extract")
+    if extract:
+        sources = [target] if target.is_file() else sorted(dir_.glob("*.safetensors"))
+        oracle_target = dir_.parent / f"{case['name']}-extracted" / "model.safetensors"
+        hand_extract(sources, case["pattern"], extract, oracle_target)
     out = subprocess.run(
-        [sys.executable, str(ORACLE), str(target), "--match", case["pattern"]],
+        [sys.executable, str(ORACLE), str(oracle_target), "--match", case["pattern"]],
         check=True,
         capture_output=True,
         text=True,
@@ -57,11 +119,19 @@ def golden_for(case):
         for p in sorted(dir_.glob("*.safetensors"))
     }
     shown = f"WORK/{case['name']}" + ("" if target == dir_ else f"/{target.relative_to(dir_).as_posix()}")
+    golden_extract = {}
+    if extract:
+        shown = f"WORK/{case['name']}-extracted/model.safetensors"
+        golden_extract = {
+            "extracted": f"{extract['axis']} {extract['ranges']} of each tensor matching "
+            f"'{case['pattern']}' in WORK/{case['name']}, copied by regenerate.py into {shown}"
+        }
     return {
         "case": case["name"],
         "produced_by": "tests/golden/regenerate.py (do not edit by hand)",
         "model": f"cargo run --release --example golden_models -- WORK  ->  WORK/{case['name']}",
         "oracle": f"python3 ../shared/tools/snr_oracle.py {shown} --match '{case['pattern']}'",
+        **golden_extract,
         "versions": {"python": platform.python_version(), "numpy": np.__version__},
         "weights": weights,
         "results": json.loads(out),
