@@ -527,3 +527,34 @@ fn pruned_config_keeps_every_other_byte() {
             .is_some()
     );
 }
+
+/// The scan cache keeps the V part of a fused tensor apart from the whole tensor: same tensor,
+/// same bytes, different matrices.
+#[test]
+fn the_cache_never_confuses_the_value_part_with_the_whole_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("phi3");
+    write_arch_model(&dir, &ArchSpec::tiny(Arch::Phi3, 4, &[1])).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    let stack = model.main_stack().unwrap().clone();
+    let cache = Arc::new(snrscope::cache::Cache::at(tmp.path().join("cache")));
+    let opts = || ScanOptions {
+        threads: 1,
+        cache: Some(cache.clone()),
+        ..Default::default()
+    };
+    let whole = scan::jobs_for_module(&model, &stack, "self_attn.qkv_proj");
+    let part = scan::jobs_for_module(&model, &stack, "self_attn.v_proj ⊂ qkv_proj");
+    let w = scan::scan_blocking(model.clone(), whole, opts());
+    let p = scan::scan_blocking(model.clone(), part.clone(), opts());
+    assert!(
+        p.iter().all(|r| !r.cached),
+        "the part was not taken from the whole"
+    );
+    let snr = |r: &scan::MatrixResult| r.outcome.as_ref().unwrap().snr_ratio;
+    assert!(w.iter().zip(&p).all(|(a, b)| snr(a) != snr(b)));
+    // The part's own entries are reused.
+    let again = scan::scan_blocking(model, part, opts());
+    assert!(again.iter().all(|r| r.cached));
+    assert!(again.iter().zip(&p).all(|(a, b)| snr(a) == snr(b)));
+}
