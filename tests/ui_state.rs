@@ -28,6 +28,9 @@ use snrscope::{
 };
 use tempfile::TempDir;
 
+#[path = "export_support.rs"]
+mod support;
+
 /// An 8-layer model whose v_proj SNR is infinite in layers 2 and 5.
 fn tiny(autoscan: bool) -> (TempDir, App, Receiver<Msg>) {
     tiny_with(8, &[2, 5], autoscan)
@@ -917,7 +920,7 @@ fn escape_during_an_export_cancels_only_the_export() {
     write_model(&src, &ModelSpec::tiny(4, &[1])).unwrap();
     // Big sparse matrices: a slow export (hundreds of MB to copy) and a slow scan.
     let big = tmp.path().join("big-sparse");
-    sparse_model(&big, 8);
+    support::sparse_model(&big, 8);
     let model = Arc::new(Model::open(&big).unwrap());
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut app = App::for_model(
@@ -963,41 +966,6 @@ fn escape_during_an_export_cancels_only_the_export() {
     app.handle(key(KeyCode::Esc)); // now the scan
     drain(&mut app, &rx);
     assert_eq!(app.module().state, ScanState::Cancelled);
-}
-
-/// A model of `layers` x 75 MiB of F32 written as sparse files (instant to create).
-fn sparse_model(dir: &Path, layers: usize) {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let big = [9600usize, 2048];
-    let mut header = serde_json::Map::new();
-    let mut off = 0u64;
-    for l in 0..layers {
-        for (name, shape) in [
-            ("self_attn.v_proj.weight", [64usize, 64]),
-            ("mlp.up_proj.weight", big),
-        ] {
-            let n = (shape[0] * shape[1] * 4) as u64;
-            header.insert(
-                format!("model.layers.{l}.{name}"),
-                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}),
-            );
-            off += n;
-        }
-    }
-    let mut h = serde_json::to_vec(&header).unwrap();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
-    f.write_all(&(h.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(&h).unwrap();
-    f.set_len(8 + h.len() as u64 + off).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        format!("{{\"num_hidden_layers\": {layers}, \"torch_dtype\": \"float32\"}}"),
-    )
-    .unwrap();
 }
 
 /// Item 4: The YAML's `model:` is the folder's absolute path by default, editable, and preset by
