@@ -859,7 +859,8 @@ impl App {
         }
         let areas = layout::areas(w, h, self.layout_flags());
         if y == areas.tabs.y {
-            let (_, _, tabs) = super::view::bars::tab_layout(self, w);
+            let widths = self.doc.tab_widths(self.view.current);
+            let (_, _, tabs) = layout::tabs(&widths, self.view.current, w);
             if let Some(&(mi, _, _)) = tabs.iter().find(|(_, a, b)| (*a..=*b).contains(&x)) {
                 self.select_module(mi);
             }

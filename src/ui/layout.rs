@@ -154,3 +154,39 @@ pub fn layer_at(g: &ChartGeom, x: u16, y: u16) -> Option<usize> {
     let i = ((x - g.bars.x) / g.slot.max(1)) as usize;
     (i < g.visible).then_some(g.offset + i)
 }
+
+/// What the tab row starts with.
+pub const TABS_PREFIX: &str = " module ";
+
+/// Which module tabs fit in `width` columns, and where, given each tab's width (`widths`) and
+/// the one on screen: `(first, last)` (half-open) plus each shown tab's module index and column
+/// span. Starts late enough that the current tab fits. The renderer and mouse clicks both use
+/// it, so a click lands on the tab it points at.
+pub fn tabs(
+    widths: &[usize],
+    current: usize,
+    width: u16,
+) -> (usize, usize, Vec<(usize, u16, u16)>) {
+    let room = (width as usize).saturating_sub(12);
+    let mut first = 0;
+    while first < current && widths[first..=current].iter().sum::<usize>() > room {
+        first += 1;
+    }
+    let mut x = TABS_PREFIX.len();
+    if first > 0 {
+        x += format!("‹{first} ").chars().count();
+    }
+    let mut used = 0;
+    let mut last = first;
+    let mut spans = Vec::new();
+    for (i, w) in widths.iter().enumerate().skip(first) {
+        if used + w > room && i > current {
+            break;
+        }
+        spans.push((i, x as u16, (x + w - 1) as u16));
+        used += w;
+        x += w;
+        last = i + 1;
+    }
+    (first, last, spans)
+}

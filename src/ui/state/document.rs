@@ -152,6 +152,22 @@ impl ModuleView {
         self.cells.iter().filter(|c| pred(c.kind())).count()
     }
 
+    /// The module's tab: its name, a mark for a running, queued or cancelled scan, and
+    /// brackets for the one on screen (visible without colour).
+    pub fn tab_label(&self, current: bool) -> String {
+        let mark = match self.state {
+            ScanState::Running => "⟳",
+            ScanState::Queued => "…",
+            ScanState::Cancelled => "×",
+            _ => "",
+        };
+        if current {
+            format!("[{}{mark}]", self.name)
+        } else {
+            format!(" {}{mark} ", self.name)
+        }
+    }
+
     /// Layers that have this module but no value yet.
     pub fn unknown(&self) -> usize {
         self.cells
@@ -323,6 +339,15 @@ impl Document {
 
     pub fn is_scan_file(&self) -> bool {
         matches!(self.source, Source::ScanFile(_))
+    }
+
+    /// Each module tab's width in columns as drawn (with its gap), `current` on screen.
+    pub fn tab_widths(&self, current: usize) -> Vec<usize> {
+        self.modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ratatui::text::Span::raw(m.tab_label(i == current)).width() + 1)
+            .collect()
     }
 
     pub fn module_index(&self, name: &str) -> Option<usize> {

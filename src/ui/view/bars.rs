@@ -13,9 +13,9 @@ use super::theme;
 use crate::{
     plan::{self, human_bytes},
     ui::{
-        App, format, keys,
+        App, format, keys, layout,
         state::{
-            document::{Kind, ModuleView, ScanState},
+            document::{Kind, ScanState},
             overlay::StatusKind,
         },
     },
@@ -66,62 +66,13 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     line(Line::from(spans), area, buf);
 }
 
-/// A tab's text; the one on screen in brackets (visible without colour).
-fn tab_label(m: &ModuleView, current: bool) -> String {
-    let mark = match m.state {
-        ScanState::Running => "⟳",
-        ScanState::Queued => "…",
-        ScanState::Cancelled => "×",
-        _ => "",
-    };
-    if current {
-        format!("[{}{mark}]", m.name)
-    } else {
-        format!(" {}{mark} ", m.name)
-    }
-}
-
-const TABS_PREFIX: &str = " module ";
-
-/// Which module tabs fit in `width` columns, and where: `(first, last)` (half-open) plus each
-/// shown tab's module index and column span. Starts late enough that the current tab fits.
-/// The renderer and mouse clicks both use it, so a click lands on the tab it points at.
-pub fn tab_layout(app: &App, width: u16) -> (usize, usize, Vec<(usize, u16, u16)>) {
-    let current = app.view.current;
-    let widths: Vec<usize> = app
-        .doc
-        .modules
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Span::raw(tab_label(m, i == current)).width() + 1)
-        .collect();
-    let room = (width as usize).saturating_sub(12);
-    let mut first = 0;
-    while first < current && widths[first..=current].iter().sum::<usize>() > room {
-        first += 1;
-    }
-    let mut x = TABS_PREFIX.len();
-    if first > 0 {
-        x += format!("‹{first} ").chars().count();
-    }
-    let mut used = 0;
-    let mut last = first;
-    let mut spans = Vec::new();
-    for (i, w) in widths.iter().enumerate().skip(first) {
-        if used + w > room && i > current {
-            break;
-        }
-        spans.push((i, x as u16, (x + w - 1) as u16));
-        used += w;
-        x += w;
-        last = i + 1;
-    }
-    (first, last, spans)
-}
-
 pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
-    let (first, last, shown) = tab_layout(app, area.width);
-    let mut spans = vec![Span::styled(TABS_PREFIX, theme::dim())];
+    let (first, last, shown) = layout::tabs(
+        &app.doc.tab_widths(app.view.current),
+        app.view.current,
+        area.width,
+    );
+    let mut spans = vec![Span::styled(layout::TABS_PREFIX, theme::dim())];
     if first > 0 {
         spans.push(Span::styled(format!("‹{first} "), theme::dim()));
     }
@@ -139,7 +90,7 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         if i == app.choice.drive {
             style = style.add_modifier(Modifier::UNDERLINED);
         }
-        spans.push(Span::styled(tab_label(m, i == app.view.current), style));
+        spans.push(Span::styled(m.tab_label(i == app.view.current), style));
         spans.push(Span::raw(" "));
     }
     if last < app.doc.modules.len() {
