@@ -267,7 +267,7 @@ pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
 /// A word-level tokenizer with exactly `vocab` entries, so the demo is a complete model that
 /// transformers loads and mergekit copies (mergekit fails on a tokenizer config without a
 /// tokenizer).
-fn tokenizer_json(vocab: usize) -> serde_json::Value {
+pub fn tokenizer_json(vocab: usize) -> serde_json::Value {
     let specials = ["<unk>", "<s>", "</s>"];
     let mut words = serde_json::Map::new();
     for (i, w) in specials.iter().enumerate() {

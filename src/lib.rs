@@ -4,8 +4,10 @@
 //! their layers ([`layers`]), the laserQlora SNR ([`snr`]), background scans ([`scan`]), scan
 //! files ([`scanfile`]) and the demo model generator ([`demo`]).
 
+pub mod archgen;
 pub mod cli;
 pub mod demo;
+pub mod eval;
 pub mod export;
 pub mod layers;
 pub mod model;

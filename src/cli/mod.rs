@@ -1,5 +1,6 @@
 //! The command line: argument parsing and the headless subcommands.
 
+mod eval;
 mod export;
 mod scan;
 
@@ -29,6 +30,9 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Plan the pruning and write the mergekit YAML and/or the pruned model.
     Export(Box<export::ExportArgs>),
+    /// Perplexity of the original and of the pruned model on a text, on the CPU, without
+    /// writing the pruned model.
+    Eval(Box<eval::EvalArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -43,6 +47,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Scan(args)) => scan::run(args),
         Some(Command::Export(args)) => export::run(*args),
+        Some(Command::Eval(args)) => eval::run(*args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(cli.model),
     };

@@ -31,7 +31,10 @@ use crate::{model::Model, scan::CancelToken};
 pub use atomic_file::write_file_atomically;
 pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
 pub use model_card::{format_snr, model_card};
-pub use pruned_model::{check_output_folder, export_model_with_hooks, is_weight_file};
+pub use pruned_model::{
+    check_output_folder, export_model_with_hooks, is_weight_file, pruned_tensors,
+};
+pub use safetensors_out::OutTensor;
 pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
 
 /// Everything a writer needs to know about the pruning decision.
