@@ -171,9 +171,17 @@ fn read_tokens(args: &EvalArgs, model: &Model) -> color_eyre::Result<(Vec<u32>, 
             eval::tokens::SAMPLE_NAME.to_string(),
         ),
     };
-    let ids = eval::tokens::tokenize(&model.dir.join("tokenizer.json"), &text)?;
+    let (ids, unknown) =
+        eval::tokens::tokenize_counting_unknown(&model.dir.join("tokenizer.json"), &text)?;
     if ids.len() < 2 {
         bail!("{name}: {} token(s); at least 2 are needed", ids.len());
+    }
+    if unknown * 10 > ids.len() {
+        eprintln!(
+            "note: {unknown} of {} tokens are the tokenizer's unknown token: the text is mostly \
+             outside this model's vocabulary, so its perplexity says little about the text",
+            ids.len()
+        );
     }
     Ok((ids, name))
 }

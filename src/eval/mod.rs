@@ -501,11 +501,16 @@ fn score(
             });
         })
     };
-    let source = p.source.clone().on_load(Some(on_load));
-    let net = p
-        .arch
-        .build(source.var_builder(), p.window)
-        .map_err(|e| EvalError::Compute(e.to_string()))?;
+    let source = p
+        .source
+        .clone()
+        .on_load(Some(on_load))
+        .cancel_with(cancel.clone());
+    let net = match p.arch.build(source.var_builder(), p.window) {
+        Ok(net) => net,
+        Err(_) if cancel.is_cancelled() => return Ok(None),
+        Err(e) => return Err(EvalError::Compute(e.to_string())),
+    };
     let load_seconds = started.elapsed().as_secs_f64();
 
     let tokens_total: usize = p.windows.iter().map(|r| r.len()).sum();

@@ -13,6 +13,19 @@ pub const SAMPLE_NAME: &str = "built-in sample (KJV Genesis 1-4, assets/sample-e
 /// The tokenizer's own encoding of `text`, without added special tokens (no BOS), as
 /// transformers' `tokenizer(text, add_special_tokens=False)` gives it.
 pub fn tokenize(tokenizer_json: &Path, text: &str) -> Result<Vec<u32>, EvalError> {
+    tokenize_counting_unknown(tokenizer_json, text).map(|(ids, _)| ids)
+}
+
+/// Spellings of the unknown token across tokenizer families.
+const UNKNOWN: &[&str] = &["<unk>", "[UNK]", "<UNK>", "<|unk|>"];
+
+/// [`tokenize`], and how many of the ids are the tokenizer's unknown token: a text mostly
+/// outside the vocabulary (English for the demo's word-level tokenizer) has a perplexity that
+/// says little about the text.
+pub fn tokenize_counting_unknown(
+    tokenizer_json: &Path,
+    text: &str,
+) -> Result<(Vec<u32>, usize), EvalError> {
     let bad = |problem: String| EvalError::Tokenizer {
         path: tokenizer_json.to_path_buf(),
         problem,
@@ -27,7 +40,10 @@ pub fn tokenize(tokenizer_json: &Path, text: &str) -> Result<Vec<u32>, EvalError
     let enc = tok
         .encode(text, false)
         .map_err(|e| bad(format!("cannot encode the text: {e}")))?;
-    Ok(enc.get_ids().to_vec())
+    let ids = enc.get_ids().to_vec();
+    let unknown: Vec<u32> = UNKNOWN.iter().filter_map(|t| tok.token_to_id(t)).collect();
+    let n_unknown = ids.iter().filter(|id| unknown.contains(id)).count();
+    Ok((ids, n_unknown))
 }
 
 /// Token ids from a file: whole numbers separated by whitespace or commas, or a JSON array.

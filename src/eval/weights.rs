@@ -12,7 +12,10 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::{Init, VarBuilder, var_builder::SimpleBackend};
 use safetensors::Dtype;
 
-use crate::model::{Model, TensorEntry, dtype_name};
+use crate::{
+    model::{Model, TensorEntry, dtype_name},
+    scan::CancelToken,
+};
 
 /// How a served tensor differs from its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +62,8 @@ pub struct WeightSource {
     made: HashMap<String, Tensor>,
     converted: Converted,
     on_load: Option<OnLoad>,
+    /// Stops loading between tensors (a 70B model takes a while to convert).
+    cancel: Option<CancelToken>,
 }
 
 impl std::fmt::Debug for WeightSource {
@@ -80,6 +85,7 @@ impl WeightSource {
             made: HashMap::new(),
             converted,
             on_load: None,
+            cancel: None,
         }
     }
 
@@ -95,6 +101,11 @@ impl WeightSource {
 
     pub fn on_load(mut self, f: Option<OnLoad>) -> Self {
         self.on_load = f;
+        self
+    }
+
+    pub fn cancel_with(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -133,6 +144,9 @@ impl WeightSource {
     fn load(&self, name: &str) -> candle_core::Result<Tensor> {
         if let Some(t) = self.made.get(name) {
             return Ok(t.clone());
+        }
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(candle_core::Error::Msg("cancelled".into()));
         }
         let entry = self.entry(name).ok_or_else(|| {
             candle_core::Error::Msg(format!("{}: no tensor {name}", self.model.source.display()))
