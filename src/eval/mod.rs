@@ -84,7 +84,7 @@ pub enum EvalError {
     Compute(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalOptions {
     /// Threads of the forward pass; 0 = one per core.
     pub threads: usize,
@@ -94,6 +94,18 @@ pub struct EvalOptions {
     pub max_tokens: Option<usize>,
     /// Refuse before loading when the estimate exceeds the available memory.
     pub check_memory: bool,
+}
+
+impl Default for EvalOptions {
+    /// All cores, the model's context, every token, memory checked.
+    fn default() -> Self {
+        EvalOptions {
+            threads: 0,
+            window: None,
+            max_tokens: None,
+            check_memory: true,
+        }
+    }
 }
 
 /// The perplexity of one choice.
