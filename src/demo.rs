@@ -297,7 +297,7 @@ pub fn write_model_reporting(
 /// A word-level tokenizer with exactly `vocab` entries, so the demo is a complete model that
 /// transformers loads and mergekit copies (mergekit fails on a tokenizer config without a
 /// tokenizer).
-pub(crate) fn tokenizer_json(vocab: usize) -> serde_json::Value {
+pub fn tokenizer_json(vocab: usize) -> serde_json::Value {
     let specials = ["<unk>", "<s>", "</s>"];
     let mut words = serde_json::Map::new();
     for (i, w) in specials.iter().enumerate() {

@@ -4,10 +4,12 @@
 //! their layers ([`layers`]), the laserQlora SNR ([`snr`]), background scans ([`scan`]), scan
 //! files ([`scanfile`]) and the demo model generator ([`demo`]).
 
+pub mod archgen;
 pub mod cache;
 pub mod cli;
 pub mod demo;
 pub mod demo_arch;
+pub mod eval;
 pub mod export;
 pub mod fsid;
 pub mod fused;

@@ -110,7 +110,7 @@ pub struct ExportArgs {
     pub no_cache: bool,
 }
 
-fn parse_rule(s: &str) -> Result<Rule, String> {
+pub(super) fn parse_rule(s: &str) -> Result<Rule, String> {
     s.parse::<Rule>().map_err(|e| e.to_string())
 }
 
@@ -118,7 +118,7 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerList(pub Vec<usize>);
 
-fn parse_layers(s: &str) -> Result<LayerList, String> {
+pub(super) fn parse_layers(s: &str) -> Result<LayerList, String> {
     parse_layer_list(s)
         .map(LayerList)
         .map_err(|e| e.to_string())

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the headless subcommands.
 
 mod cache;
+mod eval;
 mod export;
 mod merge;
 mod scan;
@@ -52,6 +53,9 @@ pub enum Command {
     Export(Box<export::ExportArgs>),
     /// Show the scan cache's folder and size, or clear or trim it.
     Cache(cache::CacheArgs),
+    /// Perplexity of the original and of the pruned model on a text, on the CPU, without
+    /// writing the pruned model.
+    Eval(Box<eval::EvalArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Some(Command::Scan(args)) => scan::run(args),
         Some(Command::Export(args)) => export::run(*args),
         Some(Command::Cache(args)) => cache::run(args),
+        Some(Command::Eval(args)) => eval::run(*args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(crate::ui::Explore {
             source: cli.model,

@@ -39,7 +39,10 @@ pub use guard::Inputs;
 pub use mergekit::join_layers;
 pub use model_card::{format_snr, model_card};
 pub use model_files::{MODEL_FILES, model_file_kind};
-pub use pruned_model::{Hooks, check_output_folder, export_model_with_hooks, is_weight_file};
+pub use pruned_model::{
+    Hooks, check_output_folder, export_model_with_hooks, is_weight_file, pruned_tensors,
+};
+pub use safetensors_out::OutTensor;
 pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
 
 /// Everything a writer needs to know about the pruning decision.

@@ -85,9 +85,13 @@ pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(
     Ok(())
 }
 
-/// The output tensors: main-stack layers renamed to contiguous indices, dropped layers left
-/// out, everything else unchanged; in natural order of the new names.
-fn out_tensors<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<OutTensor<'m>>, ExportError> {
+/// The pruned model's tensors: main-stack layers renamed to contiguous indices, dropped layers
+/// left out, everything else unchanged; in natural order of the new names. The export writes
+/// them; the perplexity evaluation serves them from the memory map under the same names.
+pub fn pruned_tensors<'m>(
+    model: &'m Model,
+    plan: &Plan,
+) -> Result<Vec<OutTensor<'m>>, ExportError> {
     let stack = model
         .layout
         .stack(&plan.stack_prefix)
@@ -184,7 +188,7 @@ pub fn export_model_with_hooks(
             "the shard size must be positive".into(),
         ));
     }
-    let tensors = out_tensors(model, plan)?;
+    let tensors = pruned_tensors(model, plan)?;
     let inputs = Inputs::of_model(model).merge(&options.inputs);
     check_output_folder(&inputs, &options.out, options.force)?;
     let others = other_files(model, &options.extra_files)?;

@@ -1,0 +1,380 @@
+//! `snrscope eval`: perplexity of the original model and of a pruning choice, on the CPU,
+//! with the pruned model built in memory.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Args;
+use color_eyre::eyre::{bail, eyre};
+use serde_json::json;
+
+use crate::{
+    eval::{self, EvalEvent, EvalOptions, Perplexity, PplSummary, Stage, format_perplexity},
+    export::planning::{self, Choice, SnrTable},
+    model::Model,
+    plan::{Rule, human_bytes},
+    scan::{self, CancelToken},
+    scanfile,
+};
+
+use super::{
+    export::{LayerList, parse_layers, parse_rule},
+    scan::{bytes_bar, scan_with_bar},
+};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  snrscope eval MODEL                          # the seed's rule (v_proj SNR infinite), sample text
+  snrscope eval MODEL --drop 12,20-21 --text wiki.txt
+  snrscope eval MODEL --rule lowest:8 --keep 0 --max-tokens 2048
+  snrscope eval MODEL --yaml prune.yml --json
+  snrscope eval MODEL --drop 5 --token-ids ids.txt
+
+The choice: --yaml FILE (a mergekit passthrough config), else --rule R on the SNR of --module
+with --drop/--keep overrides (as `snrscope export`), else exactly the --drop layers, else the
+seed's rule. The perplexity is exp(mean negative log-likelihood of each token given the ones
+before it in its window); windows are back-to-back (stride = window) and as long as the model's
+context (or --window, --max-tokens); each window's first token is not scored. Token ids are the
+tokenizer's own encoding of the text without added special tokens. It measures how well the
+model predicts this text, not a benchmark score. Supported model types: llama, mistral, qwen2,
+qwen3, gemma2, phi3.
+
+Exit codes: 0 done, 1 error (bad input, not enough memory, unsupported model), 2 usage,
+128+N stopped by signal N (130 for Ctrl-C).")]
+pub struct EvalArgs {
+    /// Model folder (config.json + .safetensors + tokenizer.json), or a .safetensors file with
+    /// its config.json beside it.
+    pub model: PathBuf,
+    /// Drop these layers, e.g. `12,20-21` (with --rule: in addition to the rule's).
+    #[arg(long, value_name = "LAYERS", value_parser = parse_layers)]
+    pub drop: Option<LayerList>,
+    /// Keep these layers even if --rule drops them.
+    #[arg(long, value_name = "LAYERS", value_parser = parse_layers, requires = "rule")]
+    pub keep: Option<LayerList>,
+    /// Choose by SNR as `snrscope export` does: `infinite`, `lowest:K` or `below:X` (scans
+    /// --module first).
+    #[arg(long, value_parser = parse_rule)]
+    pub rule: Option<Rule>,
+    /// Module type whose SNR --rule reads [default: self_attn.v_proj or the closest
+    /// equivalent].
+    #[arg(long, value_name = "TYPE")]
+    pub module: Option<String>,
+    /// Evaluate the layers this mergekit passthrough config keeps (e.g. from `snrscope export
+    /// --yaml`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["drop", "keep", "rule"])]
+    pub yaml: Option<PathBuf>,
+    /// UTF-8 text to score [default: a built-in English sample, KJV Genesis 1-4].
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Token ids to score instead of text (whole numbers separated by spaces, commas or
+    /// newlines, or a JSON array): for models without tokenizer.json.
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    pub token_ids: Option<PathBuf>,
+    /// Score only the first N tokens (also bounds the window, and so the memory).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Longest window in tokens [default: the model's context].
+    #[arg(long, value_name = "N")]
+    pub window: Option<usize>,
+    /// Threads for the forward pass (and the SNR scan); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Load even when the memory estimate exceeds the available memory.
+    #[arg(long)]
+    pub no_memory_check: bool,
+}
+
+pub fn run(args: EvalArgs) -> color_eyre::Result<ExitCode> {
+    if scanfile::looks_like_scan_file(&args.model) {
+        bail!(
+            "{}: is a scan file; evaluating needs the model's weights (give the model folder)",
+            args.model.display()
+        );
+    }
+    if args.max_tokens == Some(0) || args.window.is_some_and(|w| w < 2) {
+        bail!("--max-tokens must be positive and --window at least 2");
+    }
+    let model = Arc::new(Model::open(&args.model)?);
+    for w in &model.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (tokens, text_name) = read_tokens(&args, &model)?;
+    let cancel = CancelToken::default();
+    super::signals::cancel_on_signals(&cancel);
+    let dropped = choose(&args, &model, &cancel)?;
+    if cancel.is_cancelled() {
+        return Ok(ExitCode::from(super::signals::exit_code()));
+    }
+    let options = EvalOptions {
+        threads: args.threads,
+        window: args.window,
+        max_tokens: args.max_tokens,
+        check_memory: !args.no_memory_check,
+    };
+    let mut choices = vec![Vec::new()];
+    if !dropped.is_empty() {
+        choices.push(dropped.clone());
+    } else {
+        eprintln!("note: the choice drops no layer; evaluating the original only");
+    }
+    let bar = bytes_bar("evaluating");
+    let sink_bar = bar.clone();
+    let results = eval::evaluate(
+        &model,
+        &tokens,
+        &choices,
+        &options,
+        &cancel,
+        move |e| show_progress(&sink_bar, &e),
+        None,
+    );
+    bar.finish_and_clear();
+    if cancel.is_cancelled() {
+        eprintln!("cancelled");
+        return Ok(ExitCode::from(super::signals::exit_code()));
+    }
+    let mut out: Vec<Perplexity> = Vec::new();
+    for r in results {
+        match r {
+            Some(Ok(p)) => out.push(p),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(ExitCode::from(super::signals::exit_code())),
+        }
+    }
+    let model_type = model
+        .config
+        .as_ref()
+        .and_then(|c| c.get("model_type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let used = tokens.len().min(args.max_tokens.unwrap_or(usize::MAX));
+    if args.json {
+        println!("{}", json_report(&args, model_type, &text_name, used, &out));
+    } else {
+        print!("{}", text_report(&args, model_type, &text_name, used, &out));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_tokens(args: &EvalArgs, model: &Model) -> color_eyre::Result<(Vec<u32>, String)> {
+    if let Some(p) = &args.token_ids {
+        return Ok((eval::tokens::read_token_ids(p)?, p.display().to_string()));
+    }
+    let (text, name) = match &args.text {
+        Some(p) => (eval::tokens::read_text(p)?, p.display().to_string()),
+        None => (
+            eval::tokens::SAMPLE_TEXT.to_string(),
+            eval::tokens::SAMPLE_NAME.to_string(),
+        ),
+    };
+    let (ids, unknown) =
+        eval::tokens::tokenize_counting_unknown(&model.dir.join("tokenizer.json"), &text)?;
+    if ids.len() < 2 {
+        bail!("{name}: {} token(s); at least 2 are needed", ids.len());
+    }
+    if unknown * 10 > ids.len() {
+        eprintln!(
+            "note: {unknown} of {} tokens are the tokenizer's unknown token: the text is mostly \
+             outside this model's vocabulary, so its perplexity says little about the text",
+            ids.len()
+        );
+    }
+    Ok((ids, name))
+}
+
+/// The dropped layers, from --yaml, --rule (with a scan), --drop, or the seed's rule.
+fn choose(
+    args: &EvalArgs,
+    model: &Arc<Model>,
+    cancel: &CancelToken,
+) -> color_eyre::Result<Vec<usize>> {
+    let stack = model.main_stack()?;
+    if let Some(y) = &args.yaml {
+        return Ok(eval::dropped_from_yaml(y, stack.num_layers)?);
+    }
+    let drop = args.drop.clone().map(|l| l.0).unwrap_or_default();
+    if args.rule.is_none() && !drop.is_empty() {
+        if let Some(bad) = drop.iter().find(|&&l| l >= stack.num_layers) {
+            bail!(
+                "--drop {bad}: {} has {} layers in `{}` (0-{})",
+                model.source.display(),
+                stack.num_layers,
+                stack.prefix,
+                stack.num_layers.saturating_sub(1)
+            );
+        }
+        return Ok(drop);
+    }
+    let module = match &args.module {
+        Some(m) if stack.modules.contains_key(m) => m.clone(),
+        Some(m) => bail!(
+            "{}: no module type {m:?} in `{}`; available: {}",
+            model.source.display(),
+            stack.prefix,
+            stack.modules.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        None => stack
+            .default_module()
+            .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?
+            .to_string(),
+    };
+    let jobs = scan::jobs_for_module(model, stack, &module);
+    let options = super::cache::scan_options(args.threads, crate::snr::Method::Svd, false);
+    let results = scan_with_bar(model, jobs.clone(), options, cancel);
+    let mut table = SnrTable::for_stack(stack);
+    for (job, r) in jobs.iter().zip(results) {
+        match (job.layer, r) {
+            (Some(layer), Some(Ok(s))) => table.set(&job.module_type, layer, s.snr_ratio),
+            (_, Some(Err(e))) => eprintln!("warning: {}: {e}", job.module),
+            _ => {}
+        }
+    }
+    table
+        .modules
+        .entry(module.clone())
+        .or_insert_with(|| vec![None; stack.num_layers]);
+    let choice = Choice {
+        module: Some(module),
+        rule: args.rule.unwrap_or_default(),
+        drop,
+        keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
+    };
+    let plan = planning::make_plan(&table, &choice, "", "")?;
+    eprintln!("choice: {}", plan.reason);
+    Ok(plan.dropped)
+}
+
+fn show_progress(bar: &indicatif::ProgressBar, e: &EvalEvent) {
+    let EvalEvent::Progress { dropped, stage, .. } = e else {
+        return;
+    };
+    let what = if dropped.is_empty() {
+        "original"
+    } else {
+        "pruned"
+    };
+    match *stage {
+        Stage::Loading {
+            bytes_done,
+            bytes_total,
+        } => {
+            bar.set_message(format!("{what}: loading"));
+            bar.set_length(bytes_total);
+            bar.set_position(bytes_done);
+        }
+        Stage::Scoring {
+            tokens_done,
+            tokens_total,
+        } => {
+            bar.set_message(format!(
+                "{what}: {tokens_done}/{tokens_total} tokens scored"
+            ));
+            bar.set_length(tokens_total as u64);
+            bar.set_position(tokens_done as u64);
+        }
+    }
+}
+
+fn side(p: &Perplexity) -> serde_json::Value {
+    json!({
+        "perplexity": p.perplexity,
+        "mean_nll": p.mean_nll,
+        "tokens": p.tokens,
+        "tokens_processed": p.tokens_processed,
+        "layers": p.layers,
+        "dropped": p.dropped,
+        "windows": p.windows,
+        "window": p.window,
+        "tokens_per_second": p.tokens_per_second,
+        "load_seconds": p.load_seconds,
+        "forward_seconds": p.forward_seconds,
+    })
+}
+
+fn json_report(
+    args: &EvalArgs,
+    model_type: &str,
+    text: &str,
+    tokens: usize,
+    out: &[Perplexity],
+) -> serde_json::Value {
+    let original = &out[0];
+    let mut v = json!({
+        "model": args.model.display().to_string(),
+        "model_type": model_type,
+        "text": text,
+        "tokens": tokens,
+        "window": original.window,
+        "stride": original.window,
+        "threads": args.threads,
+        "original": side(original),
+        "peak_rss_bytes": eval::memory::peak_rss(),
+        "memory_estimate_bytes": original.estimate.total(),
+    });
+    if let Some(p) = out.get(1) {
+        v["pruned"] = side(p);
+        v["relative_change"] = json!(p.perplexity / original.perplexity - 1.0);
+    }
+    v
+}
+
+fn text_report(
+    args: &EvalArgs,
+    model_type: &str,
+    text: &str,
+    tokens: usize,
+    out: &[Perplexity],
+) -> String {
+    use std::fmt::Write as _;
+    let o = &out[0];
+    let mut s = String::new();
+    let _ = writeln!(s, "model: {} ({model_type})", args.model.display());
+    let _ = writeln!(
+        s,
+        "text: {text}: {tokens} tokens, {} window(s) of up to {} (stride {}), {} scored",
+        o.windows, o.window, o.window, o.tokens
+    );
+    let line = |s: &mut String, name: &str, p: &Perplexity| {
+        let what = if p.dropped.is_empty() {
+            format!("{} layers", p.layers)
+        } else {
+            format!(
+                "{} layers, dropped {}",
+                p.layers,
+                p.dropped
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{name:<9} ppl {:>10}  ({what}; {:.1} tokens/s, load {:.1} s, forward {:.1} s)",
+            format_perplexity(p.perplexity),
+            p.tokens_per_second,
+            p.load_seconds,
+            p.forward_seconds
+        );
+    };
+    line(&mut s, "original", o);
+    if let Some(p) = out.get(1) {
+        line(&mut s, "pruned", p);
+        let summary = PplSummary {
+            original: o.perplexity,
+            pruned: p.perplexity,
+            dropped: p.dropped.clone(),
+        };
+        let _ = writeln!(s, "{}", summary.text());
+    }
+    let _ = writeln!(
+        s,
+        "peak memory: {} (estimate {})",
+        eval::memory::peak_rss().map_or("unknown".into(), human_bytes),
+        human_bytes(o.estimate.total())
+    );
+    s
+}
