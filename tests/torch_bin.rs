@@ -134,6 +134,51 @@ fn scans_to_exactly_the_twins_snr() {
     }
 }
 
+/// Integer buffers and views torch writes for them: an `expand`ed `position_ids` (stride 0 on a
+/// dimension of size 1) and a tensor at an offset in a larger storage.
+#[test]
+fn integer_buffers_and_offset_views_read_exactly() {
+    use safetensors::Dtype;
+    use support::View;
+    let longs: Vec<u8> = (0i64..6).flat_map(|x| x.to_le_bytes()).collect();
+    let floats: Vec<u8> = (0..8).flat_map(|x| (x as f32).to_le_bytes()).collect();
+    let pkl = support::views_pickle(&[
+        View {
+            name: "embeddings.position_ids",
+            storage: "LongStorage",
+            key: "0",
+            shape: &[1, 6],
+            stride: Some(&[0, 1]),
+            offset: 0,
+            storage_numel: 6,
+        },
+        View {
+            name: "model.layers.0.self_attn.v_proj.weight",
+            storage: "FloatStorage",
+            key: "1",
+            shape: &[2, 2],
+            stride: None,
+            offset: 4,
+            storage_numel: 8,
+        },
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(
+        tmp.path(),
+        "buffers.bin",
+        &torch_zip(&pkl, &[("0", &longs), ("1", &floats)]),
+    );
+    let m = Model::open(&path).unwrap();
+    let ids = m.tensor("embeddings.position_ids").unwrap();
+    assert_eq!((ids.dtype, &ids.shape), (Dtype::I64, &vec![1, 6]));
+    assert_eq!(&*m.bytes(ids).unwrap(), &longs[..]);
+    let v = m.tensor("model.layers.0.self_attn.v_proj.weight").unwrap();
+    assert_eq!(&*m.bytes(v).unwrap(), &floats[16..]);
+    let mut out = Vec::new();
+    assert_eq!(m.read_matrix(v, &mut out).unwrap(), (2, 2));
+    assert_eq!(out, vec![4.0, 5.0, 6.0, 7.0]);
+}
+
 #[test]
 fn sharded_bin_reads_its_index() {
     let p = pair("f16_sharded");

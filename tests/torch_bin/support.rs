@@ -112,8 +112,38 @@ pub fn rezip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
 /// Pickle opcodes for a protocol-2 state dict, one tensor per `(name, storage class, key,
 /// shape)`, contiguous and at offset 0, as torch.save writes it.
 pub fn state_dict_pickle(tensors: &[(&str, &str, &str, &[usize])]) -> Vec<u8> {
+    let views: Vec<View<'_>> = tensors
+        .iter()
+        .map(|&(name, storage, key, shape)| View {
+            name,
+            storage,
+            key,
+            shape,
+            stride: None,
+            offset: 0,
+            storage_numel: shape.iter().product(),
+        })
+        .collect();
+    views_pickle(&views)
+}
+
+/// A tensor for [`views_pickle`]: any strides, offset and storage size.
+pub struct View<'a> {
+    pub name: &'a str,
+    pub storage: &'a str,
+    pub key: &'a str,
+    pub shape: &'a [usize],
+    /// `None`: contiguous.
+    pub stride: Option<&'a [usize]>,
+    pub offset: usize,
+    pub storage_numel: usize,
+}
+
+/// Pickle opcodes for a protocol-2 state dict of views, as torch.save writes it.
+pub fn views_pickle(tensors: &[View<'_>]) -> Vec<u8> {
     let mut p = vec![0x80, 2, b'}', b'('];
-    for (name, storage, key, shape) in tensors {
+    for v in tensors {
+        let (name, storage, key, shape) = (v.name, v.storage, v.key, v.shape);
         unicode(&mut p, name);
         p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
         p.push(b'(');
@@ -121,17 +151,21 @@ pub fn state_dict_pickle(tensors: &[(&str, &str, &str, &[usize])]) -> Vec<u8> {
         p.extend(format!("ctorch\n{storage}\n").as_bytes());
         unicode(&mut p, key);
         unicode(&mut p, "cpu");
-        int(&mut p, shape.iter().product::<usize>());
+        int(&mut p, v.storage_numel);
         p.extend(b"tQ");
-        int(&mut p, 0);
+        int(&mut p, v.offset);
         p.push(b'(');
-        for &d in *shape {
+        for &d in shape {
             int(&mut p, d);
         }
         p.push(b't');
         p.push(b'(');
         for i in 0..shape.len() {
-            int(&mut p, shape[i + 1..].iter().product());
+            let s = match v.stride {
+                Some(s) => s[i],
+                None => shape[i + 1..].iter().product(),
+            };
+            int(&mut p, s);
         }
         p.push(b't');
         p.push(0x89);
