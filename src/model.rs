@@ -1,5 +1,7 @@
-//! Opening a model folder (or a single `.safetensors` file) without reading tensor data:
-//! files are memory-mapped read-only and only their headers are parsed.
+//! Opening a model folder (or a single `.safetensors` or PyTorch `.bin` file) without reading
+//! tensor data: files are memory-mapped read-only and only their headers are parsed (for a
+//! `.bin`, the zip directory and the pickle that describes the tensors: see
+//! [`crate::torch_bin`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -28,11 +30,15 @@ pub enum OpenError {
     #[error("{path}: {problem}")]
     BadIndex { path: PathBuf, problem: String },
     #[error(
-        "{path}: not a .safetensors file (a model is a folder with config.json, or a .safetensors file; scan files are .json)"
+        "{path}: not a .safetensors or PyTorch .bin file (a model is a folder with config.json, a .safetensors file or a pytorch_model.bin; scan files are .json)"
     )]
     NotSafetensors { path: PathBuf },
-    #[error("{dir}: no .safetensors file in this folder")]
+    #[error("{dir}: no .safetensors file (nor pytorch_model.bin) in this folder")]
     NoSafetensors { dir: PathBuf },
+    /// A PyTorch `.bin` that is refused: not a torch.save zip, a pickle naming anything but
+    /// tensors and plain containers, a storage that does not fit, a strided view, ...
+    #[error("{path}: {problem}")]
+    BadBin { path: PathBuf, problem: String },
     #[error("{path}: cannot read: {}", crate::text::io_reason(source))]
     Io {
         path: PathBuf,
@@ -230,6 +236,15 @@ pub fn dtype_name(d: Dtype) -> String {
     format!("{d:?}")
 }
 
+/// How a model's weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    Safetensors,
+    /// PyTorch `.bin` (torch.save's zip). Read like safetensors (each tensor is a byte range
+    /// of the file); an export writes safetensors.
+    PytorchBin,
+}
+
 /// An opened model: headers parsed, data mapped but untouched.
 #[derive(Debug)]
 pub struct Model {
@@ -239,8 +254,10 @@ pub struct Model {
     pub dir: PathBuf,
     pub config: Option<serde_json::Value>,
     pub config_path: Option<PathBuf>,
-    /// Present when the model is sharded with a `model.safetensors.index.json`.
+    /// Present when the model is sharded with a `model.safetensors.index.json` (or, for
+    /// `.bin` shards, a `pytorch_model.bin.index.json`).
     pub index_path: Option<PathBuf>,
+    pub format: WeightFormat,
     pub shards: Vec<Shard>,
     /// In natural name order.
     pub tensors: Vec<TensorEntry>,
@@ -250,6 +267,8 @@ pub struct Model {
 }
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
+const BIN_FILE: &str = "pytorch_model.bin";
+const BIN_INDEX_FILE: &str = "pytorch_model.bin.index.json";
 
 impl Model {
     pub fn open(path: impl AsRef<Path>) -> Result<Model, OpenError> {
@@ -263,25 +282,48 @@ impl Model {
                 source: e,
             },
         })?;
-        let (dir, shard_names, index_path, config_path) = if meta.is_dir() {
+        let (dir, shard_names, index_path, config_path, format) = if meta.is_dir() {
             let dir = source.clone();
             let config_path = dir.join("config.json");
             if !config_path.is_file() {
                 return Err(OpenError::MissingConfig { dir });
             }
+            // safetensors first; PyTorch .bin only when the folder has no safetensors. Only
+            // pytorch_model.bin or the files its index names are read: other .bin files in a
+            // model folder (training_args.bin, optimizer states) are arbitrary pickles.
             let index_path = dir.join(INDEX_FILE);
-            let (names, index) = if index_path.is_file() {
+            let bin_index = dir.join(BIN_INDEX_FILE);
+            let safetensors = list_safetensors(&dir)?;
+            let (names, index, format) = if index_path.is_file() {
                 let weight_map = read_weight_map(&index_path)?;
                 let names = shard_names(&dir, &index_path, &weight_map)?;
-                (names, Some((index_path, weight_map)))
+                (
+                    names,
+                    Some((index_path, weight_map)),
+                    WeightFormat::Safetensors,
+                )
+            } else if !safetensors.is_empty() {
+                (safetensors, None, WeightFormat::Safetensors)
+            } else if bin_index.is_file() {
+                let weight_map = read_weight_map(&bin_index)?;
+                let names = shard_names(&dir, &bin_index, &weight_map)?;
+                (
+                    names,
+                    Some((bin_index, weight_map)),
+                    WeightFormat::PytorchBin,
+                )
+            } else if dir.join(BIN_FILE).is_file() {
+                (vec![BIN_FILE.to_string()], None, WeightFormat::PytorchBin)
             } else {
-                (list_safetensors(&dir)?, None)
+                return Err(OpenError::NoSafetensors { dir });
             };
-            (dir, names, index, Some(config_path))
+            (dir, names, index, Some(config_path), format)
         } else {
-            if source.extension().is_none_or(|e| e != "safetensors") {
-                return Err(OpenError::NotSafetensors { path: source });
-            }
+            let format = match source.extension() {
+                Some(e) if e == "safetensors" => WeightFormat::Safetensors,
+                _ if crate::torch_bin::is_bin_name(&source) => WeightFormat::PytorchBin,
+                _ => return Err(OpenError::NotSafetensors { path: source }),
+            };
             let dir = source
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -293,7 +335,7 @@ impl Model {
                 .unwrap_or_default();
             // A lone file inside a model folder still gets that folder's config.
             let config_path = Some(dir.join("config.json")).filter(|p| p.is_file());
-            (dir, vec![name], None, config_path)
+            (dir, vec![name], None, config_path, format)
         };
         let config = match &config_path {
             Some(p) => Some(read_json(p)?),
@@ -305,7 +347,10 @@ impl Model {
         let mut owner: HashMap<String, usize> = HashMap::new();
         for file_name in shard_names {
             let path = dir.join(&file_name);
-            let (shard, entries) = open_shard(&path, file_name, shards.len())?;
+            let (shard, entries) = match format {
+                WeightFormat::Safetensors => open_shard(&path, file_name, shards.len())?,
+                WeightFormat::PytorchBin => open_bin_shard(&path, file_name, shards.len())?,
+            };
             for e in entries {
                 if let Some(&first) = owner.get(&e.name) {
                     return Err(OpenError::DuplicateTensor {
@@ -353,6 +398,7 @@ impl Model {
             config,
             config_path,
             index_path,
+            format,
             shards,
             tensors,
             by_name,
@@ -637,6 +683,7 @@ fn shard_names(dir: &Path, index: &Path, weight_map: &WeightMap) -> Result<Vec<S
     Ok(names)
 }
 
+/// The folder's `.safetensors` files in natural order (maybe none).
 fn list_safetensors(dir: &Path) -> Result<Vec<String>, OpenError> {
     let rd = std::fs::read_dir(dir).map_err(|source| OpenError::Io {
         path: dir.to_path_buf(),
@@ -648,11 +695,6 @@ fn list_safetensors(dir: &Path) -> Result<Vec<String>, OpenError> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".safetensors"))
         .collect();
-    if names.is_empty() {
-        return Err(OpenError::NoSafetensors {
-            dir: dir.to_path_buf(),
-        });
-    }
     names.sort_by(|a, b| layers::natural_cmp(a, b));
     Ok(names)
 }
@@ -712,6 +754,34 @@ fn open_shard(
         path: path.to_path_buf(),
         file_name,
         metadata: metadata.metadata().clone(),
+        len,
+        file,
+    };
+    Ok((shard, entries))
+}
+
+/// One PyTorch `.bin` file: its zip directory and pickle are read, nothing else.
+fn open_bin_shard(
+    path: &Path,
+    file_name: String,
+    shard_index: usize,
+) -> Result<(Shard, Vec<TensorEntry>), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let entries = crate::torch_bin::read_entries(&file, len, shard_index).map_err(|problem| {
+        OpenError::BadBin {
+            path: path.to_path_buf(),
+            problem,
+        }
+    })?;
+    let shard = Shard {
+        path: path.to_path_buf(),
+        file_name,
+        metadata: None,
         len,
         file,
     };

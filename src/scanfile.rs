@@ -382,7 +382,9 @@ fn sort_natural(entries: &mut [ScanEntry]) {
 pub fn looks_like_scan_file(path: &Path) -> bool {
     path.is_file()
         && path.extension().is_some_and(|e| e == "json")
-        && !path
-            .file_name()
-            .is_some_and(|n| n == "config.json" || n == "model.safetensors.index.json")
+        && !path.file_name().is_some_and(|n| {
+            n == "config.json"
+                || n == "model.safetensors.index.json"
+                || n == "pytorch_model.bin.index.json"
+        })
 }

@@ -69,13 +69,26 @@ fn config_with_invalid_json() {
 }
 
 #[test]
-fn folder_without_safetensors() {
+fn folder_without_weights() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("config.json"), "{}").unwrap();
-    fs::write(dir.path().join("pytorch_model.bin"), b"x").unwrap();
+    // Other .bin files (a Trainer's training_args.bin) are not weights and are never read.
+    fs::write(dir.path().join("training_args.bin"), b"x").unwrap();
     let (e, msg) = err(dir.path());
     assert!(matches!(e, OpenError::NoSafetensors { .. }));
-    assert!(msg.contains("no .safetensors"), "{msg}");
+    assert!(
+        msg.contains("no .safetensors") && msg.contains("pytorch_model.bin"),
+        "{msg}"
+    );
+    // A pytorch_model.bin that is not a torch.save zip is refused, naming it (tests/torch_bin.rs
+    // has the rest).
+    fs::write(dir.path().join("pytorch_model.bin"), b"x").unwrap();
+    let (e, msg) = err(dir.path());
+    assert!(matches!(e, OpenError::BadBin { .. }), "{e:?}");
+    assert!(
+        msg.contains("pytorch_model.bin") && msg.contains("not a PyTorch .bin checkpoint"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -41,7 +41,8 @@ Ctrl-C, SIGTERM and SIGHUP stop cleanly: nothing is left under the output names.
 0 done, 1 error, 2 usage, 3 done but some matrices could not be scanned, 128+N stopped by
 signal N (130 for Ctrl-C).")]
 pub struct ExportArgs {
-    /// Model folder (config.json + .safetensors), a .safetensors file, or a scan JSON
+    /// Model folder (config.json + .safetensors or pytorch_model.bin), a .safetensors or .bin
+    /// file (the pruned model is always written as safetensors), or a scan JSON
     /// (Spectrum / laserQlora layout; plans without the weights).
     pub model: PathBuf,
     /// Write mergekit's passthrough config (one slice per run of kept layers) to this file.

@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Model folder, .safetensors file or scan JSON to explore; the built-in demo model when
-    /// omitted.
+    /// Model folder, .safetensors or PyTorch .bin file, or scan JSON to explore; the built-in
+    /// demo model when omitted.
     pub model: Option<PathBuf>,
     /// Explorer: show this saved scan (e.g. `snrscope scan --out`) with the model instead of
     /// scanning those module types again.

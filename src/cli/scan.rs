@@ -33,7 +33,8 @@ Results are cached per matrix (see `snrscope cache --help`): a repeated or inter
 reuses every matrix already computed. Exit codes: 0 done, 1 error, 2 usage, 3 done but some \
 matrices could not be scanned (or, with --merge --allow-partial, are missing).")]
 pub struct ScanArgs {
-    /// Model folder (config.json + .safetensors shards) or a single .safetensors file.
+    /// Model folder (config.json + .safetensors shards, or PyTorch pytorch_model.bin shards), or a
+    /// single .safetensors or .bin file.
     #[arg(required_unless_present = "merge", conflicts_with = "merge")]
     pub model: Option<PathBuf>,
     /// Write the results as JSON (Spectrum/laserRMT layout) to this file instead of printing a

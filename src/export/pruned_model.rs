@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     layers::{self, natural_cmp},
-    model::Model,
+    model::{Model, WeightFormat},
     scan::CancelToken,
 };
 
@@ -196,6 +196,13 @@ pub fn export_model_with_hooks(
     let yaml = mergekit::yaml(plan)?;
 
     let mut notes = Vec::new();
+    if model.format == WeightFormat::PytorchBin {
+        notes.push(
+            "the source is a PyTorch .bin checkpoint; the pruned model is written as safetensors \
+             (same tensors, bytes and names; its pytorch_model.bin files are not copied)"
+                .to_string(),
+        );
+    }
     let tmp = TempDir::beside(&out, &inputs, options.force, &mut notes).map_err(|e| match e {
         ExportError::Io { source, .. } => {
             ExportError::io(&out, "cannot create the output folder beside it", source)

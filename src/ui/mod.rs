@@ -33,7 +33,7 @@ pub use view::{draw, render};
 /// What `snrscope [MODEL]` was asked to open.
 #[derive(Debug, Clone, Default)]
 pub struct Explore {
-    /// Model folder, .safetensors file or scan JSON; the demo model when `None`.
+    /// Model folder, .safetensors or .bin file, or scan JSON; the demo model when `None`.
     pub source: Option<PathBuf>,
     /// A saved scan to show with the model (`--scan`).
     pub scan: Option<PathBuf>,
