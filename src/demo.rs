@@ -37,6 +37,9 @@ pub struct ModelSpec {
     pub seed: u64,
     /// Merged into config.json (e.g. a per-layer `layer_types` list).
     pub extra_config: serde_json::Map<String, serde_json::Value>,
+    /// The tokenizer knows the words of the built-in English sample (the demo: `p` scores real
+    /// tokens, not `<unk>`); else its words are `t3`, `t4`, ….
+    pub english_vocab: bool,
 }
 
 impl ModelSpec {
@@ -55,6 +58,7 @@ impl ModelSpec {
             shards: 2,
             seed: 0x5eed_0002,
             extra_config: Default::default(),
+            english_vocab: true,
         }
     }
 
@@ -73,6 +77,7 @@ impl ModelSpec {
             shards: 1,
             seed: 7,
             extra_config: Default::default(),
+            english_vocab: false,
         }
     }
 
@@ -280,7 +285,12 @@ pub fn write_model_reporting(
         &dir.join("generation_config.json"),
         &json!({"bos_token_id": 1, "eos_token_id": 2, "do_sample": false}),
     )?;
-    write_json(&dir.join("tokenizer.json"), &tokenizer_json(spec.vocab))?;
+    let tokenizer = if spec.english_vocab {
+        english_tokenizer_json(spec.vocab)
+    } else {
+        tokenizer_json(spec.vocab)
+    };
+    write_json(&dir.join("tokenizer.json"), &tokenizer)?;
     write_json(
         &dir.join("tokenizer_config.json"),
         &json!({
@@ -298,12 +308,53 @@ pub fn write_model_reporting(
 /// transformers loads and mergekit copies (mergekit fails on a tokenizer config without a
 /// tokenizer).
 pub fn tokenizer_json(vocab: usize) -> serde_json::Value {
+    word_tokenizer_json(vocab, Vec::new())
+}
+
+/// [`tokenizer_json`] whose first words are the built-in English sample's, in order of first
+/// appearance, split as the tokenizer's `Whitespace` pre-tokenizer splits (`\w+|[^\w\s]+`).
+pub fn english_tokenizer_json(vocab: usize) -> serde_json::Value {
+    let mut seen = std::collections::HashSet::new();
+    let words = whitespace_words(crate::eval::tokens::SAMPLE_TEXT)
+        .into_iter()
+        .filter(|w| seen.insert(w.clone()))
+        .collect();
+    word_tokenizer_json(vocab, words)
+}
+
+/// Runs of word characters, and runs of other non-space characters.
+fn whitespace_words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut last_word: Option<bool> = None;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            last_word = None;
+            continue;
+        }
+        let word = c.is_alphanumeric() || c == '_';
+        match out.last_mut() {
+            Some(w) if last_word == Some(word) => w.push(c),
+            _ => out.push(c.to_string()),
+        }
+        last_word = Some(word);
+    }
+    out
+}
+
+fn word_tokenizer_json(vocab: usize, first: Vec<String>) -> serde_json::Value {
     let specials = ["<unk>", "<s>", "</s>"];
     let mut words = serde_json::Map::new();
     for (i, w) in specials.iter().enumerate() {
         words.insert(w.to_string(), i.into());
     }
-    for i in specials.len()..vocab {
+    for w in first {
+        let i = words.len();
+        if i == vocab {
+            break;
+        }
+        words.insert(w, i.into());
+    }
+    for i in words.len()..vocab {
         words.insert(format!("t{i}"), i.into());
     }
     let added: Vec<serde_json::Value> = specials

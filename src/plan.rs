@@ -282,6 +282,28 @@ pub fn format_ranges(ranges: &[Range<usize>]) -> String {
         .join(" ")
 }
 
+/// `[12, 20, 21]` as `12,20-21`, the spelling `--drop` takes.
+pub fn format_layer_list(layers: &[usize]) -> String {
+    let mut sorted = layers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j == i {
+            sorted[i].to_string()
+        } else {
+            format!("{}-{}", sorted[i], sorted[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 /// Parses `12,20-21` into `[12, 20, 21]`.
 pub fn parse_layer_list(s: &str) -> Result<Vec<usize>, ParseError> {
     let mut out = Vec::new();
@@ -368,6 +390,15 @@ mod tests {
         let r = kept_ranges(60, &[12, 20, 21]);
         assert_eq!(r, vec![0..12, 13..20, 22..60]);
         assert_eq!(format_ranges(&r), "[0,12) [13,20) [22,60)");
+    }
+
+    #[test]
+    fn layer_lists_read_back_as_written() {
+        assert_eq!(format_layer_list(&[21, 12, 20, 12]), "12,20-21");
+        assert_eq!(format_layer_list(&[5, 11, 12, 19]), "5,11-12,19");
+        assert_eq!(format_layer_list(&[]), "");
+        let l = vec![0, 1, 2, 7, 9, 10];
+        assert_eq!(parse_layer_list(&format_layer_list(&l)).unwrap(), l);
     }
 
     #[test]

@@ -262,3 +262,41 @@ fn the_demo_first_run_shows_its_progress() {
         "{s}"
     );
 }
+
+/// `p` on the demo model: both perplexities on the summary line, computed in the background
+/// while the keys keep working, then marked stale when the choice moves.
+#[test]
+fn perplexity_of_the_demo_choice_in_the_explorer() {
+    let (tmp, model) = model("demo-model", &ModelSpec::demo());
+    let mut t = explorer(&tmp, &[model.as_os_str()], &[], 140, 40);
+    t.wait_text("scanned: 24 matrices");
+    let started = std::time::Instant::now();
+    t.keys(&["p"]);
+    t.wait_text("computing the perplexity of the original, then the choice");
+    // The UI stays live while the job runs.
+    t.keys(&[key::RIGHT]);
+    t.wait_text("Layer 1");
+    let s = t.wait_for("both perplexities", |s| {
+        s.lines()
+            .any(|l| l.contains("ppl ") && l.contains(" → ") && l.contains("%)"))
+    });
+    eprintln!(
+        "demo perplexity on screen after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(s.contains("dropping 5,11-12,19"), "{s}");
+    assert!(!s.contains("stale"), "{s}");
+    // Keep layer 5 by hand: the value belongs to the old choice now.
+    t.keys(&["n", key::SPACE]);
+    let s = t.wait_text("stale, p");
+    assert!(s.contains("for 5,11-12,19"), "{s}");
+    // Evaluate the new choice: only it is computed.
+    t.keys(&["p"]);
+    t.wait_text("computing the perplexity of the choice in the background");
+    t.wait_for("the new choice's perplexity", |s| {
+        s.contains("dropping 11-12,19") && !s.contains("stale")
+    });
+    t.keys(&["\x03"]); // Ctrl-C: leave at once
+    assert_eq!(t.wait_exit(), 0);
+    assert!(!t.alternate());
+}

@@ -40,6 +40,17 @@ pub struct Cli {
     /// Explorer: neither read nor write the scan cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Explorer: the UTF-8 text `p` scores the perplexity on [default: a built-in English
+    /// sample, KJV Genesis 1-4].
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Explorer: tokens `p` scores (fewer answer sooner; `snrscope eval` scores the whole text).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(2..))]
+    pub max_tokens: u64,
+    /// Explorer: longest window of `p`'s perplexity in tokens [default: 512, at most the
+    /// model's context].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub window: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -80,6 +91,12 @@ pub fn main() -> ExitCode {
             threads: cli.threads,
             method: cli.method,
             no_cache: cli.no_cache,
+            eval: crate::ui::state::eval_job::EvalSetup {
+                text: cli.text,
+                max_tokens: cli.max_tokens as usize,
+                window: Some(cli.window.map_or(512, |w| w as usize)),
+                threads: cli.threads,
+            },
         }),
     };
     match result {

@@ -57,6 +57,9 @@ pub enum Action {
     ExportModel,
     WriteScan,
     WriteUnfrozen,
+    // -- what the cut costs
+    /// Perplexity of the original (once) and of the current choice, in the background.
+    Evaluate,
     // -- control
     /// Esc: the innermost thing — an open overlay, else a running export, else the scan.
     Cancel,

@@ -16,10 +16,11 @@ use super::{
     format,
     keys::{self, Mode},
     layout::{self, Flags},
-    msg::{ExportMsg, Msg},
+    msg::{EvalMsg, ExportMsg, Msg},
     state::{
         choice::{self, Choice},
         document::{Cell, Document, Kind, ModuleView, ScanState, Source},
+        eval_job::{EvalSetup, Evals},
         export_job::ExportJob,
         overlay::{Dialog, DialogKind, LineEdit, Overlay, Question, Status, StatusKind},
         scans::Scans,
@@ -28,6 +29,7 @@ use super::{
 };
 use crate::{
     cache::Cache,
+    eval::{EvalEvent, format_perplexity},
     export::{self, ExportOptions, Inputs, Plan, planning},
     model::Model,
     plan::{self, Mark, Rule, human_bytes},
@@ -51,6 +53,8 @@ pub struct AppOptions {
     pub method: Method,
     /// The persistent scan cache (`None`: `--no-cache`, and tests unless they ask).
     pub cache: Option<Arc<Cache>>,
+    /// What `p` evaluates on.
+    pub eval: EvalSetup,
 }
 
 impl AppOptions {
@@ -70,6 +74,7 @@ pub struct App {
     pub overlay: Overlay,
     pub status: Option<Status>,
     pub export: Option<ExportJob>,
+    pub evals: Evals,
     pub options: AppOptions,
     /// What the user last wrote per kind this session (the dialogs start from it).
     last_paths: HashMap<DialogKind, String>,
@@ -177,6 +182,7 @@ impl App {
             overlay: Overlay::None,
             status: None,
             export: None,
+            evals: Evals::new(options.eval.clone()),
             options,
             last_paths: HashMap::new(),
             model_name,
@@ -421,6 +427,7 @@ impl App {
                 }
             }
             Msg::Export(e) => self.on_export(e),
+            Msg::Eval { id, msg } => self.on_eval(id, msg),
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::Terminate => self.shutdown(),
         }
@@ -475,6 +482,104 @@ impl App {
                 }
             }
         }
+    }
+
+    fn on_eval(&mut self, id: u64, msg: EvalMsg) {
+        let Some(msg) = self.evals.on_msg(id, msg) else {
+            return;
+        };
+        match msg {
+            EvalMsg::Text(Err(e)) => self.set_status(format!("perplexity: {e}"), StatusKind::Error),
+            EvalMsg::Event(EvalEvent::Result { result: Err(e), .. }) => {
+                self.set_status(format!("perplexity: {e}"), StatusKind::Error)
+            }
+            EvalMsg::Event(EvalEvent::Finished { cancelled: true }) => {
+                self.set_status("perplexity cancelled (p starts again)", StatusKind::Info)
+            }
+            EvalMsg::Event(EvalEvent::Finished { cancelled: false })
+                if self.evals.state.error.is_none() =>
+            {
+                let text = self.eval_report();
+                self.set_status(text, StatusKind::Ok);
+            }
+            _ => {}
+        }
+    }
+
+    /// The finished evaluation in one line: what was scored, both perplexities, the speed.
+    fn eval_report(&self) -> String {
+        let st = &self.evals.state;
+        let mut s = match (&st.original, self.evals.summary()) {
+            (_, Some(sum)) if !sum.is_stale(&self.choice.selection().dropped()) => format!(
+                "{} dropping {}",
+                sum.text(),
+                plan::format_layer_list(&sum.dropped)
+            ),
+            (Some(o), _) => format!("ppl {} (original)", format_perplexity(o.perplexity)),
+            (None, _) => return "perplexity: nothing computed".into(),
+        };
+        let last = st.pruned.iter().chain(&st.original).next();
+        if let (Some(p), Some(t)) = (last, &self.evals.text) {
+            s.push_str(&format!(
+                " — {} tokens of {}, {:.0} tokens/s",
+                p.tokens,
+                escape_controls(&t.name),
+                p.tokens_per_second
+            ));
+            if t.unknown * 10 > t.tokens.len() {
+                s.push_str(&format!(
+                    "; {} of {} tokens unknown to the tokenizer, so the number says little \
+                     about the text",
+                    t.unknown,
+                    t.tokens.len()
+                ));
+            }
+        }
+        s
+    }
+
+    /// `p`: the original's perplexity unless known, then the current choice's.
+    fn evaluate(&mut self) {
+        let Some(model) = self.model().cloned() else {
+            self.set_status(
+                "perplexity needs the model's weights: open the model folder (with --scan FILE)",
+                StatusKind::Info,
+            );
+            return;
+        };
+        if self.evals.running() {
+            self.set_status(
+                "the perplexity is being computed (Esc cancels)",
+                StatusKind::Info,
+            );
+            return;
+        }
+        let dropped = self.choice.selection().dropped();
+        if dropped.len() == self.num_layers() {
+            self.set_status(
+                "the choice keeps no layer: nothing to evaluate",
+                StatusKind::Info,
+            );
+            return;
+        }
+        let choices = self.evals.state.choices_for(&dropped);
+        if choices.is_empty() {
+            let text = self.eval_report();
+            self.set_status(format!("already computed: {text}"), StatusKind::Info);
+            return;
+        }
+        let what = if choices.len() == 2 {
+            "the original, then the choice"
+        } else if choices[0].is_empty() {
+            "the original"
+        } else {
+            "the choice"
+        };
+        self.evals.start(model, choices, self.tx.clone());
+        self.set_status(
+            format!("computing the perplexity of {what} in the background (Esc cancels)"),
+            StatusKind::Info,
+        );
     }
 
     // ---- actions ----
@@ -602,6 +707,7 @@ impl App {
                 }
             }
             Action::WriteUnfrozen => self.open_dialog(DialogKind::Unfrozen, false),
+            Action::Evaluate => self.evaluate(),
             Action::Cancel => self.cancel(),
             Action::Quit => {
                 if self.unsaved() || self.export.is_some() {
@@ -647,6 +753,7 @@ impl App {
         if let Some(e) = &self.export {
             e.cancel.cancel();
         }
+        self.evals.cancel();
         self.quit = true;
     }
 
@@ -674,6 +781,10 @@ impl App {
                 format!("cancelling the export to {}…", e.out.display()),
                 StatusKind::Info,
             );
+            return;
+        }
+        if self.evals.cancel() {
+            self.set_status("cancelling the perplexity…", StatusKind::Info);
             return;
         }
         if self.scans.cancel_all(&mut self.doc) {

@@ -263,6 +263,13 @@ pub const NORMAL: &[Binding] = &[
         "export the pruned model",
         "export",
     ),
+    hinted(
+        &[Char('p')],
+        "p",
+        Action::Evaluate,
+        "perplexity of the original and of the current choice (Esc cancels)",
+        "ppl",
+    ),
     b(
         &[Char('w')],
         "w",
@@ -279,7 +286,7 @@ pub const NORMAL: &[Binding] = &[
         &[Esc],
         "Esc",
         Action::Cancel,
-        "close; else cancel the export; else the scan",
+        "close; else cancel the export; else the perplexity; else the scan",
     ),
     hinted(&[Char('?')], "?", Action::Help, "this help", "help"),
     hinted(

@@ -42,6 +42,8 @@ pub struct Explore {
     pub method: crate::snr::Method,
     /// `--no-cache`: neither read nor write the scan cache.
     pub no_cache: bool,
+    /// What `p` evaluates on (`--text`, `--max-tokens`, `--window`).
+    pub eval: state::eval_job::EvalSetup,
 }
 
 /// Opens the explorer.
@@ -53,6 +55,15 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         color_eyre::eyre::bail!(
             "the explorer draws on a terminal, and standard output is not one; \
              for scripts use `snrscope scan` or `snrscope export`"
+        );
+    }
+    if let Some(t) = &args.eval.text
+        && let Err(e) = std::fs::File::open(t)
+    {
+        color_eyre::eyre::bail!(
+            "{}: cannot read the text for the perplexity: {}",
+            t.display(),
+            crate::text::io_reason(&e)
         );
     }
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -67,6 +78,7 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         model_name: args.model_name.clone(),
         method: args.method,
         cache,
+        eval: args.eval.clone(),
     };
     // Everything that can fail with a plain message fails here, before the screen changes.
     let app = match &args.source {

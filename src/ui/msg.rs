@@ -5,8 +5,10 @@
 use crossterm::event::{KeyEvent, MouseEvent};
 
 use crate::{
+    eval::EvalEvent,
     export::{ExportProgress, ExportSummary},
     scan::ScanEvent,
+    ui::state::eval_job::EvalText,
 };
 
 #[derive(Debug)]
@@ -21,6 +23,11 @@ pub enum Msg {
         event: ScanEvent,
     },
     Export(ExportMsg),
+    /// A perplexity job's report; `id` tells a cancelled job's late reports from the new one's.
+    Eval {
+        id: u64,
+        msg: EvalMsg,
+    },
     Tick,
     /// SIGTERM / SIGINT / SIGHUP.
     Terminate,
@@ -30,4 +37,11 @@ pub enum Msg {
 pub enum ExportMsg {
     Progress(ExportProgress),
     Done(Result<ExportSummary, String>),
+}
+
+#[derive(Debug)]
+pub enum EvalMsg {
+    /// The text, tokenized (sent once, before the first forward pass).
+    Text(Result<EvalText, String>),
+    Event(EvalEvent),
 }

@@ -139,7 +139,7 @@ where
         app.handle(m);
     };
     loop {
-        let busy = app.scanning() || app.export.is_some();
+        let busy = app.scanning() || app.export.is_some() || app.evals.running();
         let first = match rx.recv_timeout(if busy {
             BUSY_TICK
         } else {

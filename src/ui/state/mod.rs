@@ -3,6 +3,7 @@
 
 pub mod choice;
 pub mod document;
+pub mod eval_job;
 pub mod export_job;
 pub mod overlay;
 pub mod scans;

@@ -11,6 +11,7 @@ use ratatui::{
 
 use super::theme;
 use crate::{
+    eval::{Stage, format_perplexity},
     plan::{self, human_bytes},
     ui::{
         App, format, keys, layout,
@@ -147,7 +148,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         .count();
     if let Some(m) = running {
         let p = m.progress;
-        let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][(app.tick % 10) as usize];
+        let spinner = SPINNER[(app.tick % 10) as usize];
         let eta = p
             .eta()
             .map(|d| format!("ETA {}", format::duration(d)))
@@ -245,18 +246,89 @@ pub fn summary_fitted(app: &App, width: usize) -> String {
     format!("keep {head}… {last}{tail}")
 }
 
+/// How the perplexity part of the summary looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PplLook {
+    /// Computed for the choice on screen.
+    Current,
+    /// Computed for an earlier choice (or only the original is known): the old value, dimmed.
+    Stale,
+    Running,
+}
+
+/// The perplexity part of the summary: `ppl 12.31 → 14.08 (+14.4 %)`, with progress while a
+/// job runs and marked stale once the choice moved on; `None` before the first `p`.
+pub fn ppl_text(app: &App) -> Option<(String, PplLook)> {
+    let ev = &app.evals;
+    let st = &ev.state;
+    let current = app.choice.selection().dropped();
+    let orig = st
+        .original
+        .as_ref()
+        .map(|o| format_perplexity(o.perplexity));
+    if ev.running() {
+        let spinner = SPINNER[(app.tick % 10) as usize];
+        let stage = match &st.progress {
+            Some((_, Stage::Loading { .. })) => "loading".to_string(),
+            Some((_, s @ Stage::Scoring { .. })) => format!("{:.0} %", 100.0 * s.fraction()),
+            None => "reading the text".to_string(),
+        };
+        let text = match (orig, &st.progress) {
+            (Some(o), _) => format!("ppl {o} → {spinner} {stage}"),
+            (None, _) => format!("ppl {spinner} original {stage}"),
+        };
+        return Some((text, PplLook::Running));
+    }
+    if let Some(sum) = ev.summary() {
+        return Some(if sum.is_stale(&current) {
+            (
+                format!(
+                    "{} for {} · stale, p",
+                    sum.text(),
+                    plan::format_layer_list(&sum.dropped)
+                ),
+                PplLook::Stale,
+            )
+        } else {
+            (sum.text(), PplLook::Current)
+        });
+    }
+    let o = orig?;
+    Some(if current.is_empty() {
+        (format!("ppl {o} (original)"), PplLook::Current)
+    } else {
+        (format!("ppl {o} → ? · p"), PplLook::Stale)
+    })
+}
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
 pub fn summary(app: &App, area: Rect, buf: &mut Buffer) {
-    let text = summary_fitted(app, (area.width as usize).saturating_sub(1));
+    let width = (area.width as usize).saturating_sub(1);
+    let ppl = ppl_text(app);
+    let ppl_width = ppl.as_ref().map_or(0, |(t, _)| t.chars().count() + 2);
+    // The layer summary is what the user acts on; the perplexity gives way on narrow screens.
+    let (text, ppl) = if ppl_width > 0 && width >= ppl_width + 40 {
+        (summary_fitted(app, width - ppl_width), ppl)
+    } else {
+        (summary_fitted(app, width), None)
+    };
     let style = if app.unsaved() {
         theme::bold().fg(theme::MANUAL)
     } else {
         theme::bold()
     };
-    line(
-        Line::from(vec![Span::raw(" "), Span::styled(text, style)]),
-        area,
-        buf,
-    );
+    let mut spans = vec![Span::raw(" "), Span::styled(text, style)];
+    if let Some((t, look)) = ppl {
+        let style = match look {
+            PplLook::Current => theme::bold().fg(theme::ACCENT),
+            PplLook::Stale => theme::faint(),
+            PplLook::Running => Style::new().fg(theme::ACCENT),
+        };
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(t, style));
+    }
+    line(Line::from(spans), area, buf);
 }
 
 pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
