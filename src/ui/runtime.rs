@@ -12,7 +12,10 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use crossterm::event::{self, Event};
+use crossterm::{
+    event::{self, Event},
+    terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate},
+};
 use ratatui::{Terminal, backend::Backend};
 
 use super::{App, Msg, msg::ExportMsg, view::render};
@@ -121,12 +124,17 @@ where
     let mut draw =
         |terminal: &mut Terminal<B>, app: &App, msgs: usize| -> color_eyre::Result<Instant> {
             let t0 = Instant::now();
-            terminal.draw(|f| {
+            // A synchronized update: terminals that know it show the frame whole, never the top
+            // of a new frame over the bottom of the old (others ignore the mode).
+            let _ = crossterm::execute!(std::io::stdout(), BeginSynchronizedUpdate);
+            let drawn = terminal.draw(|f| {
                 render(f, app);
                 if mono {
                     without_colour(f.buffer_mut());
                 }
-            })?;
+            });
+            let _ = crossterm::execute!(std::io::stdout(), EndSynchronizedUpdate);
+            drawn?;
             log.log(started, t0.elapsed(), msgs, app.scanning());
             Ok(Instant::now())
         };

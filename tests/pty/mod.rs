@@ -79,12 +79,19 @@ impl Pty {
         let sink = parser.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
+            let mut pending: Vec<u8> = Vec::new();
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => sink.lock().unwrap().process(&buf[..n]),
+                    Ok(n) => {
+                        pending.extend_from_slice(&buf[..n]);
+                        let done = whole_frames(&pending);
+                        sink.lock().unwrap().process(&pending[..done]);
+                        pending.drain(..done);
+                    }
                 }
             }
+            sink.lock().unwrap().process(&pending);
         });
         let writer = pair.master.take_writer().expect("pty writer");
         Pty {
@@ -242,4 +249,25 @@ impl Drop for Pty {
 
 fn nz(n: u16) -> std::num::NonZeroU16 {
     std::num::NonZeroU16::new(n).expect("a terminal has at least one row and column")
+}
+
+/// Start and end of a synchronized update: the explorer wraps every frame in them.
+const BEGIN_FRAME: &[u8] = b"\x1b[?2026h";
+const END_FRAME: &[u8] = b"\x1b[?2026l";
+
+/// How much of `pending` can reach the screen: everything but a frame still being written (or
+/// the first bytes of its start marker). A terminal that supports synchronized updates shows a
+/// frame whole, so the screen a test reads is always one the user could have seen; without
+/// this, a test could see the top of a new frame over the bottom of the old one.
+fn whole_frames(pending: &[u8]) -> usize {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
+    if let Some(b) = find(pending, BEGIN_FRAME)
+        && find(&pending[b..], END_FRAME).is_none()
+    {
+        return b;
+    }
+    (1..BEGIN_FRAME.len())
+        .rev()
+        .find(|&k| pending.ends_with(&BEGIN_FRAME[..k]))
+        .map_or(pending.len(), |k| pending.len() - k)
 }
