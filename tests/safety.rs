@@ -669,3 +669,105 @@ fn shards_are_mapped_lazily_under_an_address_space_limit() {
         "{err}"
     );
 }
+
+// ---- 2b. the same races with real processes ----
+
+/// `snrscope export src --model-out out`, started and left paused just before its final
+/// rename (SNRSCOPE_TEST_PAUSE_BEFORE_COMMIT); returns the process and its gate folder.
+fn paused_export(dir: &Path, args: &[&str]) -> (std::process::Child, tempfile::TempDir) {
+    let gate = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_snrscope"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("SNRSCOPE_CACHE_DIR")
+        .env("SNRSCOPE_TEST_PAUSE_BEFORE_COMMIT", gate.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !gate.path().join("paused").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export never reached its final rename"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (child, gate)
+}
+
+fn resume(child: std::process::Child, gate: &tempfile::TempDir) -> (i32, String) {
+    std::fs::write(gate.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A user (here: this test process) creates the target folder while another process's export
+/// waits at its final rename: that export refuses and the user's folder is untouched.
+#[test]
+fn a_folder_made_by_another_process_during_an_export_is_left_alone() {
+    let (tmp, src, before) = model_folder();
+    let (child, gate) = paused_export(tmp.path(), &["export", "src", "--model-out", "out"]);
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("user.txt"), "mine").unwrap();
+    let (code, err) = resume(child, &gate);
+    assert_refused(code, &err, "appeared");
+    assert_eq!(names_in(&out), vec!["user.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("user.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        names_in(tmp.path()),
+        vec!["out", "src"],
+        "nothing left behind"
+    );
+    assert_eq!(snapshot(&src), before);
+}
+
+/// Two exports to one name in two processes: the second is refused at once (naming the
+/// first's process), the first completes, and what it wrote is a whole model.
+#[test]
+fn a_second_export_process_to_the_same_name_waits_its_turn() {
+    let (tmp, src, before) = model_folder();
+    let (child, gate) = paused_export(
+        tmp.path(),
+        &["export", "src", "--model-out", "out", "--drop", "1"],
+    );
+    let (code, _, err) = snrscope(
+        &[
+            "export",
+            "src",
+            "--model-out",
+            "out",
+            "--drop",
+            "3",
+            "--force",
+        ],
+        tmp.path(),
+    );
+    assert_refused(code, &err, "another snrscope run is writing it");
+    assert!(err.contains(&format!("process {}", child.id())), "{err}");
+    let (code, err) = resume(child, &gate);
+    assert_eq!(code, 0, "{err}");
+    let config = std::fs::read_to_string(tmp.path().join("out/config.json")).unwrap();
+    // The seed rule's layer 2 (planted infinite) and the first export's --drop 1.
+    assert!(config.contains("\"num_hidden_layers\": 4"), "{config}");
+    let yaml = std::fs::read_to_string(tmp.path().join("out/mergekit_config.yml")).unwrap();
+    assert!(
+        yaml.contains("layer_range: [0, 1]"),
+        "the first export's choice: {yaml}"
+    );
+    assert_eq!(
+        names_in(tmp.path()),
+        vec!["out", "src"],
+        "nothing left behind"
+    );
+    assert_eq!(snapshot(&src), before);
+}

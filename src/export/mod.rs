@@ -236,7 +236,33 @@ pub fn export_model(
     progress: &mut dyn FnMut(ExportProgress),
     cancel: &CancelToken,
 ) -> Result<ExportSummary, ExportError> {
-    export_model_with_hooks(model, plan, options, progress, cancel, Hooks::default())
+    // For the race tests: a second process acts while this one is paused where it matters.
+    let mut pause = pause_before_commit_from_env();
+    export_model_with_hooks(
+        model,
+        plan,
+        options,
+        progress,
+        cancel,
+        Hooks {
+            before_commit: pause.as_mut().map(|f| f as &mut dyn FnMut()),
+            ..Hooks::default()
+        },
+    )
+}
+
+/// `SNRSCOPE_TEST_PAUSE_BEFORE_COMMIT=DIR`: when everything is written, just before the final
+/// rename, create `DIR/paused` and wait (up to a minute) until `DIR/go` exists. Lets a test run
+/// another export, or create the target, from a second process at the one moment that counts.
+fn pause_before_commit_from_env() -> Option<impl FnMut()> {
+    let dir = PathBuf::from(std::env::var_os("SNRSCOPE_TEST_PAUSE_BEFORE_COMMIT")?);
+    Some(move || {
+        let _ = std::fs::write(dir.join("paused"), b"");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !dir.join("go").exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    })
 }
 
 /// `.NAME.snrscope-WHAT` beside `target`.
