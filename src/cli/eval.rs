@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Args;
-use color_eyre::eyre::{bail, eyre};
+use color_eyre::eyre::bail;
 use serde_json::json;
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
 };
 
 use super::{
-    export::{LayerList, parse_layers, parse_rule},
+    export::{LayerList, check_layers, module_for, parse_layers, parse_rule},
     scan::{bytes_bar, scan_with_bar},
 };
 
@@ -195,32 +195,20 @@ fn choose(
     if let Some(y) = &args.yaml {
         return Ok(eval::dropped_from_yaml(y, stack.num_layers)?);
     }
+    let none = LayerList(Vec::new());
+    check_layers(
+        model,
+        stack,
+        &[
+            ("--drop", args.drop.as_ref().unwrap_or(&none)),
+            ("--keep", args.keep.as_ref().unwrap_or(&none)),
+        ],
+    )?;
     let drop = args.drop.clone().map(|l| l.0).unwrap_or_default();
     if args.rule.is_none() && !drop.is_empty() {
-        if let Some(bad) = drop.iter().find(|&&l| l >= stack.num_layers) {
-            bail!(
-                "--drop {bad}: {} has {} layers in `{}` (0-{})",
-                model.source.display(),
-                stack.num_layers,
-                stack.prefix,
-                stack.num_layers.saturating_sub(1)
-            );
-        }
         return Ok(drop);
     }
-    let module = match &args.module {
-        Some(m) if stack.modules.contains_key(m) => m.clone(),
-        Some(m) => bail!(
-            "{}: no module type {m:?} in `{}`; available: {}",
-            model.source.display(),
-            stack.prefix,
-            stack.modules.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
-        None => stack
-            .default_module()
-            .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?
-            .to_string(),
-    };
+    let module = module_for(model, stack, args.module.as_deref())?;
     let jobs = scan::jobs_for_module(model, stack, &module);
     let options = super::cache::scan_options(args.threads, crate::snr::Method::Svd, false);
     let results = scan_with_bar(model, jobs.clone(), options, cancel);

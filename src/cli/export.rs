@@ -12,6 +12,7 @@ use crate::{
         planning::{self, Choice, SnrTable},
     },
     fsid,
+    layers::Stack,
     model::Model,
     plan::{Rule, format_ranges, human_bytes, human_count, parse_layer_list},
     scan::{self, CancelToken, ScanJob},
@@ -446,21 +447,14 @@ fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
     Ok(())
 }
 
-/// Scans the module the plan needs (all module types of the main stack when
-/// --unfrozen-yaml asks for them), with a progress bar. Also returns how many matrices failed.
-fn scan_model(
-    model: &Arc<Model>,
-    args: &ExportArgs,
-    cancel: &CancelToken,
-) -> color_eyre::Result<(SnrTable, usize)> {
-    let stack = model.main_stack()?;
-    // Layer numbers are checked before a scan that may take minutes.
-    for (flag, list) in [("--drop", &args.drop), ("--keep", &args.keep)] {
-        if let Some(bad) = list
-            .iter()
-            .flat_map(|l| &l.0)
-            .find(|&&l| l >= stack.num_layers)
-        {
+/// Refuses layer numbers the stack does not have (`flags`: the flag and its layers).
+pub(super) fn check_layers(
+    model: &Model,
+    stack: &Stack,
+    flags: &[(&str, &LayerList)],
+) -> color_eyre::Result<()> {
+    for (flag, list) in flags {
+        if let Some(bad) = list.0.iter().find(|&&l| l >= stack.num_layers) {
             bail!(
                 "{flag} {bad}: {} has {} layers in `{}` (0-{})",
                 model.source.display(),
@@ -470,9 +464,18 @@ fn scan_model(
             );
         }
     }
-    let mut table = SnrTable::for_stack(stack);
-    let module = match &args.module {
-        Some(m) if stack.modules.contains_key(m) => m.clone(),
+    Ok(())
+}
+
+/// The module type `--module` names, else the stack's default (the value projection or its
+/// closest equivalent).
+pub(super) fn module_for(
+    model: &Model,
+    stack: &Stack,
+    requested: Option<&str>,
+) -> color_eyre::Result<String> {
+    Ok(match requested {
+        Some(m) if stack.modules.contains_key(m) => m.to_string(),
         Some(m) => bail!(
             "{}: no module type {m:?} in `{}`; available: {}",
             model.source.display(),
@@ -483,7 +486,29 @@ fn scan_model(
             .default_module()
             .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?
             .to_string(),
-    };
+    })
+}
+
+/// Scans the module the plan needs (all module types of the main stack when
+/// --unfrozen-yaml asks for them), with a progress bar. Also returns how many matrices failed.
+fn scan_model(
+    model: &Arc<Model>,
+    args: &ExportArgs,
+    cancel: &CancelToken,
+) -> color_eyre::Result<(SnrTable, usize)> {
+    let stack = model.main_stack()?;
+    // Layer numbers are checked before a scan that may take minutes.
+    let none = LayerList(Vec::new());
+    check_layers(
+        model,
+        stack,
+        &[
+            ("--drop", args.drop.as_ref().unwrap_or(&none)),
+            ("--keep", args.keep.as_ref().unwrap_or(&none)),
+        ],
+    )?;
+    let mut table = SnrTable::for_stack(stack);
+    let module = module_for(model, stack, args.module.as_deref())?;
     let jobs: Vec<ScanJob> = if args.unfrozen_yaml.is_some() {
         // Spectrum unfreezes parameters by name: derived parts of fused tensors are not
         // parameters (their whole tensors are scanned as their own type).
