@@ -88,6 +88,21 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let demo_dir = tmp.path().join("demo");
     demo::write_model(&demo_dir, &ModelSpec::demo()).expect("demo model");
+    // Matrices of a real model's width: the demo's are so small that per-op overhead, not
+    // arithmetic, sets its speed.
+    let wide_dir = tmp.path().join("wide");
+    let wide = ModelSpec {
+        layers: 4,
+        hidden: 1024,
+        heads: 16,
+        kv_heads: 4,
+        intermediate: 2816,
+        vocab: 4096,
+        infinite_layers: vec![1],
+        english_vocab: false,
+        ..ModelSpec::demo()
+    };
+    demo::write_model(&wide_dir, &wide).expect("wide model");
     let gemma = ArchSpec {
         layers: 8,
         hidden: 256,
@@ -109,6 +124,11 @@ fn main() {
             "demo (llama, 24 layers, one pass per window)",
             demo_dir,
             2048,
+        ),
+        (
+            "wide llama (4 layers, hidden 1024, 75M params, one pass per window)",
+            wide_dir,
+            1024,
         ),
         ("gemma2 (8 layers, stepped per token)", gemma_dir, 1024),
     ];
@@ -142,7 +162,7 @@ fn main() {
         }
     }
     println!(
-        "candle peak RSS (this process, both models): {}",
+        "candle peak RSS (this process, all models): {}",
         eval::memory::peak_rss().map_or("n/a".into(), snrscope::plan::human_bytes)
     );
 }
