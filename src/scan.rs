@@ -244,24 +244,34 @@ impl ScanOptions {
     }
 }
 
-/// A running scan.
-pub struct ScanHandle {
+/// A background job (a scan, an evaluation): its cancel token and its thread.
+pub struct JobHandle {
     pub cancel: CancelToken,
     thread: Option<JoinHandle<()>>,
 }
 
-impl ScanHandle {
+impl JobHandle {
+    pub fn new(cancel: CancelToken, thread: JoinHandle<()>) -> JobHandle {
+        JobHandle {
+            cancel,
+            thread: Some(thread),
+        }
+    }
+
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
 
-    /// Waits for the workers to stop (after `Finished` was sent).
+    /// Waits for the job's thread to stop (after its last event was sent).
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
+
+/// A running scan.
+pub type ScanHandle = JobHandle;
 
 /// Starts scanning `jobs` on a fresh pool and hands every event to `sink` (from worker threads;
 /// a channel sender fits). Returns at once.
@@ -277,10 +287,7 @@ pub fn start(
         .name("snr-scan".into())
         .spawn(move || run(&model, &jobs, options, &token, &sink))
         .expect("spawning the scan thread");
-    ScanHandle {
-        cancel,
-        thread: Some(thread),
-    }
+    JobHandle::new(cancel, thread)
 }
 
 /// Convenience for callers that want a receiver.

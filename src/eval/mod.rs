@@ -31,7 +31,6 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -191,23 +190,7 @@ type Sink = Arc<dyn Fn(EvalEvent) + Send + Sync>;
 pub type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
 
 /// A running evaluation.
-pub struct EvalHandle {
-    pub cancel: CancelToken,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EvalHandle {
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits for the job to stop (after `Finished` was sent).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub type EvalHandle = crate::scan::JobHandle;
 
 /// Evaluates `choices` (each a list of dropped layers; empty = the original) over `tokens` on
 /// a background thread and hands every event to `sink`. Returns at once. Choices of one job
@@ -228,10 +211,7 @@ pub fn start(
             run(&model, &tokens, &choices, &options, &token, &sink, None);
         })
         .expect("spawning the evaluation thread");
-    EvalHandle {
-        cancel,
-        thread: Some(thread),
-    }
+    EvalHandle::new(cancel, thread)
 }
 
 /// [`start`] with a receiver.
