@@ -163,18 +163,7 @@ fn read_tokens(args: &EvalArgs, model: &Model) -> color_eyre::Result<(Vec<u32>, 
     if let Some(p) = &args.token_ids {
         return Ok((eval::tokens::read_token_ids(p)?, p.display().to_string()));
     }
-    let (text, name) = match &args.text {
-        Some(p) => (eval::tokens::read_text(p)?, p.display().to_string()),
-        None => (
-            eval::tokens::SAMPLE_TEXT.to_string(),
-            eval::tokens::SAMPLE_NAME.to_string(),
-        ),
-    };
-    let (ids, unknown) =
-        eval::tokens::tokenize_counting_unknown(&model.dir.join("tokenizer.json"), &text)?;
-    if ids.len() < 2 {
-        bail!("{name}: {} token(s); at least 2 are needed", ids.len());
-    }
+    let (ids, name, unknown) = eval::tokens::text_tokens(&model.dir, args.text.as_deref())?;
     if unknown * 10 > ids.len() {
         eprintln!(
             "note: {unknown} of {} tokens are the tokenizer's unknown token: the text is mostly \

@@ -73,6 +73,33 @@ pub fn read_token_ids(path: &Path) -> Result<Vec<u32>, EvalError> {
     Ok(ids)
 }
 
+/// The text to score (a UTF-8 file, or the built-in sample when `None`) as the model's own
+/// tokenizer encodes it: the ids, the text's name for reports, and how many ids are the
+/// unknown token. Fewer than 2 ids leave nothing to score: an error.
+pub fn text_tokens(
+    model_dir: &Path,
+    text: Option<&Path>,
+) -> Result<(Vec<u32>, String, usize), EvalError> {
+    let (body, name) = match text {
+        Some(p) => (
+            std::borrow::Cow::Owned(read_text(p)?),
+            p.display().to_string(),
+        ),
+        None => (
+            std::borrow::Cow::Borrowed(SAMPLE_TEXT),
+            SAMPLE_NAME.to_string(),
+        ),
+    };
+    let (ids, unknown) = tokenize_counting_unknown(&model_dir.join("tokenizer.json"), &body)?;
+    if ids.len() < 2 {
+        return Err(EvalError::Text {
+            path: name.into(),
+            problem: format!("{} token(s); at least 2 are needed", ids.len()),
+        });
+    }
+    Ok((ids, name, unknown))
+}
+
 /// Reads a text file as UTF-8.
 pub fn read_text(path: &Path) -> Result<String, EvalError> {
     let bad = |problem: String| EvalError::Text {

@@ -2,7 +2,7 @@
 //! background job that reports over the UI's channel. The text is read and tokenized on the
 //! job's thread (the UI thread does no I/O) and handed back, so later jobs reuse it.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, sync::Arc};
 
 use crossbeam_channel::Sender;
 
@@ -47,17 +47,9 @@ pub struct EvalText {
     pub unknown: usize,
 }
 
-impl EvalText {
-    /// Tokens a job scores (the text may be shorter than the budget).
-    pub fn used(&self, setup: &EvalSetup) -> usize {
-        self.tokens.len().min(setup.max_tokens)
-    }
-}
-
 pub struct RunningEval {
     pub id: u64,
     pub cancel: CancelToken,
-    pub started: Instant,
     /// The choices it computes, in order.
     pub choices: Vec<Vec<usize>>,
 }
@@ -110,7 +102,6 @@ impl Evals {
         self.job = Some(RunningEval {
             id,
             cancel,
-            started: Instant::now(),
             choices,
         });
     }
@@ -197,25 +188,8 @@ fn run(
 }
 
 fn read_text(model: &Model, setup: &EvalSetup) -> Result<EvalText, String> {
-    let (text, name) = match &setup.text {
-        Some(p) => (
-            eval::tokens::read_text(p).map_err(|e| e.to_string())?,
-            p.display().to_string(),
-        ),
-        None => (
-            eval::tokens::SAMPLE_TEXT.to_string(),
-            eval::tokens::SAMPLE_NAME.to_string(),
-        ),
-    };
-    let (ids, unknown) =
-        eval::tokens::tokenize_counting_unknown(&model.dir.join("tokenizer.json"), &text)
-            .map_err(|e| e.to_string())?;
-    if ids.len() < 2 {
-        return Err(format!(
-            "{name}: {} token(s); at least 2 are needed",
-            ids.len()
-        ));
-    }
+    let (ids, name, unknown) =
+        eval::tokens::text_tokens(&model.dir, setup.text.as_deref()).map_err(|e| e.to_string())?;
     Ok(EvalText {
         tokens: ids.into(),
         name,

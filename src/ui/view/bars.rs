@@ -273,9 +273,9 @@ pub fn ppl_text(app: &App) -> Option<(String, PplLook)> {
             Some((_, s @ Stage::Scoring { .. })) => format!("{:.0} %", 100.0 * s.fraction()),
             None => "reading the text".to_string(),
         };
-        let text = match (orig, &st.progress) {
-            (Some(o), _) => format!("ppl {o} → {spinner} {stage}"),
-            (None, _) => format!("ppl {spinner} original {stage}"),
+        let text = match orig {
+            Some(o) => format!("ppl {o} → {spinner} {stage}"),
+            None => format!("ppl {spinner} original {stage}"),
         };
         return Some((text, PplLook::Running));
     }
