@@ -8,10 +8,10 @@ use std::{process::Command, sync::Arc};
 
 use snrscope::{
     archgen::{self, ArchSpec},
+    checkpoint::Model,
     demo::{self, ModelSpec},
-    eval::{self, EvalOptions, tokens},
-    model::Model,
-    scan::CancelToken,
+    forward::{self, EvalOptions, tokens},
+    util::cancel::CancelToken,
 };
 
 const WINDOW: usize = 512;
@@ -25,7 +25,7 @@ fn candle_rate(model: &Arc<Model>, ids: &[u32], threads: usize) -> f64 {
     };
     (0..2)
         .map(|_| {
-            let r = eval::evaluate(
+            let r = forward::evaluate(
                 model,
                 ids,
                 &[Vec::new()],
@@ -152,7 +152,7 @@ fn main() {
                 Some((r, rss)) => (
                     format!("{r:>8.0}"),
                     format!("{:.2}x", c / r),
-                    snrscope::plan::human_bytes(rss),
+                    snrscope::util::bytes::human_bytes(rss),
                 ),
                 None => ("n/a".into(), "n/a".into(), "n/a".into()),
             };
@@ -163,6 +163,6 @@ fn main() {
     }
     println!(
         "candle peak RSS (this process, all models): {}",
-        eval::memory::peak_rss().map_or("n/a".into(), snrscope::plan::human_bytes)
+        forward::memory::peak_rss().map_or("n/a".into(), snrscope::util::bytes::human_bytes)
     );
 }

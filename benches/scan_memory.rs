@@ -17,10 +17,12 @@ use std::{
 
 use faer::Par;
 use snrscope::{
+    checkpoint::Model,
     demo::{Rng, encode, gaussian},
-    model::Model,
-    scan::{self, ScanOptions},
-    snr::{SvdWorkspace, matrix_snr},
+    spectrum::{
+        scan::{self, ScanOptions},
+        snr::{SvdWorkspace, matrix_snr},
+    },
 };
 
 const LAYERS: usize = 60;

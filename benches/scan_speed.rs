@@ -25,11 +25,13 @@ use faer::Par;
 use rayon::prelude::*;
 use safetensors::Dtype;
 use snrscope::{
-    cache::{Cache, FileIdentity, Key},
+    checkpoint::Model,
     demo::{Rng, encode, gaussian},
-    model::Model,
-    scan::{self, ScanJob, ScanOptions},
-    snr::{self, Method, SvdWorkspace},
+    spectrum::{
+        cache::{Cache, FileIdentity, Key},
+        scan::{self, ScanJob, ScanOptions},
+        snr::{self, Method, SvdWorkspace},
+    },
 };
 
 fn status_kb(key: &str) -> u64 {

@@ -7,7 +7,7 @@ use std::{process::Command, time::Instant};
 use faer::Par;
 use snrscope::{
     demo::{Rng, gaussian},
-    snr::{SvdWorkspace, singular_values},
+    spectrum::snr::{SvdWorkspace, singular_values},
 };
 
 const SHAPES: &[(usize, usize)] = &[(1024, 7168), (1024, 4096)];

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::demo::{Generated, Rng, encode, gaussian, tokenizer_json};
 
-/// The model families of [`crate::eval`]'s supported `model_type`s.
+/// The model families of [`crate::forward`]'s supported `model_type`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Llama,

@@ -227,7 +227,7 @@ pub fn write_model_reporting(
     report(&format!(
         "computing {} layers of weights ({} parameters)",
         spec.layers,
-        crate::plan::human_count(spec.num_params())
+        crate::util::bytes::human_count(spec.num_params())
     ));
     let tensors: Vec<Encoded> = spec
         .tensors()
@@ -315,7 +315,7 @@ pub fn tokenizer_json(vocab: usize) -> serde_json::Value {
 /// appearance, split as the tokenizer's `Whitespace` pre-tokenizer splits (`\w+|[^\w\s]+`).
 pub fn english_tokenizer_json(vocab: usize) -> serde_json::Value {
     let mut seen = std::collections::HashSet::new();
-    let words = whitespace_words(crate::eval::tokens::SAMPLE_TEXT)
+    let words = whitespace_words(crate::forward::tokens::SAMPLE_TEXT)
         .into_iter()
         .filter(|w| seen.insert(w.clone()))
         .collect();

@@ -7,7 +7,7 @@
 //! SNR), every other matrix with a power-law one (finite SNR), as in [`crate::demo`]. For fused
 //! layouts the q, k and v matrices are generated separately (`out x in`, as `nn.Linear` stores
 //! them) and then placed into the fused tensor the way the architecture's attention code splits
-//! it (written here from transformers' modeling code, independently of [`crate::fused`]).
+//! it (written here from transformers' modeling code, independently of [`crate::checkpoint::fused`]).
 
 use std::{io, path::Path};
 

@@ -11,11 +11,13 @@ use std::{
 };
 
 use snrscope::{
-    cache::Cache,
+    checkpoint::Model,
     demo::{ModelSpec, write_model},
-    model::Model,
-    scan::{self, MatrixResult, ScanEvent, ScanJob, ScanOptions},
-    snr::Method,
+    spectrum::{
+        cache::Cache,
+        scan::{self, MatrixResult, ScanEvent, ScanJob, ScanOptions},
+        snr::Method,
+    },
 };
 
 fn model(dir: &Path, layers: usize) -> (Arc<Model>, Vec<ScanJob>) {

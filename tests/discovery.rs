@@ -1,7 +1,7 @@
 //! Layer discovery on the tensor names of real architectures (names written out by hand from
 //! the published checkpoints' weight maps; shapes only matter as 1-D vs 2-D).
 
-use snrscope::layers::{LayerLayout, discover};
+use snrscope::checkpoint::layers::{LayerLayout, discover};
 
 /// 1-D for norms and biases, 2-D for other weights: enough for discovery.
 fn shape_of(name: &str) -> Vec<usize> {
@@ -255,7 +255,7 @@ fn several_stacks_main_is_the_one_the_config_counts() {
     ));
     let config: serde_json::Value =
         serde_json::json!({"model_type": "llava", "text_config": {"num_hidden_layers": 32}});
-    let n = snrscope::layers::config_layer_count(&config);
+    let n = snrscope::checkpoint::layers::config_layer_count(&config);
     assert_eq!(n, Some(32));
     let l = layout(&names, n);
     assert_eq!(l.stacks.len(), 2);
@@ -290,7 +290,7 @@ fn count_mismatch_and_gaps_are_warned() {
 #[test]
 fn config_layer_keys() {
     use serde_json::json;
-    use snrscope::layers::config_layer_count as c;
+    use snrscope::checkpoint::layers::config_layer_count as c;
     assert_eq!(c(&json!({"num_hidden_layers": 60})), Some(60));
     assert_eq!(c(&json!({"n_layer": 12})), Some(12));
     assert_eq!(c(&json!({"num_layers": 24})), Some(24));

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use snrscope::{
     archgen::{self, ArchSpec, FIXTURE_DROPPED},
-    eval::{self, EvalEvent, EvalOptions, EvalState, Stage, tokens},
-    model::Model,
+    checkpoint::Model,
+    forward::{self, EvalEvent, EvalOptions, EvalState, Stage, tokens},
 };
 
 fn fixture(name: &str) -> (tempfile::TempDir, Arc<Model>, Arc<[u32]>) {
@@ -32,7 +32,7 @@ fn a_job_reports_progress_then_results_then_finishes() {
     let choices = state.choices_for(FIXTURE_DROPPED);
     assert_eq!(choices, vec![vec![], FIXTURE_DROPPED.to_vec()]);
     state.started();
-    let (handle, rx) = eval::start_channel(model, ids, choices, EvalOptions::default());
+    let (handle, rx) = forward::start_channel(model, ids, choices, EvalOptions::default());
     let events: Vec<EvalEvent> = rx.iter().collect();
     handle.join();
     let mut results = 0;
@@ -76,7 +76,7 @@ fn a_job_reports_progress_then_results_then_finishes() {
 fn cancelling_stops_the_job() {
     let (_dir, model, ids) = fixture("gemma2");
     let (handle, rx) =
-        eval::start_channel(model, ids, vec![vec![], vec![1]], EvalOptions::default());
+        forward::start_channel(model, ids, vec![vec![], vec![1]], EvalOptions::default());
     handle.cancel();
     let events: Vec<EvalEvent> = rx.iter().collect();
     handle.join();
@@ -98,7 +98,7 @@ fn cancelling_stops_the_job() {
 fn a_bad_choice_is_an_error_event_not_a_panic() {
     let (_dir, model, ids) = fixture("llama");
     let (handle, rx) =
-        eval::start_channel(model, ids, vec![vec![0, 1, 2, 3]], EvalOptions::default());
+        forward::start_channel(model, ids, vec![vec![0, 1, 2, 3]], EvalOptions::default());
     let events: Vec<EvalEvent> = rx.iter().collect();
     handle.join();
     let err = events

@@ -14,9 +14,9 @@ use std::{
 use serde_json::Value;
 use snrscope::{
     archgen::{self, ArchSpec, FIXTURE_DROPPED},
-    eval::{self, EvalOptions, tokens},
-    model::Model,
-    scan::CancelToken,
+    checkpoint::Model,
+    forward::{self, EvalOptions, tokens},
+    util::cancel::CancelToken,
 };
 
 const LOGIT_TOL: f64 = 1e-4;
@@ -39,7 +39,7 @@ fn run_choice(
     ids: &[u32],
     dropped: &[usize],
     keep: &[usize],
-) -> (eval::Perplexity, Rows) {
+) -> (forward::Perplexity, Rows) {
     let rows: Arc<Mutex<Rows>> = Default::default();
     let sink = rows.clone();
     let keep = keep.to_vec();
@@ -55,7 +55,7 @@ fn run_choice(
         check_memory: true,
         ..Default::default()
     };
-    let mut results = eval::evaluate(
+    let mut results = forward::evaluate(
         model,
         ids,
         &[dropped.to_vec()],

@@ -6,9 +6,9 @@
 mod support;
 
 use snrscope::{
+    checkpoint::Model,
     export::{self, ExportOptions},
-    model::Model,
-    scan::CancelToken,
+    util::cancel::CancelToken,
 };
 
 fn status_kb(key: &str) -> u64 {

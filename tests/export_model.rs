@@ -9,14 +9,12 @@ use std::sync::Arc;
 use safetensors::Dtype;
 use serde_json::json;
 use snrscope::{
+    checkpoint::Model,
     demo::ModelSpec,
-    export::{
-        self, ExportOptions,
-        planning::{Choice, SnrTable, make_plan},
-    },
-    model::Model,
-    plan::Rule,
-    scan::{self, CancelToken, ScanOptions},
+    export::{self, ExportOptions},
+    plan::{Request, Rule, SnrTable, make_plan},
+    spectrum::scan::{self, ScanOptions},
+    util::cancel::CancelToken,
 };
 use support::{check_pruned, gen_model, plan, read_tensors};
 
@@ -184,7 +182,7 @@ fn scan_plan_export_drops_the_generated_infinite_layers() {
             r.outcome.as_ref().unwrap().snr_ratio,
         );
     }
-    let p = make_plan(&table, &Choice::default(), "src", "bfloat16").unwrap();
+    let p = make_plan(&table, &Request::default(), "src", "bfloat16").unwrap();
     assert_eq!(p.dropped, vec![1, 4]);
     assert_eq!(p.reason, "self_attn.v_proj SNR infinite");
     let out = tmp.path().join("out");
@@ -202,11 +200,11 @@ fn scan_plan_export_drops_the_generated_infinite_layers() {
     assert_eq!(summary.shards, 1);
     check_pruned(&src, &out, 6, &[1, 4], BIG);
     // Rule variants and manual overrides on the same table.
-    let c = Choice {
+    let c = Request {
         rule: Rule::Infinite,
         drop: vec![0],
         keep: vec![4],
-        ..Choice::default()
+        ..Request::default()
     };
     let p = make_plan(&table, &c, "src", "bfloat16").unwrap();
     assert_eq!(p.dropped, vec![0, 1]);
@@ -226,7 +224,7 @@ fn dtype_from_config_then_from_the_weights() {
     let src = gen_model(tmp.path(), "src", &spec);
     let dtype_with = |config: serde_json::Value| {
         std::fs::write(src.join("config.json"), config.to_string()).unwrap();
-        snrscope::export::planning::model_dtype(&Model::open(&src).unwrap())
+        snrscope::plan::model_dtype(&Model::open(&src).unwrap())
     };
     let n = json!(2);
     assert_eq!(

@@ -7,10 +7,11 @@ mod support;
 use std::path::Path;
 
 use snrscope::{
+    checkpoint::Model,
     demo::ModelSpec,
-    export::{self, ExportError, ExportOptions, Plan},
-    model::Model,
-    scan::CancelToken,
+    export::{self, ExportError, ExportOptions},
+    plan::{Plan, PlanError},
+    util::cancel::CancelToken,
 };
 use support::{check_pruned, gen_model, names_in, plan, snapshot};
 
@@ -104,7 +105,10 @@ fn empty_or_mismatched_plans_are_refused_before_writing() {
     let model = Model::open(&src).unwrap();
     let out = tmp.path().join("out");
     let err = run(&model, &plan(3, &[0, 1, 2]), &opts(&out, false)).unwrap_err();
-    assert!(matches!(err, ExportError::EmptyPlan { num_layers: 3 }));
+    assert!(matches!(
+        err,
+        ExportError::Plan(PlanError::EmptyPlan { num_layers: 3 })
+    ));
     let err = run(&model, &plan(5, &[0]), &opts(&out, false)).unwrap_err();
     assert!(err.to_string().contains("5 layers"), "{err}");
     let mut p = plan(3, &[0]);

@@ -11,7 +11,7 @@ use std::{
 use safetensors::SafeTensors;
 use snrscope::{
     demo::{ModelSpec, write_model},
-    export::Plan,
+    plan::Plan,
 };
 
 pub fn gen_model(root: &Path, name: &str, spec: &ModelSpec) -> PathBuf {

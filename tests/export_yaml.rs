@@ -4,11 +4,8 @@
 mod support;
 
 use snrscope::{
-    export::{
-        self, ExportError, Plan, UnfrozenGroup,
-        planning::{Choice, SnrTable, make_plan},
-    },
-    plan::Rule,
+    export::{self, ExportError, UnfrozenGroup},
+    plan::{Plan, PlanError, Request, Rule, SnrTable, make_plan},
 };
 
 fn yi_plan() -> Plan {
@@ -120,7 +117,7 @@ fn empty_plan_is_refused() {
     p.dropped = vec![0, 1, 2];
     assert!(matches!(
         export::mergekit_yaml(&p),
-        Err(ExportError::EmptyPlan { num_layers: 3 })
+        Err(ExportError::Plan(PlanError::EmptyPlan { num_layers: 3 }))
     ));
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("p.yml");
@@ -159,21 +156,21 @@ fn table(snr: &[f64]) -> SnrTable {
 fn rules_and_overrides() {
     let inf = f64::INFINITY;
     let t = table(&[3.0, inf, 0.5, 2.0, inf, 0.1, f64::NAN]);
-    let plan = |c: Choice| make_plan(&t, &c, "m", "bfloat16");
-    let p = plan(Choice::default()).unwrap();
+    let plan = |c: Request| make_plan(&t, &c, "m", "bfloat16");
+    let p = plan(Request::default()).unwrap();
     assert_eq!(p.dropped, vec![1, 4]);
     assert_eq!(p.snr[6], None, "NaN counts as unknown");
-    let p = plan(Choice {
+    let p = plan(Request {
         rule: Rule::Lowest(2),
-        ..Choice::default()
+        ..Request::default()
     })
     .unwrap();
     assert_eq!(p.dropped, vec![2, 5]);
-    let p = plan(Choice {
+    let p = plan(Request {
         rule: Rule::Below(1.0),
         drop: vec![6],
         keep: vec![5],
-        ..Choice::default()
+        ..Request::default()
     })
     .unwrap();
     assert_eq!(p.dropped, vec![2, 6]);
@@ -183,28 +180,28 @@ fn rules_and_overrides() {
     );
     // Refusals: out of range, both lists, nothing left, unknown module.
     assert!(
-        plan(Choice {
+        plan(Request {
             drop: vec![7],
-            ..Choice::default()
+            ..Request::default()
         })
         .is_err()
     );
     assert!(
-        plan(Choice {
+        plan(Request {
             drop: vec![2],
             keep: vec![2],
-            ..Choice::default()
+            ..Request::default()
         })
         .is_err()
     );
-    let all = Choice {
+    let all = Request {
         drop: (0..7).collect(),
-        ..Choice::default()
+        ..Request::default()
     };
-    assert!(matches!(plan(all), Err(ExportError::EmptyPlan { .. })));
-    let err = plan(Choice {
+    assert!(matches!(plan(all), Err(PlanError::EmptyPlan { .. })));
+    let err = plan(Request {
         module: Some("mlp.up_proj".into()),
-        ..Choice::default()
+        ..Request::default()
     })
     .unwrap_err()
     .to_string();

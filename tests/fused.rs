@@ -17,10 +17,12 @@
 use std::sync::Arc;
 
 use snrscope::{
+    checkpoint::{
+        Model,
+        fused::{Axis, TensorSlice},
+    },
     demo_arch::{Arch, ArchSpec, write_arch_model},
-    fused::{Axis, TensorSlice},
-    model::Model,
-    scan::{self, ScanOptions},
+    spectrum::scan::{self, ScanOptions},
 };
 
 const POSITIONS: usize = 5;
@@ -227,7 +229,7 @@ fn check_layout(arch: Arch) {
         let bias_name = job.tensor.replace(".weight", ".bias");
         let bias = model.tensor(&bias_name).map(|b| {
             let mut v = Vec::new();
-            assert!(snrscope::model::decode_f64(
+            assert!(snrscope::checkpoint::decode_f64(
                 b.dtype,
                 &model.bytes(b).unwrap(),
                 &mut v
@@ -421,7 +423,10 @@ fn an_unknown_architecture_lists_the_supported_ones() {
 /// model keeps plain `slices:`.
 #[test]
 fn multimodal_yaml_uses_mergekit_modules() {
-    use snrscope::export::{self, Plan, planning};
+    use snrscope::{
+        export,
+        plan::{self, Plan},
+    };
     let plan_for = |model: &Model| Plan {
         model_ref: "org/model".into(),
         stack_prefix: model.main_stack().unwrap().prefix.clone(),
@@ -431,7 +436,7 @@ fn multimodal_yaml_uses_mergekit_modules() {
         reason: String::new(),
         snr: vec![None; 6],
         dtype: "bfloat16".into(),
-        mergekit_modules: planning::mergekit_modules(model),
+        mergekit_modules: plan::mergekit_modules(model),
     };
     let tmp = tempfile::tempdir().unwrap();
     write_arch_model(tmp.path(), &ArchSpec::tiny(Arch::Qwen2Vl, 6, &[1, 4])).unwrap();
@@ -470,7 +475,7 @@ fn multimodal_yaml_uses_mergekit_modules() {
     c["architectures"] = serde_json::json!(["SomeNewVLForConditionalGeneration"]);
     std::fs::write(tmp.path().join("config.json"), c.to_string()).unwrap();
     let model = Model::open(tmp.path()).unwrap();
-    let m = planning::mergekit_modules(&model).unwrap();
+    let m = plan::mergekit_modules(&model).unwrap();
     assert_eq!(m.text, "model.language_model.layers");
     assert_eq!(
         m.whole,
@@ -481,7 +486,7 @@ fn multimodal_yaml_uses_mergekit_modules() {
     let tmp = tempfile::tempdir().unwrap();
     write_arch_model(tmp.path(), &ArchSpec::tiny(Arch::Phi3, 6, &[])).unwrap();
     let model = Model::open(tmp.path()).unwrap();
-    assert_eq!(planning::mergekit_modules(&model), None);
+    assert_eq!(plan::mergekit_modules(&model), None);
     let yaml = export::mergekit_yaml(&plan_for(&model)).unwrap();
     assert!(
         yaml.contains("\nslices:\n") && !yaml.contains("modules:"),
@@ -537,7 +542,9 @@ fn the_cache_never_confuses_the_value_part_with_the_whole_tensor() {
     write_arch_model(&dir, &ArchSpec::tiny(Arch::Phi3, 4, &[1])).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
     let stack = model.main_stack().unwrap().clone();
-    let cache = Arc::new(snrscope::cache::Cache::at(tmp.path().join("cache")));
+    let cache = Arc::new(snrscope::spectrum::cache::Cache::at(
+        tmp.path().join("cache"),
+    ));
     let opts = || ScanOptions {
         threads: 1,
         cache: Some(cache.clone()),

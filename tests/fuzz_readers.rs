@@ -16,11 +16,11 @@ use std::{
 
 use proptest::{prelude::*, test_runner::Config};
 use snrscope::{
-    export::planning::{self, Choice, SnrTable},
-    model::Model,
-    plan::Rule,
+    checkpoint::Model,
+    export,
+    plan::{self, Request, Rule, SnrTable},
     scanfile,
-    snr::{self, SvdWorkspace},
+    spectrum::snr::{self, SvdWorkspace},
 };
 
 const CASES: u32 = 10_000;
@@ -165,7 +165,7 @@ fn exercise_model(dir: &Path) {
     };
     DEEP.fetch_add(1, Ordering::Relaxed);
     let _ = model.dominant_dtype();
-    let _ = planning::model_dtype(&model);
+    let _ = plan::model_dtype(&model);
     let Ok(stack) = model.main_stack() else {
         return;
     };
@@ -310,18 +310,18 @@ fn exercise_scan(text: &str) {
         return;
     };
     SCAN_DEEP.fetch_add(1, Ordering::Relaxed);
-    let _ = planning::unfrozen_groups_from_scan(&entries);
+    let _ = export::unfrozen_groups_from_scan(&entries);
     if let Ok(table) = SnrTable::from_scan(&entries, "fuzz.json") {
         for rule in [Rule::Infinite, Rule::Lowest(3), Rule::Below(1.0)] {
-            let choice = Choice {
+            let choice = Request {
                 module: None,
                 rule,
                 drop: vec![0],
                 keep: vec![1],
             };
-            let _ = planning::make_plan(&table, &choice, "m", "bfloat16");
+            let _ = plan::make_plan(&table, &choice, "m", "bfloat16");
         }
-        let _ = table.unfrozen_groups();
+        let _ = export::groups_from_table(&table);
     }
     let (tx, _rx) = crossbeam_channel::unbounded();
     let _ = snrscope::ui::App::for_scan_file(Path::new("fuzz.json"), entries, tx);

@@ -19,7 +19,7 @@ use std::{
 };
 
 use proptest::{prelude::*, test_runner::Config};
-use snrscope::{model::Model, scan};
+use snrscope::{checkpoint::Model, spectrum::scan};
 
 const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
 const PEAK_RSS_LIMIT_KB: i64 = 512 * 1024;
@@ -135,7 +135,7 @@ fn exercise(path: &Path) {
                     _ => model.read_matrix(t, &mut buf),
                 };
             }
-            let _ = snrscope::parts::fingerprint(&model);
+            let _ = snrscope::spectrum::parts::fingerprint(&model);
         }
     }
 }

@@ -10,11 +10,13 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use faer::Par;
 use snrscope::{
+    checkpoint::Model,
     demo::{Rng, gaussian, power_law, with_spectrum},
-    gram::{GramWorkspace, gram_singular_values},
-    model::Model,
-    scan::{self, ScanOptions},
-    snr::{self, GRAM_TOLERANCE, Method, SvdWorkspace, matrix_snr, matrix_snr_with},
+    spectrum::{
+        gram::{GramWorkspace, gram_singular_values},
+        scan::{self, ScanOptions},
+        snr::{self, GRAM_TOLERANCE, Method, SvdWorkspace, matrix_snr, matrix_snr_with},
+    },
 };
 
 /// The README's figure: the largest relative difference of `snr_ratio` between the Gram method

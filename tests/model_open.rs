@@ -8,8 +8,8 @@ use std::{
 };
 
 use snrscope::{
+    checkpoint::{Model, OpenError},
     demo::{ModelSpec, write_model},
-    model::{Model, OpenError},
 };
 
 fn tiny_model(dir: &Path, shards: usize) {

@@ -10,8 +10,8 @@ mod common;
 use std::{collections::BTreeSet, sync::Arc};
 
 use snrscope::{
-    model::Model,
-    scan::{self, ScanOptions},
+    checkpoint::Model,
+    spectrum::scan::{self, ScanOptions},
 };
 
 const REL: f64 = 1e-9;
@@ -54,7 +54,7 @@ fn compare_fused(case: &str, derived: &str) -> BTreeSet<usize> {
         Some(derived),
         "{case}: default module"
     );
-    let fused = snrscope::fused::fused_of(derived).unwrap();
+    let fused = snrscope::checkpoint::fused::fused_of(derived).unwrap();
     let jobs = scan::jobs_for_module(&model, stack, derived);
     assert_eq!(jobs.len(), common::cases::ARCH_LAYERS);
     // The oracle keyed the hand-extracted part by its tensor's module name.
@@ -64,7 +64,11 @@ fn compare_fused(case: &str, derived: &str) -> BTreeSet<usize> {
         .collect();
     compare_jobs(&g, model, jobs, keys)
         .iter()
-        .map(|m| snrscope::layers::parse_layer_name(m).unwrap().index)
+        .map(|m| {
+            snrscope::checkpoint::layers::parse_layer_name(m)
+                .unwrap()
+                .index
+        })
         .collect()
 }
 

@@ -10,10 +10,10 @@ use std::{
 };
 
 use snrscope::{
+    checkpoint::Model,
     demo::ModelSpec,
     export::{self, ExportError, ExportOptions, Hooks},
-    model::Model,
-    scan::CancelToken,
+    util::cancel::CancelToken,
 };
 use support::{gen_model, names_in, plan, snapshot};
 

@@ -6,10 +6,12 @@ mod common;
 use std::{process::Command, sync::Arc, time::Duration};
 
 use snrscope::{
+    checkpoint::Model,
     demo::{ModelSpec, write_model},
-    model::Model,
-    scan::{self, Progress, ScanEvent, ScanOptions},
-    snr::Method,
+    spectrum::{
+        scan::{self, Progress, ScanEvent, ScanOptions},
+        snr::Method,
+    },
 };
 
 #[test]
@@ -70,7 +72,7 @@ fn largest_first_and_progress_by_work() {
     let jobs = scan::jobs_matching(&model, &regex::Regex::new(".").unwrap());
     let work: Vec<f64> = jobs
         .iter()
-        .map(|j| snrscope::schedule::work(j.shape[0], j.shape[1], Method::Svd))
+        .map(|j| snrscope::spectrum::schedule::work(j.shape[0], j.shape[1], Method::Svd))
         .collect();
     let total: f64 = work.iter().sum();
     let options = ScanOptions {
@@ -197,12 +199,12 @@ fn scan_json_has_the_oracle_layout() {
         .collect();
     let theirs = golden.results.as_object().unwrap();
     let mut their_keys: Vec<&str> = theirs.keys().map(String::as_str).collect();
-    their_keys.sort_by(|a, b| snrscope::layers::natural_cmp(a, b));
+    their_keys.sort_by(|a, b| snrscope::checkpoint::layers::natural_cmp(a, b));
     assert_eq!(
         keys, their_keys,
         "the oracle's keys, in its (natural) order"
     );
-    let ours = snrscope::pyjson::PyJson::parse(&text).unwrap();
+    let ours = snrscope::scanfile::pyjson::PyJson::parse(&text).unwrap();
     let mut inf = Vec::new();
     for k in their_keys {
         let (a, b) = (&ours.get(k).unwrap(), &theirs[k]);

@@ -4,10 +4,8 @@
 use std::path::PathBuf;
 
 use snrscope::{
-    export::{
-        self,
-        planning::{Choice, SnrTable, make_plan, unfrozen_groups_from_scan},
-    },
+    export,
+    plan::{Request, SnrTable, make_plan},
     scanfile,
 };
 
@@ -62,7 +60,7 @@ fn every_published_scan_opens_and_plans() {
             v.iter().all(Option::is_some),
             "{file}: every v_proj layer has an SNR"
         );
-        let plan = make_plan(&table, &Choice::default(), "org/model", "bfloat16").unwrap();
+        let plan = make_plan(&table, &Request::default(), "org/model", "bfloat16").unwrap();
         assert_eq!(plan.dropped, infinite, "{file}");
         let yaml = export::mergekit_yaml(&plan).unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
@@ -76,7 +74,7 @@ fn every_published_scan_opens_and_plans() {
             })
             .sum();
         assert_eq!(kept as usize, layers - infinite.len(), "{file}");
-        let groups = unfrozen_groups_from_scan(&entries);
+        let groups = export::unfrozen_groups_from_scan(&entries);
         assert_eq!(groups.len(), all_types, "{file}");
         let unfrozen = export::unfrozen_yaml(&groups, 25.0).unwrap();
         let u: serde_yaml::Value = serde_yaml::from_str(&unfrozen).unwrap();

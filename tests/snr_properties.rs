@@ -3,7 +3,7 @@
 
 use faer::Par;
 use proptest::prelude::*;
-use snrscope::snr::{SnrStats, SvdWorkspace, matrix_snr};
+use snrscope::spectrum::snr::{SnrStats, SvdWorkspace, matrix_snr};
 
 fn snr(data: &[f64], rows: usize, cols: usize) -> SnrStats {
     matrix_snr(data, rows, cols, Par::Seq, &mut SvdWorkspace::default()).unwrap()

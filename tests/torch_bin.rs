@@ -16,9 +16,11 @@ use std::{
 };
 
 use snrscope::{
-    export::{self, ExportOptions, Plan},
-    model::{Model, OpenError, WeightFormat},
-    scan::{self, CancelToken, ScanOptions},
+    checkpoint::{Model, OpenError, WeightFormat},
+    export::{self, ExportOptions},
+    plan::Plan,
+    spectrum::scan::{self, ScanOptions},
+    util::cancel::CancelToken,
 };
 use support::{pair, state_dict_pickle, torch_zip, write};
 

@@ -12,16 +12,16 @@ use std::{
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
+    checkpoint::Model,
     demo::{ModelSpec, write_model},
-    eval::{self, EvalOptions},
-    model::Model,
-    scan::CancelToken,
+    forward::{self, EvalOptions},
     scanfile,
     ui::{
         App, AppOptions, Msg,
         state::{eval_job::EvalSetup, overlay::StatusKind},
         view::bars::{PplLook, ppl_text},
     },
+    util::cancel::CancelToken,
 };
 use tempfile::TempDir;
 
@@ -84,7 +84,7 @@ fn status(app: &App) -> (StatusKind, String) {
 fn eval_directly(model: &Arc<Model>, app: &App, dropped: &[usize]) -> f64 {
     let text = app.evals.text.as_ref().expect("the explorer read the text");
     let s = &app.evals.setup;
-    let r = eval::evaluate(
+    let r = forward::evaluate(
         model,
         &text.tokens,
         &[dropped.to_vec()],
@@ -332,7 +332,7 @@ fn the_demo_tokenizer_knows_the_sample() {
     )
     .unwrap();
     let (ids, unknown) =
-        eval::tokens::tokenize_counting_unknown(&p, eval::tokens::SAMPLE_TEXT).unwrap();
+        forward::tokens::tokenize_counting_unknown(&p, forward::tokens::SAMPLE_TEXT).unwrap();
     assert_eq!(ids.len(), 3177);
     assert_eq!(unknown, 0);
     assert!(ids.iter().all(|&i| i < 1024));

@@ -12,10 +12,12 @@ use ratatui::{
     style::{Color, Modifier},
 };
 use snrscope::{
+    checkpoint::Model,
     demo::{ModelSpec, write_model},
-    model::Model,
-    scan::{MatrixResult, Progress, ScanEvent},
-    snr::{Method, SnrStats, stats_from_singular_values},
+    spectrum::{
+        scan::{MatrixResult, Progress, ScanEvent},
+        snr::{Method, SnrStats, stats_from_singular_values},
+    },
     ui::{
         Action, App, AppOptions, Edit, Msg, layout::ChartGeom, render, state::document::ScanState,
     },

@@ -11,12 +11,14 @@ use std::{
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
+    checkpoint::Model,
     demo::{ModelSpec, write_model},
-    model::Model,
     plan::Mark,
-    scan::{MatrixResult, Progress, ScanEvent},
     scanfile,
-    snr::{Method, stats_from_singular_values},
+    spectrum::{
+        scan::{MatrixResult, Progress, ScanEvent},
+        snr::{Method, stats_from_singular_values},
+    },
     ui::{
         Action, App, AppOptions, Msg,
         state::{
@@ -1168,7 +1170,9 @@ fn reopening_draws_every_bar_from_the_cache() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("m");
     write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
-    let cache = Arc::new(snrscope::cache::Cache::at(tmp.path().join("cache")));
+    let cache = Arc::new(snrscope::spectrum::cache::Cache::at(
+        tmp.path().join("cache"),
+    ));
     let open = || {
         let (tx, rx) = crossbeam_channel::unbounded();
         let app = App::for_model(
@@ -1214,6 +1218,6 @@ fn reopening_draws_every_bar_from_the_cache() {
             .module()
             .cells
             .iter()
-            .any(|c| c.method == Some(snrscope::snr::Method::Gram))
+            .any(|c| c.method == Some(snrscope::spectrum::snr::Method::Gram))
     );
 }

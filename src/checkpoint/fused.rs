@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use crate::layers::{LayerLayout, Stack};
+use crate::checkpoint::layers::{LayerLayout, Stack};
 
 /// Marks a derived module type: `self_attn.v_proj ⊂ qkv_proj`.
 pub const SUBSET_MARK: &str = " ⊂ ";

@@ -58,8 +58,8 @@ pub struct Stack {
     /// module type (the V part of a fused projection, `self_attn.v_proj ⊂ qkv_proj`) maps to
     /// the fused tensors it is cut from; see [`Stack::derived`].
     pub modules: BTreeMap<String, BTreeMap<usize, String>>,
-    /// Derived module types (see [`crate::fused`]): where their part of the tensor sits.
-    pub derived: BTreeMap<String, crate::fused::Derived>,
+    /// Derived module types (see [`crate::checkpoint::fused`]): where their part of the tensor sits.
+    pub derived: BTreeMap<String, crate::checkpoint::fused::Derived>,
 }
 
 impl Stack {
@@ -84,7 +84,7 @@ impl Stack {
         if let Some(k) = self
             .modules
             .keys()
-            .find(|k| k.contains(crate::fused::SUBSET_MARK))
+            .find(|k| k.contains(crate::checkpoint::fused::SUBSET_MARK))
         {
             return Some(k);
         }

@@ -1,240 +1,33 @@
 //! Opening a model folder (or a single `.safetensors` or PyTorch `.bin` file) without reading
 //! tensor data: files are memory-mapped read-only and only their headers are parsed (for a
 //! `.bin`, the zip directory and the pickle that describes the tensors: see
-//! [`crate::torch_bin`]).
+//! [`crate::checkpoint::torch_bin`]).
+
+mod error;
+pub mod fused;
+mod index;
+pub mod layers;
+pub mod pickle;
+mod safetensors_header;
+mod shard;
+mod tensor;
+pub mod torch_bin;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs::File,
-    ops::Range,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
-use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use safetensors::Dtype;
 
-use crate::layers::{self, LayerLayout};
+use tensor::decode_append;
 
-/// Why a model could not be opened. Every variant names the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("{path}: no such file or folder")]
-    NotFound { path: PathBuf },
-    #[error("{dir}: no config.json in this folder (a model folder needs one)")]
-    MissingConfig { dir: PathBuf },
-    #[error("{path}: invalid JSON: {source}")]
-    InvalidJson {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: {problem}")]
-    BadIndex { path: PathBuf, problem: String },
-    #[error(
-        "{path}: not a .safetensors or PyTorch .bin file (a model is a folder with config.json, a .safetensors file or a pytorch_model.bin; scan files are .json)"
-    )]
-    NotSafetensors { path: PathBuf },
-    #[error("{dir}: no .safetensors file (nor pytorch_model.bin) in this folder")]
-    NoSafetensors { dir: PathBuf },
-    /// A PyTorch `.bin` that is refused: not a torch.save zip, a pickle naming anything but
-    /// tensors and plain containers, a storage that does not fit, a strided view, ...
-    #[error("{path}: {problem}")]
-    BadBin { path: PathBuf, problem: String },
-    #[error("{path}: cannot read: {}", crate::text::io_reason(source))]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {problem}")]
-    Map { path: PathBuf, problem: String },
-    #[error("{path}: not a valid safetensors file: {problem}")]
-    BadHeader { path: PathBuf, problem: String },
-    #[error(
-        "{path}: truncated: its header needs {expected} bytes of tensor data, the file holds {actual}"
-    )]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("{index}: names shard {shard}, which does not exist")]
-    MissingShard { index: PathBuf, shard: String },
-    #[error("tensor {name} is stored twice: in {first} and in {second}")]
-    DuplicateTensor {
-        name: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
-}
-
-/// The model has no numbered layers: nothing to scan or prune.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}: no numbered layers found in the tensor names")]
-pub struct NoLayerStack {
-    pub path: PathBuf,
-}
-
-/// Why a tensor could not be turned into an f64 matrix.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MatrixError {
-    #[error("no tensor named {0}")]
-    NotFound(String),
-    #[error("{name} has shape {shape:?}, not a 2-D matrix")]
-    NotMatrix { name: String, shape: Vec<usize> },
-    #[error("{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16)")]
-    UnsupportedDtype { name: String, dtype: String },
-    #[error("{path}: {problem}")]
-    Unreadable { path: PathBuf, problem: String },
-}
-
-/// One `.safetensors` file, kept open. Tensor data is mapped into memory one tensor (or one
-/// export chunk) at a time and unmapped when done: a scan needs address space for the matrices
-/// in flight, not for the whole model (68 GiB for a 34B model, which `ulimit -v` may not
-/// allow), and its resident set stays flat however many matrices it reads.
-#[derive(Debug)]
-pub struct Shard {
-    pub path: PathBuf,
-    /// File name relative to the model folder (what an index's weight_map says).
-    pub file_name: String,
-    file: File,
-    len: u64,
-    pub metadata: Option<HashMap<String, String>>,
-}
-
-impl Shard {
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Maps `range` of the file.
-    fn map(&self, range: Range<usize>) -> Result<TensorBytes, MatrixError> {
-        let unreadable = |problem: String| MatrixError::Unreadable {
-            path: self.path.clone(),
-            problem,
-        };
-        if range.end as u64 > self.len || range.start > range.end {
-            return Err(unreadable(format!(
-                "too short: bytes {}..{} of {}",
-                range.start, range.end, self.len
-            )));
-        }
-        let len = range.end - range.start;
-        if len == 0 {
-            return Ok(TensorBytes {
-                map: None,
-                skip: 0,
-                len: 0,
-            });
-        }
-        // Maps start on a page boundary.
-        let skip = range.start % page_size();
-        let offset = (range.start - skip) as u64;
-        // SAFETY: the file is opened read-only and never written by this process. Another
-        // process truncating it underneath us would fault reads, the usual caveat of every mmap
-        // loader.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(offset)
-                .len(skip + len)
-                .map(&self.file)
-        }
-        .map_err(|e| unreadable(map_problem(&e, (skip + len) as u64)))?;
-        Ok(TensorBytes {
-            map: Some(map),
-            skip,
-            len,
-        })
-    }
-}
-
-/// A tensor's bytes, mapped from its shard while this value lives.
-pub struct TensorBytes {
-    map: Option<Mmap>,
-    skip: usize,
-    len: usize,
-}
-
-impl std::ops::Deref for TensorBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match &self.map {
-            Some(m) => &m[self.skip..self.skip + self.len],
-            None => &[],
-        }
-    }
-}
-
-fn page_size() -> usize {
-    #[cfg(unix)]
-    {
-        // SAFETY: sysconf has no preconditions.
-        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if n > 0 {
-            return n as usize;
-        }
-    }
-    // Windows' allocation granularity, and a safe multiple of every Unix page size.
-    65_536
-}
-
-/// Why a map failed, in words a user can act on.
-fn map_problem(e: &std::io::Error, len: u64) -> String {
-    if e.raw_os_error() == Some(12) {
-        // ENOMEM from mmap: the address space, not the RAM, ran out.
-        format!(
-            "cannot map {} of it into memory: out of address space (is `ulimit -v` set? \
-             snrscope maps one matrix at a time, so the limit must exceed the largest matrix \
-             plus the scan's working memory)",
-            crate::plan::human_bytes(len)
-        )
-    } else {
-        format!("cannot map into memory: {}", crate::text::io_reason(e))
-    }
-}
-
-/// A tensor's place in its shard. `range` is absolute within the file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorEntry {
-    pub name: String,
-    pub dtype: Dtype,
-    pub shape: Vec<usize>,
-    pub shard: usize,
-    pub range: Range<usize>,
-}
-
-impl TensorEntry {
-    pub fn num_elements(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
-    }
-
-    pub fn num_bytes(&self) -> u64 {
-        (self.range.end - self.range.start) as u64
-    }
-
-    /// `(rows, cols)` for a 2-D tensor.
-    pub fn matrix_shape(&self) -> Option<(usize, usize)> {
-        match self.shape.as_slice() {
-            &[r, c] => Some((r, c)),
-            _ => None,
-        }
-    }
-
-    pub fn is_scannable_dtype(&self) -> bool {
-        matches!(
-            self.dtype,
-            Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16
-        )
-    }
-}
-
-/// `BF16` -> "BF16", as safetensors headers spell it.
-pub fn dtype_name(d: Dtype) -> String {
-    format!("{d:?}")
-}
+pub use error::{MatrixError, NoLayerStack, OpenError};
+use index::{check_index_matches, read_json, read_weight_map, shard_names};
+use layers::LayerLayout;
+use safetensors_header::{list_safetensors, open_shard};
+pub use shard::{Shard, TensorBytes};
+pub use tensor::{TensorEntry, decode_f64, dtype_name};
 
 /// How a model's weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +114,7 @@ impl Model {
         } else {
             let format = match source.extension() {
                 Some(e) if e == "safetensors" => WeightFormat::Safetensors,
-                _ if crate::torch_bin::is_bin_name(&source) => WeightFormat::PytorchBin,
+                _ if torch_bin::is_bin_name(&source) => WeightFormat::PytorchBin,
                 _ => return Err(OpenError::NotSafetensors { path: source }),
             };
             let dir = source
@@ -349,7 +142,7 @@ impl Model {
             let path = dir.join(&file_name);
             let (shard, entries) = match format {
                 WeightFormat::Safetensors => open_shard(&path, file_name, shards.len())?,
-                WeightFormat::PytorchBin => open_bin_shard(&path, file_name, shards.len())?,
+                WeightFormat::PytorchBin => torch_bin::open_shard(&path, file_name, shards.len())?,
             };
             for e in entries {
                 if let Some(&first) = owner.get(&e.name) {
@@ -387,11 +180,7 @@ impl Model {
         );
         warnings.extend(layout.warnings.iter().cloned());
         let shape_of = |name: &str| by_name.get(name).map(|&i: &usize| tensors[i].shape.clone());
-        warnings.extend(crate::fused::derive(
-            config.as_ref(),
-            &mut layout,
-            &shape_of,
-        ));
+        warnings.extend(fused::derive(config.as_ref(), &mut layout, &shape_of));
         Ok(Model {
             source,
             dir,
@@ -469,10 +258,10 @@ impl Model {
     pub fn read_slice(
         &self,
         t: &TensorEntry,
-        slice: &crate::fused::TensorSlice,
+        slice: &crate::checkpoint::fused::TensorSlice,
         out: &mut Vec<f64>,
     ) -> Result<(usize, usize), MatrixError> {
-        use crate::fused::Axis;
+        use crate::checkpoint::fused::Axis;
         let (rows, cols) = t.matrix_shape().ok_or_else(|| MatrixError::NotMatrix {
             name: t.name.clone(),
             shape: t.shape.clone(),
@@ -576,347 +365,4 @@ impl Model {
         }
         by.into_iter().max_by_key(|(_, b)| *b).map(|(d, _)| d)
     }
-}
-
-/// Little-endian decoding of the scannable float dtypes; `false` (and `out` empty) for any
-/// other dtype.
-pub fn decode_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> bool {
-    out.clear();
-    decode_append(dtype, bytes, out)
-}
-
-/// [`decode_f64`] without clearing `out` first.
-fn decode_append(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> bool {
-    match dtype {
-        Dtype::F64 => out.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
-        ),
-        Dtype::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
-        ),
-        Dtype::F16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()),
-        ),
-        Dtype::BF16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()),
-        ),
-        _ => return false,
-    }
-    true
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, OpenError> {
-    let text = std::fs::read_to_string(path).map_err(|source| OpenError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| OpenError::InvalidJson {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// An index's `weight_map`: tensor name -> shard file name.
-type WeightMap = BTreeMap<String, String>;
-
-fn read_weight_map(index: &Path) -> Result<WeightMap, OpenError> {
-    let v = read_json(index)?;
-    let map = v
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| OpenError::BadIndex {
-            path: index.to_path_buf(),
-            problem: "no \"weight_map\" object".into(),
-        })?;
-    map.iter()
-        .map(|(tensor, shard)| match shard.as_str() {
-            Some(s) => Ok((tensor.clone(), s.to_string())),
-            None => Err(OpenError::BadIndex {
-                path: index.to_path_buf(),
-                problem: format!("weight_map entry for {tensor} is not a file name"),
-            }),
-        })
-        .collect()
-}
-
-fn shard_names(dir: &Path, index: &Path, weight_map: &WeightMap) -> Result<Vec<String>, OpenError> {
-    // An index is data from the internet: its file names must stay inside the model folder.
-    for (tensor, shard) in weight_map {
-        let inside = Path::new(shard)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !inside || shard.is_empty() {
-            return Err(OpenError::BadIndex {
-                path: index.to_path_buf(),
-                problem: format!(
-                    "weight_map entry for {tensor} names {shard:?}, which is outside the model \
-                     folder; refusing to read it"
-                ),
-            });
-        }
-    }
-    let mut names: Vec<String> = weight_map.values().cloned().collect();
-    names.sort_by(|a, b| layers::natural_cmp(a, b));
-    names.dedup();
-    if names.is_empty() {
-        return Err(OpenError::BadIndex {
-            path: index.to_path_buf(),
-            problem: "weight_map is empty".into(),
-        });
-    }
-    for n in &names {
-        if !dir.join(n).is_file() {
-            return Err(OpenError::MissingShard {
-                index: index.to_path_buf(),
-                shard: n.clone(),
-            });
-        }
-    }
-    Ok(names)
-}
-
-/// The folder's `.safetensors` files in natural order (maybe none).
-fn list_safetensors(dir: &Path) -> Result<Vec<String>, OpenError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| OpenError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".safetensors"))
-        .collect();
-    names.sort_by(|a, b| layers::natural_cmp(a, b));
-    Ok(names)
-}
-
-fn open_shard(
-    path: &Path,
-    file_name: String,
-    shard_index: usize,
-) -> Result<(Shard, Vec<TensorEntry>), OpenError> {
-    let io = |source| OpenError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    // Only the header is read: opening maps nothing, so it needs no address space for data.
-    let head = read_head(&file, len).map_err(io)?;
-    let (header_len, metadata) = match SafeTensors::read_metadata(&head) {
-        Ok((n, _)) if len != head.len() as u64 => {
-            return Err(
-                header_error(path, &head, len, SafeTensorError::MetadataIncompleteBuffer)
-                    .unwrap_or_else(|| bad_header(path, n)),
-            );
-        }
-        Ok(r) => r,
-        // The header is complete and valid (read_metadata validates it before it compares the
-        // buffer with the data size); only the data was not read.
-        Err(SafeTensorError::MetadataIncompleteBuffer) => {
-            match header_error(path, &head, len, SafeTensorError::MetadataIncompleteBuffer) {
-                Some(e) => return Err(e),
-                None => {
-                    let n = head.len() - 8;
-                    let metadata =
-                        serde_json::from_slice::<safetensors::tensor::Metadata>(&head[8..])
-                            .map_err(|_| bad_header(path, n))?;
-                    (n, metadata)
-                }
-            }
-        }
-        Err(e) => {
-            return Err(header_error(path, &head, len, e).unwrap_or_else(|| bad_header(path, 0)));
-        }
-    };
-    let data_start = 8 + header_len;
-    let entries = metadata
-        .tensors()
-        .into_iter()
-        .map(|(name, info)| TensorEntry {
-            name,
-            dtype: info.dtype,
-            shape: info.shape.clone(),
-            shard: shard_index,
-            range: data_start + info.data_offsets.0..data_start + info.data_offsets.1,
-        })
-        .collect();
-    let shard = Shard {
-        path: path.to_path_buf(),
-        file_name,
-        metadata: metadata.metadata().clone(),
-        len,
-        file,
-    };
-    Ok((shard, entries))
-}
-
-/// One PyTorch `.bin` file: its zip directory and pickle are read, nothing else.
-fn open_bin_shard(
-    path: &Path,
-    file_name: String,
-    shard_index: usize,
-) -> Result<(Shard, Vec<TensorEntry>), OpenError> {
-    let io = |source| OpenError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let entries = crate::torch_bin::read_entries(&file, len, shard_index).map_err(|problem| {
-        OpenError::BadBin {
-            path: path.to_path_buf(),
-            problem,
-        }
-    })?;
-    let shard = Shard {
-        path: path.to_path_buf(),
-        file_name,
-        metadata: None,
-        len,
-        file,
-    };
-    Ok((shard, entries))
-}
-
-/// The 8-byte length and the header it announces (as much of it as the file holds; at most
-/// safetensors' 100 MB header limit, beyond which the length alone is an error).
-fn read_head(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = file;
-    let mut head = Vec::new();
-    f.take(8).read_to_end(&mut head)?;
-    if head.len() == 8 {
-        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        let want = n.min(100_000_001).min(len.saturating_sub(8));
-        f.take(want).read_to_end(&mut head)?;
-    }
-    Ok(head)
-}
-
-fn bad_header(path: &Path, n: usize) -> OpenError {
-    OpenError::BadHeader {
-        path: path.to_path_buf(),
-        problem: format!("its {n}-byte header could not be read back"),
-    }
-}
-
-/// The error for a header `read_metadata` refused, given the file's real length; `None` when
-/// the only complaint was the data size and the file has exactly the size the header promises.
-fn header_error(path: &Path, bytes: &[u8], actual: u64, e: SafeTensorError) -> Option<OpenError> {
-    let path = path.to_path_buf();
-    let declared_header = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    Some(match e {
-        SafeTensorError::HeaderTooSmall => OpenError::BadHeader {
-            path,
-            problem: format!("only {actual} bytes, shorter than the 8-byte header length"),
-        },
-        SafeTensorError::InvalidHeaderLength => OpenError::Truncated {
-            path,
-            expected: declared_header.unwrap_or(0).saturating_add(8),
-            actual,
-            // A truncated header is reported as truncation: that is the common cause.
-        },
-        SafeTensorError::MetadataIncompleteBuffer => {
-            // Work out the size the header promises, to say which way it is off.
-            let n = declared_header.unwrap_or(0) as usize;
-            let data_len = bytes
-                .get(8..8 + n)
-                .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
-                .and_then(|v| {
-                    v.as_object().map(|o| {
-                        o.values()
-                            .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
-                            .max()
-                            .unwrap_or(0)
-                    })
-                })
-                .unwrap_or(0);
-            let expected = 8 + n as u64 + data_len;
-            if expected == actual {
-                return None;
-            }
-            if expected > actual {
-                OpenError::Truncated {
-                    path,
-                    expected,
-                    actual,
-                }
-            } else {
-                OpenError::BadHeader {
-                    path,
-                    problem: format!(
-                        "{} bytes after the last tensor's data (the header accounts for {expected})",
-                        actual - expected
-                    ),
-                }
-            }
-        }
-        SafeTensorError::InvalidOffset(name) => OpenError::BadHeader {
-            path,
-            problem: format!(
-                "data_offsets of tensor {name} overlap another tensor, leave a gap, or point past the data"
-            ),
-        },
-        SafeTensorError::TensorInvalidInfo => OpenError::BadHeader {
-            path,
-            problem: "a tensor's byte range does not match its shape and dtype".into(),
-        },
-        other => OpenError::BadHeader {
-            path,
-            problem: other.to_string(),
-        },
-    })
-}
-
-fn check_index_matches(
-    index: &Path,
-    weight_map: &WeightMap,
-    shards: &[Shard],
-    tensors: &[TensorEntry],
-    warnings: &mut Vec<String>,
-) -> Result<(), OpenError> {
-    let actual: HashMap<&str, &str> = tensors
-        .iter()
-        .map(|t| (t.name.as_str(), shards[t.shard].file_name.as_str()))
-        .collect();
-    for (name, shard) in weight_map {
-        match actual.get(name.as_str()) {
-            None => {
-                return Err(OpenError::BadIndex {
-                    path: index.to_path_buf(),
-                    problem: format!("lists tensor {name} in {shard}, which does not hold it"),
-                });
-            }
-            Some(found) if found != shard => {
-                return Err(OpenError::BadIndex {
-                    path: index.to_path_buf(),
-                    problem: format!("lists tensor {name} in {shard}, but it is in {found}"),
-                });
-            }
-            _ => {}
-        }
-    }
-    let unlisted = tensors
-        .iter()
-        .filter(|t| !weight_map.contains_key(&t.name))
-        .count();
-    if unlisted > 0 {
-        warnings.push(format!(
-            "{}: {unlisted} tensor(s) in the shards are not in its weight_map",
-            index.display()
-        ));
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! PyTorch `.bin` checkpoints (`pytorch_model.bin`, the zip archive `torch.save` writes since
 //! torch 1.6): `<archive>/data.pkl` describes the tensors, `<archive>/data/<key>` holds each
 //! storage's raw little-endian bytes. The zip's central directory is read with the `zip` crate,
-//! the pickle with [`crate::pickle`] (which runs nothing and refuses every global but the
+//! the pickle with [`crate::checkpoint::pickle`] (which runs nothing and refuses every global but the
 //! tensor rebuilds), and each tensor becomes an ordinary [`TensorEntry`]: torch stores its
 //! entries uncompressed, so a tensor is a contiguous byte range of the `.bin` file itself and is
 //! read exactly like a safetensors tensor — mapped one at a time, never loaded whole.
@@ -10,13 +10,39 @@ use std::{collections::HashMap, fs::File, io::Read, path::Path};
 
 use zip::{CompressionMethod, ZipArchive};
 
-use crate::{model::TensorEntry, pickle};
+use super::{error::OpenError, pickle, shard::Shard, tensor::TensorEntry};
 
 /// The pickle is read into memory; a state dict's takes ~200 bytes per tensor.
 const MAX_PICKLE: u64 = 64 << 20;
 
 /// Why a `.bin` could not be read (the caller names the file).
 pub type Problem = String;
+
+/// One PyTorch `.bin` file: its zip directory and pickle are read, nothing else.
+pub(crate) fn open_shard(
+    path: &Path,
+    file_name: String,
+    shard_index: usize,
+) -> Result<(Shard, Vec<TensorEntry>), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let entries = read_entries(&file, len, shard_index).map_err(|problem| OpenError::BadBin {
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    let shard = Shard {
+        path: path.to_path_buf(),
+        file_name,
+        metadata: None,
+        len,
+        file,
+    };
+    Ok((shard, entries))
+}
 
 /// The tensors of one `.bin` file, as entries of shard `shard`, in the pickle's order.
 pub fn read_entries(file: &File, len: u64, shard: usize) -> Result<Vec<TensorEntry>, Problem> {
@@ -57,7 +83,7 @@ pub fn read_entries(file: &File, len: u64, shard: usize) -> Result<Vec<TensorEnt
         if order != b"little" {
             return Err(format!(
                 "its tensors are stored {} (byteorder), snrscope reads little-endian only",
-                crate::text::escape_controls(&String::from_utf8_lossy(&order))
+                crate::util::text::escape_controls(&String::from_utf8_lossy(&order))
             ));
         }
     }
@@ -66,12 +92,12 @@ pub fn read_entries(file: &File, len: u64, shard: usize) -> Result<Vec<TensorEnt
         pickle::PickleError::Refused { .. } => {
             format!(
                 "refused: its pickle ({prefix}/data.pkl) {e}",
-                prefix = crate::text::escape_controls(&prefix)
+                prefix = crate::util::text::escape_controls(&prefix)
             )
         }
         other => format!(
             "its pickle ({}/data.pkl) is not a state dict torch.save writes: {other}",
-            crate::text::escape_controls(&prefix)
+            crate::util::text::escape_controls(&prefix)
         ),
     })?;
 
@@ -119,7 +145,7 @@ fn read_small(zip: &mut ZipArchive<&File>, i: usize, max: u64) -> Result<Vec<u8>
     let entry = zip
         .by_index(i)
         .map_err(|e| format!("cannot read zip entry {i}: {e}"))?;
-    let name = crate::text::escape_controls(&entry.name().unwrap_or_default()).into_owned();
+    let name = crate::util::text::escape_controls(&entry.name().unwrap_or_default()).into_owned();
     if entry.size() > max {
         return Err(format!(
             "{name} holds {} bytes, more than the {max} snrscope reads",
@@ -147,7 +173,7 @@ fn storage_place(
     entry_name: &str,
     file_len: u64,
 ) -> Result<(u64, u64), Problem> {
-    let shown = crate::text::escape_controls(entry_name);
+    let shown = crate::util::text::escape_controls(entry_name);
     let &i = names
         .get(entry_name)
         .ok_or_else(|| format!("its pickle names storage {shown}, which the archive lacks"))?;
@@ -186,7 +212,7 @@ fn entry_for(
     size: u64,
     shard: usize,
 ) -> Result<TensorEntry, Problem> {
-    let name = crate::text::escape_controls(&t.name);
+    let name = crate::util::text::escape_controls(&t.name);
     let es = (t.dtype.bitsize() / 8) as u64;
     let numel = t
         .shape
@@ -216,7 +242,7 @@ fn entry_for(
     ) else {
         return Err(format!("tensor {name}: its size overflows"));
     };
-    let storage = crate::text::escape_controls(&t.storage_key);
+    let storage = crate::util::text::escape_controls(&t.storage_key);
     if storage_bytes > size {
         return Err(format!(
             "storage {storage} is declared {storage_bytes} bytes but its zip entry holds {size} \

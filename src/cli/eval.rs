@@ -8,12 +8,12 @@ use color_eyre::eyre::bail;
 use serde_json::json;
 
 use crate::{
-    eval::{self, EvalEvent, EvalOptions, Perplexity, PplSummary, Stage, format_perplexity},
-    export::planning::{self, Choice, SnrTable},
-    model::Model,
-    plan::{Rule, human_bytes},
-    scan::{self, CancelToken},
+    checkpoint::Model,
+    forward::{self, EvalEvent, EvalOptions, Perplexity, PplSummary, Stage, format_perplexity},
+    plan::{self, Request, Rule, SnrTable},
     scanfile,
+    spectrum::scan,
+    util::{bytes::human_bytes, cancel::CancelToken},
 };
 
 use super::{
@@ -122,7 +122,7 @@ pub fn run(args: EvalArgs) -> color_eyre::Result<ExitCode> {
     }
     let bar = bytes_bar("evaluating");
     let sink_bar = bar.clone();
-    let results = eval::evaluate(
+    let results = forward::evaluate(
         &model,
         &tokens,
         &choices,
@@ -161,9 +161,9 @@ pub fn run(args: EvalArgs) -> color_eyre::Result<ExitCode> {
 
 fn read_tokens(args: &EvalArgs, model: &Model) -> color_eyre::Result<(Vec<u32>, String)> {
     if let Some(p) = &args.token_ids {
-        return Ok((eval::tokens::read_token_ids(p)?, p.display().to_string()));
+        return Ok((forward::tokens::read_token_ids(p)?, p.display().to_string()));
     }
-    let (ids, name, unknown) = eval::tokens::text_tokens(&model.dir, args.text.as_deref())?;
+    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, args.text.as_deref())?;
     if unknown * 10 > ids.len() {
         eprintln!(
             "note: {unknown} of {} tokens are the tokenizer's unknown token: the text is mostly \
@@ -182,7 +182,7 @@ fn choose(
 ) -> color_eyre::Result<Vec<usize>> {
     let stack = model.main_stack()?;
     if let Some(y) = &args.yaml {
-        return Ok(eval::dropped_from_yaml(y, stack.num_layers)?);
+        return Ok(forward::dropped_from_yaml(y, stack.num_layers)?);
     }
     let none = LayerList(Vec::new());
     check_layers(
@@ -199,7 +199,8 @@ fn choose(
     }
     let module = module_for(model, stack, args.module.as_deref())?;
     let jobs = scan::jobs_for_module(model, stack, &module);
-    let options = super::cache::scan_options(args.threads, crate::snr::Method::Svd, false);
+    let options =
+        super::cache::scan_options(args.threads, crate::spectrum::snr::Method::Svd, false);
     let results = scan_with_bar(model, jobs.clone(), options, cancel);
     let mut table = SnrTable::for_stack(stack);
     for (job, r) in jobs.iter().zip(results) {
@@ -213,13 +214,13 @@ fn choose(
         .modules
         .entry(module.clone())
         .or_insert_with(|| vec![None; stack.num_layers]);
-    let choice = Choice {
+    let choice = Request {
         module: Some(module),
         rule: args.rule.unwrap_or_default(),
         drop,
         keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
     };
-    let plan = planning::make_plan(&table, &choice, "", "")?;
+    let plan = plan::make_plan(&table, &choice, "", "")?;
     eprintln!("choice: {}", plan.reason);
     Ok(plan.dropped)
 }
@@ -288,7 +289,7 @@ fn json_report(
         "stride": original.window,
         "threads": args.threads,
         "original": side(original),
-        "peak_rss_bytes": eval::memory::peak_rss(),
+        "peak_rss_bytes": forward::memory::peak_rss(),
         "memory_estimate_bytes": original.estimate.total(),
     });
     if let Some(p) = out.get(1) {
@@ -350,7 +351,7 @@ fn text_report(
     let _ = writeln!(
         s,
         "peak memory: {} (estimate {})",
-        eval::memory::peak_rss().map_or("unknown".into(), human_bytes),
+        forward::memory::peak_rss().map_or("unknown".into(), human_bytes),
         human_bytes(o.estimate.total())
     );
     s

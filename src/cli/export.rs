@@ -7,17 +7,17 @@ use clap::Args;
 use color_eyre::eyre::{bail, eyre};
 
 use crate::{
-    export::{
-        self, ExportError, ExportOptions, Inputs, Plan,
-        planning::{self, Choice, SnrTable},
-    },
-    fsid,
-    layers::Stack,
-    model::Model,
-    plan::{Rule, format_ranges, human_bytes, human_count, parse_layer_list},
-    scan::{self, CancelToken, ScanJob},
+    checkpoint::{Model, layers::Stack},
+    export::{self, ExportError, ExportOptions, Inputs},
+    plan::{self, Plan, Request, Rule, SnrTable, format_ranges, parse_layer_list},
     scanfile,
-    text::escape_controls,
+    spectrum::scan::{self, ScanJob},
+    util::{
+        bytes::{human_bytes, human_count},
+        cancel::CancelToken,
+        fsid,
+        text::escape_controls,
+    },
 };
 
 use super::scan::{self as scan_cli, scan_with_bar};
@@ -87,7 +87,7 @@ pub struct ExportArgs {
     pub dtype: Option<String>,
     /// Largest shard of the pruned model, in bytes; K, M, G (and KB, MB, GB) are powers of
     /// 1000, KiB, MiB, GiB powers of 1024.
-    #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = crate::util::bytes::parse_size)]
     pub shard_size: u64,
     /// Replace existing output files and folders (never the input's).
     #[arg(long)]
@@ -106,7 +106,7 @@ pub struct ExportArgs {
     /// How the scan gets singular values: `svd` (the reference) or `gram` (faster; see
     /// `snrscope scan --help`).
     #[arg(long, default_value = "svd")]
-    pub method: crate::snr::Method,
+    pub method: crate::spectrum::snr::Method,
     /// Neither reuse nor store cached scan results.
     #[arg(long)]
     pub no_cache: bool,
@@ -124,39 +124,6 @@ pub(super) fn parse_layers(s: &str) -> Result<LayerList, String> {
     parse_layer_list(s)
         .map(LayerList)
         .map_err(|e| e.to_string())
-}
-
-/// `5GB`, `500M`, `2GiB`, `123456`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit (use e.g. 5GB, 500MB, 2GiB or bytes)"
-            ));
-        }
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 5GB, 500MB or 1000000"))?;
-    let bytes = (n * mult as f64).round();
-    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
-        return Err(format!("{s:?}: the shard size must be at least one byte"));
-    }
-    Ok(bytes as u64)
 }
 
 /// Where the SNR values come from.
@@ -198,7 +165,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     check_outputs(&args, &inputs)?;
 
     let model_ref = args.model_name.clone().unwrap_or_else(|| input.clone());
-    let choice = Choice {
+    let choice = Request {
         module: args.module.clone(),
         rule: args.rule,
         drop: args.drop.clone().map(|l| l.0).unwrap_or_default(),
@@ -208,7 +175,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     let (table, groups, dtype) = match &source {
         Source::ScanFile(entries) => {
             let table = SnrTable::from_scan(entries, &input)?;
-            let groups = planning::unfrozen_groups_from_scan(entries);
+            let groups = export::unfrozen_groups_from_scan(entries);
             let dtype = args.dtype.clone().unwrap_or_else(|| "bfloat16".into());
             (table, groups, dtype)
         }
@@ -221,11 +188,11 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
                     table
                 }
             };
-            let groups = table.unfrozen_groups();
+            let groups = export::groups_from_table(&table);
             let dtype = args
                 .dtype
                 .clone()
-                .unwrap_or_else(|| planning::model_dtype(model));
+                .unwrap_or_else(|| plan::model_dtype(model));
             (table, groups, dtype)
         }
     };
@@ -237,10 +204,10 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     // Only --yaml and --model-out need a plan: a Spectrum selection is still written when, say,
     // every layer's SNR is infinite.
     let pruning = args.yaml.is_some() || args.model_out.is_some();
-    let plan = match planning::make_plan(&table, &choice, &model_ref, &dtype) {
+    let plan = match plan::make_plan(&table, &choice, &model_ref, &dtype) {
         Ok(mut p) => {
             if let Source::Model(model) = &source {
-                p.mergekit_modules = planning::mergekit_modules(model);
+                p.mergekit_modules = plan::mergekit_modules(model);
             }
             Some(p)
         }
@@ -392,7 +359,7 @@ fn saved_scan_for(
             "{}: has no {module} entry for layer(s) {} of {}; those layers would be kept \
              unjudged (pass --allow-partial to accept that, or scan again)",
             path.display(),
-            export::join_layers(&missing),
+            plan::join_layers(&missing),
             model.source.display()
         );
     }
@@ -567,25 +534,5 @@ fn print_plan(plan: &Plan) {
                 export::format_snr(plan.snr.get(l).copied().flatten())
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shard_sizes() {
-        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
-        assert_eq!(parse_size("5G"), Ok(5_000_000_000));
-        assert_eq!(parse_size("500M"), Ok(500_000_000));
-        assert_eq!(parse_size("100K"), Ok(100_000));
-        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("123456"), Ok(123_456));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("5XB").is_err());
-        assert!(parse_size("GB").is_err());
-        assert!(parse_size("-5GB").is_err());
     }
 }

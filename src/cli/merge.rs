@@ -7,7 +7,7 @@ use std::{
 
 use color_eyre::eyre::bail;
 
-use crate::{parts, scanfile};
+use crate::{scanfile, spectrum::parts};
 
 pub fn run(
     files: &[PathBuf],

@@ -36,7 +36,7 @@ pub struct Cli {
     /// Explorer: how scans get the singular values: `svd` (the reference) or `gram` (faster on
     /// big matrices); `m` switches in the explorer.
     #[arg(long, default_value = "svd")]
-    pub method: crate::snr::Method,
+    pub method: crate::spectrum::snr::Method,
     /// Explorer: neither read nor write the scan cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -104,7 +104,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // Messages quote tensor names, scan-file keys and paths: escape what a terminal
             // would execute.
-            eprintln!("error: {}", crate::text::escape_controls(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                crate::util::text::escape_controls(&format!("{e:#}"))
+            );
             ExitCode::from(1)
         }
     }

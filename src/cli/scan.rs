@@ -7,13 +7,15 @@ use color_eyre::eyre::{bail, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
+    checkpoint::Model,
     export::Inputs,
-    model::Model,
-    parts::{self, Part},
-    scan::{self, CancelToken, MatrixResult, ScanJob, ScanOptions},
     scanfile::{self, ScanEntry},
-    snr::{Method, SnrStats},
-    text::escape_controls,
+    spectrum::{
+        parts::{self, Part},
+        scan::{self, MatrixResult, ScanJob, ScanOptions},
+        snr::{Method, SnrStats},
+    },
+    util::{cancel::CancelToken, text::escape_controls},
 };
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::{
     sync::atomic::{AtomicI32, Ordering},
 };
 
-use crate::scan::CancelToken;
+use crate::util::cancel::CancelToken;
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{
     ExportError, guard::Inputs, leftovers, lock::TargetLock, rename, sibling_of_this_process,
 };
-use crate::fsid::FileId;
+use crate::util::fsid::FileId;
 
 #[derive(Debug)]
 pub struct TempDir {
@@ -146,7 +146,7 @@ fn remove_replaced(old: &Path) -> Option<String> {
         format!(
             "the replaced folder could not be removed and is left at {}: {}",
             old.display(),
-            crate::text::io_reason(&e)
+            crate::util::text::io_reason(&e)
         )
     })
 }

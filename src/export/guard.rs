@@ -11,8 +11,8 @@ use std::{
 
 use super::ExportError;
 use crate::{
-    fsid::{self, FileId},
-    model::Model,
+    checkpoint::Model,
+    util::fsid::{self, FileId},
 };
 
 /// The files and folders a run reads from.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::rename::rename_noreplace;
-use crate::plan::human_bytes;
+use crate::util::bytes::human_bytes;
 
 /// Cleans up after dead runs for `target`; one note per thing done, for the summary.
 pub fn clean(target: &Path) -> Vec<String> {
@@ -69,7 +69,7 @@ pub fn clean(target: &Path) -> Vec<String> {
             Err(e) => notes.push(format!(
                 "could not remove {} (left by an interrupted run): {}",
                 path.display(),
-                crate::text::io_reason(&e)
+                crate::util::text::io_reason(&e)
             )),
         }
     }

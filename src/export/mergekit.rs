@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use super::{ExportError, Plan};
+use super::ExportError;
+use crate::plan::Plan;
+use crate::plan::join_layers;
 
 /// What the YAML must parse back to; checked after formatting so a model name that needs
 /// quoting can never produce a config mergekit would read differently.
@@ -56,15 +58,6 @@ fn scalar(s: &str) -> Result<String, ExportError> {
     Ok(text.trim_end_matches('\n').to_string())
 }
 
-/// `12, 20, 21`.
-pub fn join_layers(layers: &[usize]) -> String {
-    layers
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The one-line summary at the top of the YAML.
 pub fn header_comment(plan: &Plan) -> String {
     let what = match plan.dropped.len() {
@@ -86,10 +79,10 @@ pub fn header_comment(plan: &Plan) -> String {
 pub fn yaml(plan: &Plan) -> Result<String, ExportError> {
     plan.validate()?;
     for (what, v) in [("model name", &plan.model_ref), ("dtype", &plan.dtype)] {
-        if crate::text::has_controls(v) {
+        if crate::util::text::has_controls(v) {
             return Err(ExportError::InvalidPlan(format!(
                 "the {what} {} contains control characters; not writing it into YAML",
-                crate::text::escape_controls(v)
+                crate::util::text::escape_controls(v)
             )));
         }
     }

@@ -20,107 +20,37 @@ mod lock;
 mod mergekit;
 mod model_card;
 mod model_files;
-pub mod planning;
 mod pruned_model;
 mod rename;
 mod safetensors_out;
 mod unfrozen;
 
-use std::{
-    ops::Range,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use crate::{model::Model, scan::CancelToken};
+use crate::{
+    checkpoint::Model,
+    plan::{Plan, PlanError},
+    util::cancel::CancelToken,
+};
 
 pub use atomic_file::write_file_atomically;
 pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
 pub use guard::Inputs;
-pub use mergekit::join_layers;
 pub use model_card::{format_snr, model_card};
 pub use model_files::{MODEL_FILES, model_file_kind};
 pub use pruned_model::{
     Hooks, check_output_folder, export_model_with_hooks, is_weight_file, pruned_tensors,
 };
 pub use safetensors_out::OutTensor;
-pub use unfrozen::{UnfrozenGroup, top_layers, unfrozen_yaml, write_unfrozen_yaml};
-
-/// Everything a writer needs to know about the pruning decision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    /// mergekit's `model:` value: `--model-name`, else the path the user gave.
-    pub model_ref: String,
-    /// The layer stack being pruned, e.g. `model.layers`.
-    pub stack_prefix: String,
-    pub num_layers: usize,
-    /// Ascending layer indices to drop.
-    pub dropped: Vec<usize>,
-    /// The module type whose SNR drove the choice, e.g. `self_attn.v_proj`.
-    pub module_type: String,
-    /// Human description of how the layers were chosen (rule, manual overrides), e.g.
-    /// `self_attn.v_proj SNR infinite`; see [`planning::describe_choice`].
-    pub reason: String,
-    /// That module's SNR (`snr_ratio`) per layer; `None` where unknown.
-    pub snr: Vec<Option<f64>>,
-    /// mergekit dtype, e.g. `bfloat16`.
-    pub dtype: String,
-    /// For a model mergekit sees as several modules (a multimodal model: text decoder, vision
-    /// tower, projector), the module names for its `modules:` syntax; `None`: one module,
-    /// plain `slices:`. See [`planning::mergekit_modules`].
-    pub mergekit_modules: Option<MergekitModules>,
-}
-
-/// mergekit's modules of a multimodal model: the text decoder gets the kept layers' slices,
-/// every other module is copied whole.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MergekitModules {
-    /// e.g. `text_decoder`.
-    pub text: String,
-    /// e.g. `vision_tower`, `multi_modal_projector`.
-    pub whole: Vec<String>,
-}
-
-impl Plan {
-    pub fn kept_ranges(&self) -> Vec<Range<usize>> {
-        crate::plan::kept_ranges(self.num_layers, &self.dropped)
-    }
-
-    /// Kept layer indices of the source, in order (new layer `i` is old layer `kept()[i]`).
-    pub fn kept(&self) -> Vec<usize> {
-        (0..self.num_layers)
-            .filter(|i| self.dropped.binary_search(i).is_err())
-            .collect()
-    }
-
-    /// Refuses plans no writer can honour: nothing kept, layers out of range, unsorted or
-    /// repeated drops.
-    pub fn validate(&self) -> Result<(), ExportError> {
-        if let Some(&bad) = self.dropped.iter().find(|&&l| l >= self.num_layers) {
-            return Err(ExportError::InvalidPlan(format!(
-                "layer {bad} is dropped but {} has only {} layers (0-{})",
-                self.stack_prefix,
-                self.num_layers,
-                self.num_layers.saturating_sub(1)
-            )));
-        }
-        if self.dropped.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(ExportError::InvalidPlan(
-                "dropped layers must be ascending and distinct".into(),
-            ));
-        }
-        if self.kept().is_empty() {
-            return Err(ExportError::EmptyPlan {
-                num_layers: self.num_layers,
-            });
-        }
-        Ok(())
-    }
-}
+pub use unfrozen::{
+    UnfrozenGroup, groups_from_table, top_layers, unfrozen_groups_from_scan, unfrozen_yaml,
+    write_unfrozen_yaml,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("the plan drops all {num_layers} layers; keep at least one")]
-    EmptyPlan { num_layers: usize },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
     #[error("{}: {problem}", path.display())]
@@ -137,7 +67,7 @@ pub enum ExportError {
     Busy { out: PathBuf, holder: String },
     #[error("{}: {problem}", out.display())]
     BadTarget { out: PathBuf, problem: String },
-    #[error("{}: {action}: {}", path.display(), crate::text::io_reason(source))]
+    #[error("{}: {action}: {}", path.display(), crate::util::text::io_reason(source))]
     Io {
         path: PathBuf,
         action: &'static str,

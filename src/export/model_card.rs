@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::Plan;
-use crate::plan::{format_ranges, human_count};
+use crate::plan::Plan;
+use crate::{plan::format_ranges, util::bytes::human_count};
 
 /// `01-ai/Yi-34B` looks like a Hugging Face repo id; `./models/yi` does not.
 fn looks_like_repo_id(s: &str) -> bool {

@@ -12,7 +12,7 @@ use std::{
 use serde_json::json;
 
 use super::{
-    ExportError, ExportOptions, ExportProgress, ExportSummary, Plan,
+    ExportError, ExportOptions, ExportProgress, ExportSummary,
     atomic_dir::TempDir,
     config_edit::{per_layer_list_warnings, prune_config, prune_config_text},
     guard::Inputs,
@@ -20,10 +20,13 @@ use super::{
     model_files::model_file_kind,
     safetensors_out::{OutTensor, shard_file_name, split_shards, write_shard},
 };
+use crate::plan::Plan;
 use crate::{
-    layers::{self, natural_cmp},
-    model::{Model, WeightFormat},
-    scan::CancelToken,
+    checkpoint::{
+        Model, WeightFormat,
+        layers::{self, natural_cmp},
+    },
+    util::cancel::CancelToken,
 };
 
 /// Files never copied: weights in any format and their indexes (the new ones are written),
@@ -340,7 +343,7 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
                 path: model.dir.clone(),
                 problem: format!(
                     "--copy {}: no such file in the model folder (give a file name in it)",
-                    crate::text::escape_controls(name)
+                    crate::util::text::escape_controls(name)
                 ),
             });
         }
@@ -399,7 +402,7 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
         if size > LARGE_FILE && !asked {
             skip(format!(
                 "{} is too large for a model file (add it with --copy {name})",
-                crate::plan::human_bytes(size)
+                crate::util::bytes::human_bytes(size)
             ));
             continue;
         }

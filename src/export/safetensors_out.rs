@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Map, Value, json};
 
 use super::ExportError;
-use crate::model::{Model, TensorEntry, dtype_name};
+use crate::checkpoint::{Model, TensorEntry, dtype_name};
 
 /// A tensor of the output: its new name and where its bytes come from.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 use std::{fmt::Write as _, path::Path};
 
 use super::{ExportError, Inputs, write_file_atomically};
+use crate::{plan::SnrTable, scanfile::ScanEntry};
 
 /// One module type's modules with their SNR, in file/layer order.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,11 +44,11 @@ pub fn unfrozen_yaml(groups: &[UnfrozenGroup], top_percent: f64) -> Result<Strin
         // YAML or hide in it.
         if let Some((bad, _)) = std::iter::once((&g.module_type, 0.0))
             .chain(g.modules.iter().map(|(m, s)| (m, *s)))
-            .find(|(m, _)| crate::text::has_controls(m))
+            .find(|(m, _)| crate::util::text::has_controls(m))
         {
             return Err(ExportError::InvalidPlan(format!(
                 "the module name {} contains control characters; not writing it into YAML",
-                crate::text::escape_controls(bad)
+                crate::util::text::escape_controls(bad)
             )));
         }
         let _ = writeln!(s, "# {} layers", g.module_type);
@@ -67,4 +68,44 @@ pub fn write_unfrozen_yaml(
 ) -> Result<(), ExportError> {
     let text = unfrozen_yaml(groups, top_percent)?;
     write_file_atomically(path, text.as_bytes(), inputs, replace)
+}
+
+/// Spectrum's groups from an SNR table: per module type, `(module name, SNR)` by layer (unknown
+/// left out).
+pub fn groups_from_table(table: &SnrTable) -> Vec<UnfrozenGroup> {
+    table
+        .modules
+        .iter()
+        .map(|(ty, snr)| UnfrozenGroup {
+            module_type: ty.clone(),
+            modules: snr
+                .iter()
+                .enumerate()
+                .filter_map(|(l, s)| s.map(|s| (format!("{}.{l}.{ty}", table.stack_prefix), s)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Spectrum's groups straight from a scan file: every entry, grouped by its type in order of
+/// first appearance (as spectrum.py does), NaN and failed entries left out.
+pub fn unfrozen_groups_from_scan(entries: &[ScanEntry]) -> Vec<UnfrozenGroup> {
+    let mut groups: Vec<UnfrozenGroup> = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.error.is_none() && !e.snr.is_nan())
+    {
+        let i = match groups.iter().position(|g| g.module_type == e.module_type) {
+            Some(i) => i,
+            None => {
+                groups.push(UnfrozenGroup {
+                    module_type: e.module_type.clone(),
+                    modules: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        groups[i].modules.push((e.module.clone(), e.snr));
+    }
+    groups
 }

@@ -39,11 +39,7 @@ pub use memory::MemoryEstimate;
 pub use models::{ArchConfig, SUPPORTED};
 pub use state::{EvalState, PplSummary, format_perplexity};
 
-use crate::{
-    export::{self, Plan},
-    model::Model,
-    scan::CancelToken,
-};
+use crate::{checkpoint::Model, export, plan::Plan, util::cancel::CancelToken};
 use weights::{Converted, Probe, WeightSource};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -69,10 +65,10 @@ pub enum EvalError {
         "not enough memory: evaluating needs about {} ({} of f32 weights + {} for windows of \
          {window} tokens), but only {} is available; try a smaller --max-tokens (shorter \
          windows) or a smaller model",
-        crate::plan::human_bytes(estimate.total()),
-        crate::plan::human_bytes(estimate.weights),
-        crate::plan::human_bytes(estimate.activations),
-        crate::plan::human_bytes(*available)
+        crate::util::bytes::human_bytes(estimate.total()),
+        crate::util::bytes::human_bytes(estimate.weights),
+        crate::util::bytes::human_bytes(estimate.activations),
+        crate::util::bytes::human_bytes(*available)
     )]
     TooLarge {
         estimate: MemoryEstimate,
@@ -190,7 +186,7 @@ type Sink = Arc<dyn Fn(EvalEvent) + Send + Sync>;
 pub type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
 
 /// A running evaluation.
-pub type EvalHandle = crate::scan::JobHandle;
+pub type EvalHandle = crate::spectrum::scan::JobHandle;
 
 /// Evaluates `choices` (each a list of dropped layers; empty = the original) over `tokens` on
 /// a background thread and hands every event to `sink`. Returns at once. Choices of one job

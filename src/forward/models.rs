@@ -32,7 +32,7 @@ use super::{
     EvalError,
     weights::{Transform, WeightSource},
 };
-use crate::scan::CancelToken;
+use crate::util::cancel::CancelToken;
 
 /// `model_type` values that can be evaluated.
 pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3"];

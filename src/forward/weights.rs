@@ -13,8 +13,8 @@ use candle_nn::{Init, VarBuilder, var_builder::SimpleBackend};
 use safetensors::Dtype;
 
 use crate::{
-    model::{Model, TensorEntry, dtype_name},
-    scan::CancelToken,
+    checkpoint::{Model, TensorEntry, dtype_name},
+    util::cancel::CancelToken,
 };
 
 /// How a served tensor differs from its source.

@@ -3,15 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::Dtype;
-
-use super::{ExportError, Plan, UnfrozenGroup, mergekit::join_layers};
-use crate::{
-    layers,
-    model::Model,
-    plan::{Mark, Rule, Selection},
-    scanfile::ScanEntry,
+use super::{
+    decision::{Plan, PlanError},
+    ranges::join_layers,
+    rule::{Mark, Rule, Selection},
 };
+use crate::{checkpoint::layers, scanfile::ScanEntry};
 
 /// SNR per layer of every module type of one layer stack.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -49,15 +46,14 @@ impl SnrTable {
 
     /// The main stack of a scan file: the stack with the most layers (as for a model), layer
     /// count = its highest index + 1. Failed entries and NaN count as unknown.
-    pub fn from_scan(entries: &[ScanEntry], path: &str) -> Result<SnrTable, ExportError> {
-        let stack =
-            crate::scanfile::main_stack(entries, path).map_err(|e| ExportError::BadModel {
-                path: path.into(),
-                problem: match e {
-                    crate::scanfile::ScanFileError::Layout { problem, .. } => problem,
-                    other => other.to_string(),
-                },
-            })?;
+    pub fn from_scan(entries: &[ScanEntry], path: &str) -> Result<SnrTable, PlanError> {
+        let stack = crate::scanfile::main_stack(entries, path).map_err(|e| PlanError::BadScan {
+            path: path.into(),
+            problem: match e {
+                crate::scanfile::ScanFileError::Layout { problem, .. } => problem,
+                other => other.to_string(),
+            },
+        })?;
         let mut table = SnrTable::for_stack(&stack);
         for e in entries {
             if let Some((s, layer)) = e.layer()
@@ -71,12 +67,12 @@ impl SnrTable {
     }
 
     /// The module to plan with: `requested`, else the default.
-    pub fn module<'a>(&'a self, requested: Option<&'a str>) -> Result<&'a str, ExportError> {
+    pub fn module<'a>(&'a self, requested: Option<&'a str>) -> Result<&'a str, PlanError> {
         let m = requested
             .or(self.default_module.as_deref())
-            .ok_or_else(|| ExportError::InvalidPlan("no module type has SNR values".into()))?;
+            .ok_or_else(|| PlanError::Invalid("no module type has SNR values".into()))?;
         if !self.modules.contains_key(m) {
-            return Err(ExportError::InvalidPlan(format!(
+            return Err(PlanError::Invalid(format!(
                 "no SNR for module type {m:?} in `{}`; available: {}",
                 self.stack_prefix,
                 self.modules.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -84,44 +80,6 @@ impl SnrTable {
         }
         Ok(m)
     }
-
-    /// Spectrum's groups: per module type, `(module name, SNR)` by layer (unknown left out).
-    pub fn unfrozen_groups(&self) -> Vec<UnfrozenGroup> {
-        self.modules
-            .iter()
-            .map(|(ty, snr)| UnfrozenGroup {
-                module_type: ty.clone(),
-                modules: snr
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(l, s)| s.map(|s| (format!("{}.{l}.{ty}", self.stack_prefix), s)))
-                    .collect(),
-            })
-            .collect()
-    }
-}
-
-/// Spectrum's groups straight from a scan file: every entry, grouped by its type in order of
-/// first appearance (as spectrum.py does), NaN and failed entries left out.
-pub fn unfrozen_groups_from_scan(entries: &[ScanEntry]) -> Vec<UnfrozenGroup> {
-    let mut groups: Vec<UnfrozenGroup> = Vec::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.error.is_none() && !e.snr.is_nan())
-    {
-        let i = match groups.iter().position(|g| g.module_type == e.module_type) {
-            Some(i) => i,
-            None => {
-                groups.push(UnfrozenGroup {
-                    module_type: e.module_type.clone(),
-                    modules: Vec::new(),
-                });
-                groups.len() - 1
-            }
-        };
-        groups[i].modules.push((e.module.clone(), e.snr));
-    }
-    groups
 }
 
 /// How the layers were chosen, for the YAML header and the model card:
@@ -149,9 +107,10 @@ pub fn describe_choice(
     s
 }
 
-/// What to drop: the rule on one module's SNR, then manual overrides.
+/// What the user asked to drop: the rule on one module's SNR, then `--drop` / `--keep`
+/// overrides (the command line's counterpart of the explorer's choice).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Choice {
+pub struct Request {
     pub module: Option<String>,
     pub rule: Rule,
     pub drop: Vec<usize>,
@@ -162,15 +121,15 @@ pub struct Choice {
 /// that keeps nothing.
 pub fn make_plan(
     table: &SnrTable,
-    choice: &Choice,
+    choice: &Request,
     model_ref: &str,
     dtype: &str,
-) -> Result<Plan, ExportError> {
+) -> Result<Plan, PlanError> {
     let module = table.module(choice.module.as_deref())?;
     let n = table.num_layers;
     for (flag, list) in [("--drop", &choice.drop), ("--keep", &choice.keep)] {
         if let Some(bad) = list.iter().find(|&&l| l >= n) {
-            return Err(ExportError::InvalidPlan(format!(
+            return Err(PlanError::Invalid(format!(
                 "{flag} {bad}: `{}` has only {n} layers (0-{})",
                 table.stack_prefix,
                 n.saturating_sub(1)
@@ -178,7 +137,7 @@ pub fn make_plan(
         }
     }
     if let Some(both) = choice.drop.iter().find(|l| choice.keep.contains(l)) {
-        return Err(ExportError::InvalidPlan(format!(
+        return Err(PlanError::Invalid(format!(
             "layer {both} is both in --drop and in --keep"
         )));
     }
@@ -210,116 +169,4 @@ pub fn make_plan(
     };
     plan.validate()?;
     Ok(plan)
-}
-
-/// mergekit 0.1.5's modular architectures (`mergekit/_data/architectures/*.json` with
-/// `"kind": "modular"`, decoder-only ones): architecture name -> (text module, other modules).
-const MERGEKIT_MODULAR: &[(&str, &str, &[&str])] = &[
-    (
-        "Gemma3ForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-    (
-        "Llama4ForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_model"],
-    ),
-    (
-        "Mistral3ForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-    (
-        "Qwen2VLForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-    (
-        "Qwen2_5_VLForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-    (
-        "Qwen3VLForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-    (
-        "Qwen3VLMoeForConditionalGeneration",
-        "text_decoder",
-        &["multi_modal_projector", "vision_tower"],
-    ),
-];
-
-/// The `modules:` names mergekit 0.1.5 gives a multimodal model, or `None` for a model it
-/// treats as one module (plain `slices:`). Architectures with a mergekit definition use its
-/// module names; any other model with a `text_config` / `vision_config` and more than one
-/// numbered stack gets the names mergekit infers (`architecture/auto.py`): each stack's prefix
-/// (the tensor name before its first `.N.`), plus `default` for the tensors outside every stack.
-pub fn mergekit_modules(model: &Model) -> Option<super::MergekitModules> {
-    let config = model.config.as_ref()?;
-    let arch = config
-        .get("architectures")
-        .and_then(|a| a.get(0))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    if let Some((_, text, whole)) = MERGEKIT_MODULAR.iter().find(|(a, ..)| *a == arch) {
-        return Some(super::MergekitModules {
-            text: text.to_string(),
-            whole: whole.iter().map(|s| s.to_string()).collect(),
-        });
-    }
-    let multimodal = [
-        "text_config",
-        "vision_config",
-        "language_config",
-        "llm_config",
-    ]
-    .iter()
-    .any(|k| config.get(*k).is_some_and(serde_json::Value::is_object));
-    let main = model.layout.main_stack()?;
-    if !multimodal || model.layout.stacks.len() < 2 {
-        return None;
-    }
-    let mut whole: Vec<String> = model
-        .layout
-        .stacks
-        .iter()
-        .filter(|s| s.prefix != main.prefix)
-        .map(|s| s.prefix.clone())
-        .collect();
-    if model
-        .tensors
-        .iter()
-        .any(|t| layers::parse_layer_name(&t.name).is_none())
-    {
-        whole.push("default".into());
-    }
-    Some(super::MergekitModules {
-        text: main.prefix.clone(),
-        whole,
-    })
-}
-
-/// mergekit's dtype for a model: config.json's `torch_dtype` (or `dtype`, also under
-/// `text_config`), else the dtype most weight bytes are stored in.
-pub fn model_dtype(model: &Model) -> String {
-    let from_config = model.config.as_ref().and_then(|c| {
-        let find = |v: &serde_json::Value| {
-            ["torch_dtype", "dtype"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(|d| d.as_str()).map(str::to_string))
-        };
-        find(c).or_else(|| c.get("text_config").and_then(find))
-    });
-    if let Some(d) = from_config {
-        return d.strip_prefix("torch.").unwrap_or(&d).to_string();
-    }
-    match model.dominant_dtype() {
-        Some(Dtype::F16) => "float16",
-        Some(Dtype::F32 | Dtype::F64) => "float32",
-        _ => "bfloat16",
-    }
-    .to_string()
 }

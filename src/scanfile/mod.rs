@@ -3,14 +3,18 @@
 //! Python's `json` writes infinity and NaN as the bare tokens `Infinity` and `NaN`; their
 //! readers expect them, so the writer emits them and the reader accepts them.
 
+pub mod pyjson;
+
 use std::{fmt::Write as _, path::Path};
 
-use crate::pyjson::PyJson as Value;
+use crate::scanfile::pyjson::PyJson as Value;
 
 use crate::{
-    layers,
-    scan::{MatrixResult, ScanJob},
-    snr::{Method, SnrStats},
+    checkpoint::layers,
+    spectrum::{
+        scan::{MatrixResult, ScanJob},
+        snr::{Method, SnrStats},
+    },
 };
 
 /// The statistics a scan writes after `snr`, `type` and `method`, in the oracle's order.
@@ -343,7 +347,7 @@ pub fn main_stack(entries: &[ScanEntry], path: &str) -> Result<layers::Stack, Sc
         return Err(layout_err(format!(
             "`{}` has {n_entries} entries but a layer number as high as {max_index}: not a scan \
              of a real model (refusing to lay out {num_layers} layers)",
-            crate::text::escape_controls(prefix)
+            crate::util::text::escape_controls(prefix)
         )));
     }
     let mut stack = layers::Stack {

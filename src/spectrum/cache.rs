@@ -25,8 +25,8 @@ use std::{
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    model::{Model, TensorEntry, dtype_name},
-    snr::Method,
+    checkpoint::{Model, TensorEntry, dtype_name},
+    spectrum::snr::Method,
 };
 
 /// The entry layout; a change makes old entries foreign (ignored), never misread.

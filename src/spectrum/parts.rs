@@ -16,13 +16,9 @@ use std::{
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    layers,
-    model::{Model, dtype_name},
-    pyjson::PyJson,
-    scan::ScanJob,
-    scanfile::{self, ScanEntry},
-    schedule,
-    snr::Method,
+    checkpoint::{Model, dtype_name, layers},
+    scanfile::{self, ScanEntry, pyjson::PyJson},
+    spectrum::{scan::ScanJob, schedule, snr::Method},
 };
 
 /// `K/N`: the K-th of N parts, K from 1.

@@ -4,21 +4,27 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use faer::Par;
+
+use crate::util::cancel::CancelToken;
 use regex::Regex;
 
 use crate::{
-    cache::{self, Cache, FileIdentity, Key},
-    layers::{self, Stack},
-    model::Model,
-    schedule,
-    snr::{self, Method, SnrStats, SvdWorkspace},
+    checkpoint::{
+        Model,
+        layers::{self, Stack},
+    },
+    spectrum::{
+        cache::{self, Cache, FileIdentity, Key},
+        schedule,
+        snr::{self, Method, SnrStats, SvdWorkspace},
+    },
 };
 
 /// One matrix to scan.
@@ -35,7 +41,7 @@ pub struct ScanJob {
     pub bytes: u64,
     /// For a derived module (the V part of a fused projection): the part of `tensor` to read,
     /// or why it cannot be known. `None`: the whole tensor.
-    pub slice: Option<Result<crate::fused::TensorSlice, String>>,
+    pub slice: Option<Result<crate::checkpoint::fused::TensorSlice, String>>,
 }
 
 impl ScanJob {
@@ -63,7 +69,7 @@ impl ScanJob {
         layer: usize,
         name: &str,
         module_type: &str,
-        derived: &crate::fused::Derived,
+        derived: &crate::checkpoint::fused::Derived,
     ) -> Option<ScanJob> {
         let mut job = ScanJob::for_tensor(model, name)?;
         job.module = format!("{}.{layer}.{module_type}", stack.prefix);
@@ -208,20 +214,6 @@ pub enum ScanEvent {
         progress: Progress,
         cancelled: bool,
     },
-}
-
-/// Stops a scan: jobs not yet started are skipped.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! How much work a matrix is, which matrices go first, and how a scan splits into parts of
 //! equal work. Pure arithmetic, so the scan, its progress and `--part` agree.
 
-use crate::snr::Method;
+use crate::spectrum::snr::Method;
 
 /// Floating-point operations to get the singular values of a `rows x cols` matrix, by
 /// `method`: the usual leading terms (n = the smaller side, m = the larger). Only their ratios

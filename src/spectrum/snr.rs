@@ -10,7 +10,7 @@ use faer::{
     linalg::svd::{ComputeSvdVectors, svd, svd_scratch},
 };
 
-use crate::gram::{self, GramSpectrum, GramWorkspace};
+use crate::spectrum::gram::{self, GramSpectrum, GramWorkspace};
 
 /// Everything the method derives from one matrix.
 #[derive(Debug, Clone, PartialEq)]

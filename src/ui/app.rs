@@ -28,16 +28,17 @@ use super::{
     },
 };
 use crate::{
-    cache::Cache,
-    eval::{EvalEvent, format_perplexity},
-    export::{self, ExportOptions, Inputs, Plan, planning},
-    model::Model,
-    plan::{self, Mark, Rule, human_bytes},
-    scan::ScanOptions,
+    checkpoint::Model,
+    export::{self, ExportOptions, Inputs},
+    forward::{EvalEvent, format_perplexity},
+    plan::{self, Mark, Plan, Rule},
     scanfile::{self, ScanEntry},
-    snr::Method,
-    snr::SnrStats,
-    text::escape_controls,
+    spectrum::{
+        cache::Cache,
+        scan::ScanOptions,
+        snr::{Method, SnrStats},
+    },
+    util::{bytes::human_bytes, text::escape_controls},
 };
 
 /// Settings from the command line (and tests, which drive scans by hand).
@@ -326,7 +327,7 @@ impl App {
             stack_prefix: self.doc.stack.prefix.clone(),
             num_layers: n,
             dropped: self.choice.selection().dropped(),
-            reason: planning::describe_choice(
+            reason: plan::describe_choice(
                 &self.choice.rule,
                 &module,
                 &marked(Mark::DropManual),
@@ -336,8 +337,8 @@ impl App {
             snr: self.drive_module().snr(),
             dtype: self
                 .model()
-                .map_or_else(|| "bfloat16".to_string(), |m| planning::model_dtype(m)),
-            mergekit_modules: self.model().and_then(|m| planning::mergekit_modules(m)),
+                .map_or_else(|| "bfloat16".to_string(), |m| plan::model_dtype(m)),
+            mergekit_modules: self.model().and_then(|m| plan::mergekit_modules(m)),
         }
     }
 
@@ -1309,7 +1310,10 @@ impl App {
                 self.set_status(format!("exporting to {}…", out.display()), StatusKind::Info);
             }
             Err(e) => self.set_status(
-                format!("cannot start the export: {}", crate::text::io_reason(&e)),
+                format!(
+                    "cannot start the export: {}",
+                    crate::util::text::io_reason(&e)
+                ),
                 StatusKind::Error,
             ),
         }

@@ -23,7 +23,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 use color_eyre::eyre::WrapErr;
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::{demo, model::Model, scanfile};
+use crate::{checkpoint::Model, demo, scanfile};
 
 pub use action::{Action, Edit};
 pub use app::{App, AppOptions};
@@ -39,7 +39,7 @@ pub struct Explore {
     pub scan: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
-    pub method: crate::snr::Method,
+    pub method: crate::spectrum::snr::Method,
     /// `--no-cache`: neither read nor write the scan cache.
     pub no_cache: bool,
     /// What `p` evaluates on (`--text`, `--max-tokens`, `--window`).
@@ -63,14 +63,14 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         color_eyre::eyre::bail!(
             "{}: cannot read the text for the perplexity: {}",
             t.display(),
-            crate::text::io_reason(&e)
+            crate::util::text::io_reason(&e)
         );
     }
     let (tx, rx) = crossbeam_channel::unbounded();
     let cache = if args.no_cache {
         None
     } else {
-        crate::cache::Cache::user().map(Arc::new)
+        crate::spectrum::cache::Cache::user().map(Arc::new)
     };
     let options = AppOptions {
         autoscan: true,

@@ -5,9 +5,9 @@
 use crossterm::event::{KeyEvent, MouseEvent};
 
 use crate::{
-    eval::EvalEvent,
     export::{ExportProgress, ExportSummary},
-    scan::ScanEvent,
+    forward::EvalEvent,
+    spectrum::scan::ScanEvent,
     ui::state::eval_job::EvalText,
 };
 

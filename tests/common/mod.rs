@@ -6,7 +6,7 @@ pub mod cases;
 
 use std::path::{Path, PathBuf};
 
-use snrscope::pyjson::PyJson;
+use snrscope::scanfile::pyjson::PyJson;
 
 pub fn golden_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))

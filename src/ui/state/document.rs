@@ -12,11 +12,12 @@ use std::{
 use color_eyre::eyre::eyre;
 
 use crate::{
-    layers::Stack,
-    model::{self, Model},
-    scan::{self, Progress, ScanJob},
+    checkpoint::{self, Model, layers::Stack},
     scanfile::{self, ScanEntry},
-    snr::{Method, SnrStats},
+    spectrum::{
+        scan::{self, Progress, ScanJob},
+        snr::{Method, SnrStats},
+    },
 };
 
 /// One layer's value for one module type.
@@ -234,7 +235,7 @@ impl Document {
                         shape: job.shape.clone(),
                         dtype: model
                             .tensor(&job.tensor)
-                            .map(|t| model::dtype_name(t.dtype))
+                            .map(|t| checkpoint::dtype_name(t.dtype))
                             .unwrap_or_default(),
                         value: Value::Pending,
                         elapsed: None,

@@ -7,10 +7,10 @@ use std::{path::PathBuf, sync::Arc};
 use crossbeam_channel::Sender;
 
 use crate::{
-    eval::{self, EvalEvent, EvalOptions, EvalState, PplSummary},
-    model::Model,
-    scan::CancelToken,
+    checkpoint::Model,
+    forward::{self, EvalEvent, EvalOptions, EvalState, PplSummary},
     ui::msg::{EvalMsg, Msg},
+    util::cancel::CancelToken,
 };
 
 /// What the explorer evaluates on (`--text`, `--max-tokens`, `--window`).
@@ -171,7 +171,7 @@ fn run(
         check_memory: true,
     };
     let sink_tx = tx.clone();
-    eval::evaluate(
+    forward::evaluate(
         model,
         &text.tokens,
         choices,
@@ -188,8 +188,8 @@ fn run(
 }
 
 fn read_text(model: &Model, setup: &EvalSetup) -> Result<EvalText, String> {
-    let (ids, name, unknown) =
-        eval::tokens::text_tokens(&model.dir, setup.text.as_deref()).map_err(|e| e.to_string())?;
+    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, setup.text.as_deref())
+        .map_err(|e| e.to_string())?;
     Ok(EvalText {
         tokens: ids.into(),
         name,

@@ -6,10 +6,11 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use crossbeam_channel::Sender;
 
 use crate::{
-    export::{self, ExportOptions, ExportProgress, Plan},
-    model::Model,
-    scan::CancelToken,
+    checkpoint::Model,
+    export::{self, ExportOptions, ExportProgress},
+    plan::Plan,
     ui::msg::{ExportMsg, Msg},
+    util::cancel::CancelToken,
 };
 
 pub struct ExportJob {

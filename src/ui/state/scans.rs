@@ -8,7 +8,7 @@ use crossbeam_channel::Sender;
 
 use super::document::{Document, Kind, ScanState, Value};
 use crate::{
-    scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
+    spectrum::scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
     ui::msg::Msg,
 };
 

@@ -11,8 +11,8 @@ use ratatui::{
 
 use super::theme;
 use crate::{
-    eval::{Stage, format_perplexity},
-    plan::{self, human_bytes},
+    forward::{Stage, format_perplexity},
+    plan,
     ui::{
         App, format, keys, layout,
         state::{
@@ -20,6 +20,7 @@ use crate::{
             overlay::StatusKind,
         },
     },
+    util::bytes::human_bytes,
 };
 
 fn line(l: Line, area: Rect, buf: &mut Buffer) {
@@ -37,13 +38,13 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![
         Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
         Span::styled(
-            crate::text::escape_controls(&app.doc.name).into_owned(),
+            crate::util::text::escape_controls(&app.doc.name).into_owned(),
             theme::bold(),
         ),
         Span::styled(format!(" ({kind}) "), theme::dim()),
         Span::raw(format!(
             "stack {} · {} layers",
-            crate::text::escape_controls(&app.doc.stack.prefix),
+            crate::util::text::escape_controls(&app.doc.stack.prefix),
             app.num_layers()
         )),
     ];
@@ -51,7 +52,7 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(
             format!(
                 " · {} params · {}",
-                plan::human_count(m.total_params()),
+                crate::util::bytes::human_count(m.total_params()),
                 human_bytes(m.total_bytes())
             ),
             theme::dim(),
@@ -222,8 +223,8 @@ pub fn summary_fitted(app: &App, width: usize) -> String {
         let z = plan::sizes(m, &app.doc.stack, &dropped);
         tail.push_str(&format!(
             "  {} → {} params",
-            plan::human_count(z.params_before),
-            plan::human_count(z.params_after)
+            crate::util::bytes::human_count(z.params_before),
+            crate::util::bytes::human_count(z.params_after)
         ));
     }
     if ranges.is_empty() {

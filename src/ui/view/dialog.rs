@@ -101,7 +101,7 @@ pub fn render_dialog(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
     lines.push(Line::raw(""));
     if let Some(e) = &d.error {
         lines.push(Line::styled(
-            crate::text::escape_controls(e).into_owned(),
+            crate::util::text::escape_controls(e).into_owned(),
             theme::bold().fg(theme::FAILED),
         ));
         lines.push(Line::raw(""));

@@ -96,7 +96,7 @@ pub fn render(area: Rect, buf: &mut Buffer) {
 pub fn render_warnings(warnings: &[String], area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line> = warnings
         .iter()
-        .map(|w| Line::raw(format!("• {}", crate::text::escape_controls(w))))
+        .map(|w| Line::raw(format!("• {}", crate::util::text::escape_controls(w))))
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::styled("any key closes", theme::dim()));

@@ -9,10 +9,11 @@ use std::{path::PathBuf, process::ExitCode};
 use serde_json::json;
 use snrscope::{
     archgen::{ArchSpec, FIXTURE_DROPPED, fixture_text, write_model},
-    eval::ArchConfig,
-    export::{self, DEFAULT_SHARD_SIZE, ExportOptions, Plan},
-    model::Model,
-    scan::CancelToken,
+    checkpoint::Model,
+    export::{self, DEFAULT_SHARD_SIZE, ExportOptions},
+    forward::ArchConfig,
+    plan::Plan,
+    util::cancel::CancelToken,
 };
 
 fn main() -> ExitCode {

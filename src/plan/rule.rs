@@ -1,0 +1,336 @@
+//! Rules that choose layers from their SNR, and the selection: the rule's choice plus the
+//! user's hand choices, which survive every rule change.
+
+use std::{collections::BTreeMap, fmt, ops::Range, str::FromStr};
+
+use super::ranges::{ParseError, kept_ranges};
+
+/// How layers are chosen for dropping from their SNR (`snr_ratio`) values.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Rule {
+    /// The seed's rule: drop every layer whose SNR is infinite.
+    #[default]
+    Infinite,
+    /// Drop the K layers with the smallest finite SNR.
+    Lowest(usize),
+    /// Drop every layer whose SNR is below X.
+    Below(f64),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Infinite => write!(f, "infinite"),
+            Rule::Lowest(k) => write!(f, "lowest:{k}"),
+            Rule::Below(x) => write!(f, "below:{x}"),
+        }
+    }
+}
+
+impl Rule {
+    /// A sentence for screens and file headers.
+    pub fn describe(&self, module: &str) -> String {
+        match self {
+            Rule::Infinite => format!("drop layers whose {module} SNR is infinite"),
+            Rule::Lowest(k) => format!("drop the {k} layers with the lowest {module} SNR"),
+            Rule::Below(x) => format!("drop layers whose {module} SNR is below {x}"),
+        }
+    }
+
+    /// The layers this rule drops, given each layer's SNR (`None`: not scanned or failed;
+    /// NaN counts as not scanned).
+    pub fn drops(&self, snr: &[Option<f64>]) -> Vec<usize> {
+        let known = snr
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|v| !v.is_nan()).map(|v| (i, v)));
+        match *self {
+            Rule::Infinite => known
+                .filter(|(_, v)| *v == f64::INFINITY)
+                .map(|(i, _)| i)
+                .collect(),
+            Rule::Below(x) => known.filter(|(_, v)| *v < x).map(|(i, _)| i).collect(),
+            Rule::Lowest(k) => {
+                let mut finite: Vec<(usize, f64)> = known.filter(|(_, v)| v.is_finite()).collect();
+                finite.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                let mut out: Vec<usize> = finite.into_iter().take(k).map(|(i, _)| i).collect();
+                out.sort_unstable();
+                out
+            }
+        }
+    }
+}
+
+impl FromStr for Rule {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Rule, ParseError> {
+        let bad = || {
+            ParseError(format!(
+                "unknown rule {s:?}: use `infinite`, `lowest:K` or `below:X`"
+            ))
+        };
+        match s.split_once(':') {
+            None if s == "infinite" => Ok(Rule::Infinite),
+            Some(("lowest", k)) => k.trim().parse().map(Rule::Lowest).map_err(|_| bad()),
+            Some(("below", x)) => x
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| !x.is_nan())
+                .map(Rule::Below)
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Where a layer's fate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Keep,
+    DropByRule,
+    /// Dropped by hand, against the rule.
+    DropManual,
+    /// Kept by hand, against the rule.
+    KeepManual,
+    /// Dropped by hand where the rule drops it too: recorded, so it holds when the rule
+    /// changes.
+    DropManualAgrees,
+    /// Kept by hand where the rule keeps it too.
+    KeepManualAgrees,
+}
+
+impl Mark {
+    pub fn is_dropped(self) -> bool {
+        matches!(
+            self,
+            Mark::DropByRule | Mark::DropManual | Mark::DropManualAgrees
+        )
+    }
+
+    /// A hand choice the rule disagrees with: what makes the choice differ from the rule's.
+    pub fn is_manual(self) -> bool {
+        matches!(self, Mark::DropManual | Mark::KeepManual)
+    }
+
+    /// Any hand choice, agreeing with the rule or not.
+    pub fn is_override(self) -> bool {
+        !matches!(self, Mark::Keep | Mark::DropByRule)
+    }
+}
+
+/// Which layers of an `n`-layer stack are dropped: the rule's choice with the user's hand
+/// choices on top. A hand choice is kept even where the rule happens to agree, so changing or
+/// cycling the rule never loses it; only [`Selection::apply_rule`] and
+/// [`Selection::forget`] remove hand choices.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selection {
+    num_layers: usize,
+    by_rule: Vec<bool>,
+    /// layer -> dropped, chosen by hand.
+    manual: BTreeMap<usize, bool>,
+}
+
+impl Selection {
+    pub fn new(num_layers: usize) -> Selection {
+        Selection {
+            num_layers,
+            by_rule: vec![false; num_layers],
+            manual: BTreeMap::new(),
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.num_layers
+    }
+
+    /// Replaces the rule's choice and forgets manual overrides (`a` in the explorer).
+    pub fn apply_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        self.by_rule = vec![false; self.num_layers];
+        for i in rule.drops(snr) {
+            if i < self.num_layers {
+                self.by_rule[i] = true;
+            }
+        }
+        self.manual.clear();
+    }
+
+    /// Recomputes the rule's choice but keeps manual overrides (new scan results arriving).
+    pub fn refresh_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        let manual = std::mem::take(&mut self.manual);
+        self.apply_rule(rule, snr);
+        for (i, d) in manual {
+            self.set(i, d);
+        }
+    }
+
+    pub fn mark(&self, layer: usize) -> Mark {
+        let rule = self.by_rule.get(layer).copied().unwrap_or(false);
+        match (self.manual.get(&layer), rule) {
+            (Some(true), true) => Mark::DropManualAgrees,
+            (Some(true), false) => Mark::DropManual,
+            (Some(false), true) => Mark::KeepManual,
+            (Some(false), false) => Mark::KeepManualAgrees,
+            (None, true) => Mark::DropByRule,
+            (None, false) => Mark::Keep,
+        }
+    }
+
+    pub fn is_dropped(&self, layer: usize) -> bool {
+        self.mark(layer).is_dropped()
+    }
+
+    /// Sets a layer's fate by hand (recorded even where the rule agrees).
+    pub fn set(&mut self, layer: usize, dropped: bool) {
+        if layer < self.num_layers {
+            self.manual.insert(layer, dropped);
+        }
+    }
+
+    /// Hands a layer back to the rule.
+    pub fn forget(&mut self, layer: usize) -> bool {
+        self.manual.remove(&layer).is_some()
+    }
+
+    /// The hand choices: layer -> dropped.
+    pub fn overrides(&self) -> &BTreeMap<usize, bool> {
+        &self.manual
+    }
+
+    /// Replaces the hand choices (undo and redo restore them this way).
+    pub fn set_overrides(&mut self, manual: BTreeMap<usize, bool>) {
+        self.manual = manual
+            .into_iter()
+            .filter(|(l, _)| *l < self.num_layers)
+            .collect();
+    }
+
+    pub fn toggle(&mut self, layer: usize) {
+        let d = self.is_dropped(layer);
+        self.set(layer, !d);
+    }
+
+    /// Keeps every layer (`c`).
+    pub fn clear(&mut self) {
+        for i in 0..self.num_layers {
+            self.set(i, false);
+        }
+    }
+
+    /// Drops what was kept and keeps what was dropped (`i`).
+    pub fn invert(&mut self) {
+        for i in 0..self.num_layers {
+            self.toggle(i);
+        }
+    }
+
+    pub fn dropped(&self) -> Vec<usize> {
+        (0..self.num_layers)
+            .filter(|&i| self.is_dropped(i))
+            .collect()
+    }
+
+    pub fn kept(&self) -> Vec<usize> {
+        (0..self.num_layers)
+            .filter(|&i| !self.is_dropped(i))
+            .collect()
+    }
+
+    /// Whether any hand choice is recorded (agreeing with the rule or not).
+    pub fn has_manual(&self) -> bool {
+        !self.manual.is_empty()
+    }
+
+    /// How many layers' fate differs from the rule's.
+    pub fn against_rule(&self) -> usize {
+        (0..self.num_layers)
+            .filter(|&i| self.mark(i).is_manual())
+            .count()
+    }
+
+    pub fn kept_ranges(&self) -> Vec<Range<usize>> {
+        kept_ranges(self.num_layers, &self.dropped())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        let inf = f64::INFINITY;
+        let snr = [
+            Some(3.0),
+            Some(inf),
+            None,
+            Some(1.0),
+            Some(f64::NAN),
+            Some(2.0),
+            Some(inf),
+        ];
+        assert_eq!(Rule::Infinite.drops(&snr), vec![1, 6]);
+        assert_eq!(Rule::Lowest(2).drops(&snr), vec![3, 5]);
+        assert_eq!(Rule::Below(2.5).drops(&snr), vec![3, 5]);
+        assert_eq!("lowest:3".parse::<Rule>(), Ok(Rule::Lowest(3)));
+        assert_eq!("below:0.5".parse::<Rule>(), Ok(Rule::Below(0.5)));
+        assert!("lowest:x".parse::<Rule>().is_err());
+        assert!("fancy".parse::<Rule>().is_err());
+    }
+
+    #[test]
+    fn manual_overrides_and_marks() {
+        let inf = f64::INFINITY;
+        let snr = [Some(1.0), Some(inf), Some(2.0), Some(inf)];
+        let mut s = Selection::new(4);
+        s.apply_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.dropped(), vec![1, 3]);
+        assert_eq!(s.mark(1), Mark::DropByRule);
+        s.toggle(1);
+        assert_eq!(s.mark(1), Mark::KeepManual);
+        s.toggle(0);
+        assert_eq!(s.mark(0), Mark::DropManual);
+        assert_eq!(s.dropped(), vec![0, 3]);
+        s.toggle(1); // back to what the rule says, still recorded as a hand choice
+        assert_eq!(s.mark(1), Mark::DropManualAgrees);
+        assert!(s.forget(1));
+        assert_eq!(s.mark(1), Mark::DropByRule);
+        s.invert();
+        assert_eq!(s.dropped(), vec![2]);
+        s.clear();
+        assert!(s.dropped().is_empty());
+        s.apply_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.dropped(), vec![1, 3]);
+        assert!(!s.has_manual());
+    }
+
+    #[test]
+    fn hand_choices_survive_rule_changes() {
+        let inf = f64::INFINITY;
+        let snr = [Some(1.0), Some(inf), Some(2.0), Some(3.0)];
+        let mut s = Selection::new(4);
+        s.apply_rule(&Rule::Infinite, &snr);
+        s.toggle(1); // keep the infinite layer by hand
+        for rule in [Rule::Lowest(1), Rule::Below(2.5), Rule::Infinite] {
+            s.refresh_rule(&rule, &snr);
+            assert!(!s.is_dropped(1), "{rule}");
+        }
+        // Under `lowest:1` the rule keeps layer 1 anyway: the choice is recorded, agreeing.
+        s.refresh_rule(&Rule::Lowest(1), &snr);
+        assert_eq!(s.mark(1), Mark::KeepManualAgrees);
+        assert_eq!(s.against_rule(), 0);
+        s.refresh_rule(&Rule::Infinite, &snr);
+        assert_eq!(s.mark(1), Mark::KeepManual);
+        assert_eq!(s.against_rule(), 1);
+    }
+
+    #[test]
+    fn refresh_keeps_manual_choices() {
+        let mut s = Selection::new(3);
+        s.apply_rule(&Rule::Infinite, &[None, None, None]);
+        s.toggle(0);
+        s.refresh_rule(&Rule::Infinite, &[Some(1.0), Some(f64::INFINITY), None]);
+        assert_eq!(s.dropped(), vec![0, 1]);
+        assert_eq!(s.mark(0), Mark::DropManual);
+    }
+}
