@@ -19,7 +19,7 @@ use std::sync::Arc;
 use snrscope::{
     checkpoint::{
         Model,
-        fused::{Axis, TensorSlice},
+        slice::{Axis, TensorSlice},
     },
     demo_arch::{Arch, ArchSpec, write_arch_model},
     spectrum::scan::{self, ScanOptions},

@@ -1,6 +1,7 @@
 //! Finding the numbered layer stacks in a list of tensor names, for any architecture
 //! (`model.layers.N.`, `encoder.layer.N.`, `transformer.h.N.`, `h.N.`, ...).
 
+use super::slice::{Derived, SUBSET_MARK};
 use std::collections::BTreeMap;
 
 /// A tensor name split at its first numeric path component.
@@ -58,8 +59,8 @@ pub struct Stack {
     /// module type (the V part of a fused projection, `self_attn.v_proj ⊂ qkv_proj`) maps to
     /// the fused tensors it is cut from; see [`Stack::derived`].
     pub modules: BTreeMap<String, BTreeMap<usize, String>>,
-    /// Derived module types (see [`crate::checkpoint::fused`]): where their part of the tensor sits.
-    pub derived: BTreeMap<String, crate::checkpoint::fused::Derived>,
+    /// Derived module types (see [`super::fused`]): where their part of the tensor sits.
+    pub derived: BTreeMap<String, Derived>,
 }
 
 impl Stack {
@@ -81,11 +82,7 @@ impl Stack {
         }
         // The V part of a fused projection (even one whose layout is refused: its scan then
         // says why, rather than the rule silently reading another matrix).
-        if let Some(k) = self
-            .modules
-            .keys()
-            .find(|k| k.contains(crate::checkpoint::fused::SUBSET_MARK))
-        {
+        if let Some(k) = self.modules.keys().find(|k| k.contains(SUBSET_MARK)) {
             return Some(k);
         }
         let by = |pred: &dyn Fn(&str) -> bool| {

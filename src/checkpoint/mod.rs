@@ -10,6 +10,7 @@ pub mod layers;
 pub mod pickle;
 mod safetensors_header;
 mod shard;
+pub mod slice;
 mod tensor;
 pub mod torch_bin;
 
@@ -27,6 +28,7 @@ use index::{check_index_matches, read_json, read_weight_map, shard_names};
 use layers::LayerLayout;
 use safetensors_header::{list_safetensors, open_shard};
 pub use shard::{Shard, TensorBytes};
+pub use slice::TensorSlice;
 pub use tensor::{TensorEntry, decode_f64, dtype_name};
 
 /// How a model's weights are stored.
@@ -258,10 +260,10 @@ impl Model {
     pub fn read_slice(
         &self,
         t: &TensorEntry,
-        slice: &crate::checkpoint::fused::TensorSlice,
+        slice: &TensorSlice,
         out: &mut Vec<f64>,
     ) -> Result<(usize, usize), MatrixError> {
-        use crate::checkpoint::fused::Axis;
+        use slice::Axis;
         let (rows, cols) = t.matrix_shape().ok_or_else(|| MatrixError::NotMatrix {
             name: t.name.clone(),
             shape: t.shape.clone(),

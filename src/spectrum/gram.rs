@@ -17,7 +17,7 @@ use faer::{
     },
 };
 
-use crate::spectrum::snr::SnrError;
+use super::error::SnrError;
 
 /// A worker's reusable Gram buffers (the n×n product, Householder factors and scratch), kept
 /// between matrices of the same smaller dimension.

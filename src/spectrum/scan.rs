@@ -41,7 +41,7 @@ pub struct ScanJob {
     pub bytes: u64,
     /// For a derived module (the V part of a fused projection): the part of `tensor` to read,
     /// or why it cannot be known. `None`: the whole tensor.
-    pub slice: Option<Result<crate::checkpoint::fused::TensorSlice, String>>,
+    pub slice: Option<Result<crate::checkpoint::slice::TensorSlice, String>>,
 }
 
 impl ScanJob {
@@ -69,7 +69,7 @@ impl ScanJob {
         layer: usize,
         name: &str,
         module_type: &str,
-        derived: &crate::checkpoint::fused::Derived,
+        derived: &crate::checkpoint::slice::Derived,
     ) -> Option<ScanJob> {
         let mut job = ScanJob::for_tensor(model, name)?;
         job.module = format!("{}.{layer}.{module_type}", stack.prefix);

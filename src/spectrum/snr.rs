@@ -10,6 +10,7 @@ use faer::{
     linalg::svd::{ComputeSvdVectors, svd, svd_scratch},
 };
 
+pub use super::error::SnrError;
 use crate::spectrum::gram::{self, GramSpectrum, GramWorkspace};
 
 /// Everything the method derives from one matrix.
@@ -37,22 +38,6 @@ impl SnrStats {
     pub fn is_infinite(&self) -> bool {
         self.snr_ratio.is_infinite()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SnrError {
-    #[error("matrix has no elements ({rows}x{cols})")]
-    Empty { rows: usize, cols: usize },
-    #[error("buffer holds {len} values, shape {rows}x{cols} needs {}", rows * cols)]
-    ShapeMismatch {
-        rows: usize,
-        cols: usize,
-        len: usize,
-    },
-    #[error("matrix contains {count} NaN or infinite entries")]
-    NonFinite { count: usize },
-    #[error("SVD did not converge")]
-    NoConvergence,
 }
 
 /// Quantile with linear interpolation over an ascending slice, written the way numpy's
