@@ -7,7 +7,6 @@
 
 pub mod archgen;
 pub mod checkpoint;
-pub mod cli;
 pub mod demo;
 pub mod demo_arch;
 pub mod export;
@@ -15,5 +14,4 @@ pub mod forward;
 pub mod plan;
 pub mod scanfile;
 pub mod spectrum;
-pub mod ui;
 pub mod util;

@@ -323,8 +323,6 @@ fn exercise_scan(text: &str) {
         }
         let _ = export::groups_from_table(&table);
     }
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let _ = snrscope::ui::App::for_scan_file(Path::new("fuzz.json"), entries, tx);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::{process::ExitCode, sync::Arc};
 use clap::{Args, Subcommand};
 use color_eyre::eyre::{WrapErr, eyre};
 
-use crate::{
+use snrscope::{
     spectrum::{
         cache::{self, Cache},
         scan::{MatrixResult, ScanOptions},
@@ -34,7 +34,7 @@ pub enum CacheAction {
     /// Remove the oldest cached results until at most --max-size remain.
     Prune {
         /// K, M, G (and KB, MB, GB) are powers of 1000, KiB, MiB, GiB powers of 1024.
-        #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::util::bytes::parse_size)]
+        #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = snrscope::util::bytes::parse_size)]
         max_size: u64,
     },
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use color_eyre::eyre::bail;
 use serde_json::json;
 
-use crate::{
+use snrscope::{
     checkpoint::Model,
     forward::{self, EvalEvent, EvalOptions, Perplexity, PplSummary, Stage, format_perplexity},
     plan::{self, Request, Rule, SnrTable},
@@ -200,7 +200,7 @@ fn choose(
     let module = module_for(model, stack, args.module.as_deref())?;
     let jobs = scan::jobs_for_module(model, stack, &module);
     let options =
-        super::cache::scan_options(args.threads, crate::spectrum::snr::Method::Svd, false);
+        super::cache::scan_options(args.threads, snrscope::spectrum::snr::Method::Svd, false);
     let results = scan_with_bar(model, jobs.clone(), options, cancel);
     let mut table = SnrTable::for_stack(stack);
     for (job, r) in jobs.iter().zip(results) {

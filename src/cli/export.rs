@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::Args;
 use color_eyre::eyre::{bail, eyre};
 
-use crate::{
+use snrscope::{
     checkpoint::{Model, layers::Stack},
     export::{self, ExportError, ExportOptions, Inputs},
     plan::{self, Plan, Request, Rule, SnrTable, format_ranges, parse_layer_list},
@@ -87,7 +87,7 @@ pub struct ExportArgs {
     pub dtype: Option<String>,
     /// Largest shard of the pruned model, in bytes; K, M, G (and KB, MB, GB) are powers of
     /// 1000, KiB, MiB, GiB powers of 1024.
-    #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = crate::util::bytes::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "5GB", value_parser = snrscope::util::bytes::parse_size)]
     pub shard_size: u64,
     /// Replace existing output files and folders (never the input's).
     #[arg(long)]
@@ -106,7 +106,7 @@ pub struct ExportArgs {
     /// How the scan gets singular values: `svd` (the reference) or `gram` (faster; see
     /// `snrscope scan --help`).
     #[arg(long, default_value = "svd")]
-    pub method: crate::spectrum::snr::Method,
+    pub method: snrscope::spectrum::snr::Method,
     /// Neither reuse nor store cached scan results.
     #[arg(long)]
     pub no_cache: bool,
@@ -222,7 +222,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         if let Source::Model(model) = &source
             && let Some(stack) = model.layout.stack(&plan.stack_prefix)
         {
-            let s = crate::plan::sizes(model, stack, &plan.dropped);
+            let s = snrscope::plan::sizes(model, stack, &plan.dropped);
             println!(
                 "parameters: {} -> {} (tensors: {} -> {})",
                 human_count(s.params_before),

@@ -7,7 +7,7 @@ use std::{
 
 use color_eyre::eyre::bail;
 
-use crate::{scanfile, spectrum::parts};
+use snrscope::{scanfile, spectrum::parts};
 
 pub fn run(
     files: &[PathBuf],
@@ -18,7 +18,7 @@ pub fn run(
     let Some(out) = out else {
         bail!("--merge needs --out FILE for the merged scan");
     };
-    let mut inputs = crate::export::Inputs::new();
+    let mut inputs = snrscope::export::Inputs::new();
     files.iter().for_each(|f| inputs.add(f));
     // Before reading the parts: an output that is one of them (by file identity), or that
     // exists without --force, is refused.
@@ -35,7 +35,7 @@ pub fn run(
         read.push((f.clone(), info, entries));
     }
     let merged = parts::merge(read, allow_partial)?;
-    crate::export::write_file_atomically(
+    snrscope::export::write_file_atomically(
         out,
         scanfile::to_json(&merged.entries).as_bytes(),
         &inputs,

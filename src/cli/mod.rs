@@ -36,7 +36,7 @@ pub struct Cli {
     /// Explorer: how scans get the singular values: `svd` (the reference) or `gram` (faster on
     /// big matrices); `m` switches in the explorer.
     #[arg(long, default_value = "svd")]
-    pub method: crate::spectrum::snr::Method,
+    pub method: snrscope::spectrum::snr::Method,
     /// Explorer: neither read nor write the scan cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -106,7 +106,7 @@ pub fn main() -> ExitCode {
             // would execute.
             eprintln!(
                 "error: {}",
-                crate::util::text::escape_controls(&format!("{e:#}"))
+                snrscope::util::text::escape_controls(&format!("{e:#}"))
             );
             ExitCode::from(1)
         }
@@ -117,8 +117,8 @@ fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         color_eyre::eyre::bail!("{}: exists and is not empty", dir.display());
     }
-    let spec = crate::demo::ModelSpec::demo();
-    crate::demo::write_model(&dir, &spec)?;
+    let spec = snrscope::demo::ModelSpec::demo();
+    snrscope::demo::write_model(&dir, &spec)?;
     eprintln!(
         "wrote the demo model ({} layers; v_proj SNR infinite in layers {:?}) to {}",
         spec.layers,

@@ -6,7 +6,7 @@ use clap::Args;
 use color_eyre::eyre::{bail, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{
+use snrscope::{
     checkpoint::Model,
     export::Inputs,
     scanfile::{self, ScanEntry},
@@ -140,7 +140,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                 ),
                 None => scanfile::to_json(&entries),
             };
-            crate::export::write_file_atomically(path, text.as_bytes(), &inputs, args.force)?;
+            snrscope::export::write_file_atomically(path, text.as_bytes(), &inputs, args.force)?;
             eprintln!(
                 "wrote {} result(s) to {} ({} infinite, {failed} failed)",
                 entries.len(),

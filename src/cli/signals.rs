@@ -7,7 +7,7 @@ use std::{
     sync::atomic::{AtomicI32, Ordering},
 };
 
-use crate::util::cancel::CancelToken;
+use snrscope::util::cancel::CancelToken;
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 

@@ -27,7 +27,7 @@ use super::{
         view::View,
     },
 };
-use crate::{
+use snrscope::{
     checkpoint::Model,
     export::{self, ExportOptions, Inputs},
     forward::{EvalEvent, format_perplexity},
@@ -59,6 +59,7 @@ pub struct AppOptions {
 }
 
 impl AppOptions {
+    #[cfg(test)]
     pub fn interactive() -> AppOptions {
         AppOptions {
             autoscan: true,
@@ -241,6 +242,7 @@ impl App {
         self.choice.is_dirty()
     }
 
+    #[cfg(test)]
     pub fn model_name(&self) -> &str {
         &self.model_name
     }
@@ -1312,7 +1314,7 @@ impl App {
             Err(e) => self.set_status(
                 format!(
                     "cannot start the export: {}",
-                    crate::util::text::io_reason(&e)
+                    snrscope::util::text::io_reason(&e)
                 ),
                 StatusKind::Error,
             ),

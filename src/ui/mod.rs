@@ -16,6 +16,8 @@ pub mod msg;
 mod runtime;
 pub mod state;
 mod terminal;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
@@ -23,12 +25,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 use color_eyre::eyre::WrapErr;
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::{checkpoint::Model, demo, scanfile};
+use snrscope::{checkpoint::Model, demo, scanfile};
 
-pub use action::{Action, Edit};
-pub use app::{App, AppOptions};
-pub use msg::{ExportMsg, Msg};
-pub use view::{draw, render};
+use app::{App, AppOptions};
 
 /// What `snrscope [MODEL]` was asked to open.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +38,7 @@ pub struct Explore {
     pub scan: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
-    pub method: crate::spectrum::snr::Method,
+    pub method: snrscope::spectrum::snr::Method,
     /// `--no-cache`: neither read nor write the scan cache.
     pub no_cache: bool,
     /// What `p` evaluates on (`--text`, `--max-tokens`, `--window`).
@@ -63,14 +62,14 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         color_eyre::eyre::bail!(
             "{}: cannot read the text for the perplexity: {}",
             t.display(),
-            crate::util::text::io_reason(&e)
+            snrscope::util::text::io_reason(&e)
         );
     }
     let (tx, rx) = crossbeam_channel::unbounded();
     let cache = if args.no_cache {
         None
     } else {
-        crate::spectrum::cache::Cache::user().map(Arc::new)
+        snrscope::spectrum::cache::Cache::user().map(Arc::new)
     };
     let options = AppOptions {
         autoscan: true,

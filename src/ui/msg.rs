@@ -4,11 +4,11 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
-use crate::{
+use crate::ui::state::eval_job::EvalText;
+use snrscope::{
     export::{ExportProgress, ExportSummary},
     forward::EvalEvent,
     spectrum::scan::ScanEvent,
-    ui::state::eval_job::EvalText,
 };
 
 #[derive(Debug)]

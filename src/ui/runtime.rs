@@ -18,7 +18,11 @@ use crossterm::{
 };
 use ratatui::{Terminal, backend::Backend};
 
-use super::{App, Msg, msg::ExportMsg, view::render};
+use super::{
+    app::App,
+    msg::{ExportMsg, Msg},
+    view::render,
+};
 
 /// At most this many frames per second, however fast results arrive.
 const MIN_FRAME_GAP: Duration = Duration::from_millis(16);

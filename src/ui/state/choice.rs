@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::{Mark, Rule, Selection};
+use snrscope::plan::{Mark, Rule, Selection};
 
 /// How far undo reaches.
 const HISTORY: usize = 1000;
@@ -62,14 +62,6 @@ impl Choice {
 
     pub fn mark_saved(&mut self) {
         self.dirty = false;
-    }
-
-    pub fn can_undo(&self) -> bool {
-        !self.undo.is_empty()
-    }
-
-    pub fn can_redo(&self) -> bool {
-        !self.redo.is_empty()
     }
 
     /// Hand choices recorded (agreeing with the rule or not).
@@ -252,7 +244,7 @@ mod tests {
         // A new change after undo forgets what could be redone.
         c.undo(&of);
         c.invert(&snr);
-        assert!(!c.can_redo());
+        assert!(!c.redo(&of), "nothing left to redo");
     }
 
     #[test]

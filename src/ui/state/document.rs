@@ -11,7 +11,7 @@ use std::{
 
 use color_eyre::eyre::eyre;
 
-use crate::{
+use snrscope::{
     checkpoint::{self, Model, layers::Stack},
     scanfile::{self, ScanEntry},
     spectrum::{
@@ -95,6 +95,7 @@ impl Cell {
         }
     }
 
+    #[cfg(test)]
     pub fn stats(&self) -> Option<&SnrStats> {
         match &self.value {
             Value::Stats(s) => Some(s),
@@ -351,6 +352,7 @@ impl Document {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn module_index(&self, name: &str) -> Option<usize> {
         self.modules.iter().position(|m| m.name == name)
     }

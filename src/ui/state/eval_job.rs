@@ -6,10 +6,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use crossbeam_channel::Sender;
 
-use crate::{
+use crate::ui::msg::{EvalMsg, Msg};
+use snrscope::{
     checkpoint::Model,
     forward::{self, EvalEvent, EvalOptions, EvalState, PplSummary},
-    ui::msg::{EvalMsg, Msg},
     util::cancel::CancelToken,
 };
 
@@ -51,6 +51,7 @@ pub struct RunningEval {
     pub id: u64,
     pub cancel: CancelToken,
     /// The choices it computes, in order.
+    #[cfg(test)]
     pub choices: Vec<Vec<usize>>,
 }
 
@@ -102,6 +103,7 @@ impl Evals {
         self.job = Some(RunningEval {
             id,
             cancel,
+            #[cfg(test)]
             choices,
         });
     }

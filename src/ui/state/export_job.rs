@@ -1,15 +1,15 @@
 //! The pruned-model export running on its own thread, reporting progress and its end as
 //! messages.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, sync::Arc};
 
 use crossbeam_channel::Sender;
 
-use crate::{
+use crate::ui::msg::{ExportMsg, Msg};
+use snrscope::{
     checkpoint::Model,
     export::{self, ExportOptions, ExportProgress},
     plan::Plan,
-    ui::msg::{ExportMsg, Msg},
     util::cancel::CancelToken,
 };
 
@@ -17,7 +17,6 @@ pub struct ExportJob {
     pub out: PathBuf,
     pub progress: ExportProgress,
     pub cancel: CancelToken,
-    pub started: Instant,
 }
 
 impl ExportJob {
@@ -46,7 +45,6 @@ impl ExportJob {
             out,
             progress: ExportProgress::default(),
             cancel,
-            started: Instant::now(),
         })
     }
 }

@@ -7,10 +7,8 @@ use std::collections::VecDeque;
 use crossbeam_channel::Sender;
 
 use super::document::{Document, Kind, ScanState, Value};
-use crate::{
-    spectrum::scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions},
-    ui::msg::Msg,
-};
+use crate::ui::msg::Msg;
+use snrscope::spectrum::scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions};
 
 pub struct Scans {
     tx: Sender<Msg>,

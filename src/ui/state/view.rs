@@ -31,12 +31,6 @@ impl View {
         }
     }
 
-    /// Puts the cursor on `layer` and scrolls just enough to show it (`visible` bars fit).
-    pub fn set_cursor(&mut self, layer: usize, num_layers: usize, visible: usize) {
-        self.cursor = layer.min(num_layers.saturating_sub(1));
-        self.scroll_to_cursor(num_layers, visible);
-    }
-
     /// Scrolls the chart just enough to show the cursor, so the view does not jump around.
     pub fn scroll_to_cursor(&mut self, num_layers: usize, visible: usize) {
         let vis = visible.max(1);

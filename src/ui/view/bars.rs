@@ -10,16 +10,16 @@ use ratatui::{
 };
 
 use super::theme;
-use crate::{
+use crate::ui::{
+    App, format, keys, layout,
+    state::{
+        document::{Kind, ScanState},
+        overlay::StatusKind,
+    },
+};
+use snrscope::{
     forward::{Stage, format_perplexity},
     plan,
-    ui::{
-        App, format, keys, layout,
-        state::{
-            document::{Kind, ScanState},
-            overlay::StatusKind,
-        },
-    },
     util::bytes::human_bytes,
 };
 
@@ -38,13 +38,13 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![
         Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
         Span::styled(
-            crate::util::text::escape_controls(&app.doc.name).into_owned(),
+            snrscope::util::text::escape_controls(&app.doc.name).into_owned(),
             theme::bold(),
         ),
         Span::styled(format!(" ({kind}) "), theme::dim()),
         Span::raw(format!(
             "stack {} · {} layers",
-            crate::util::text::escape_controls(&app.doc.stack.prefix),
+            snrscope::util::text::escape_controls(&app.doc.stack.prefix),
             app.num_layers()
         )),
     ];
@@ -52,7 +52,7 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(
             format!(
                 " · {} params · {}",
-                crate::util::bytes::human_count(m.total_params()),
+                snrscope::util::bytes::human_count(m.total_params()),
                 human_bytes(m.total_bytes())
             ),
             theme::dim(),
@@ -202,6 +202,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// `keep [0,12) [13,20) [22,60)  48/60 layers  34.4B → 27.6B params`
+#[cfg(test)]
 pub fn summary_text(app: &App) -> String {
     summary_fitted(app, usize::MAX)
 }
@@ -223,8 +224,8 @@ pub fn summary_fitted(app: &App, width: usize) -> String {
         let z = plan::sizes(m, &app.doc.stack, &dropped);
         tail.push_str(&format!(
             "  {} → {} params",
-            crate::util::bytes::human_count(z.params_before),
-            crate::util::bytes::human_count(z.params_after)
+            snrscope::util::bytes::human_count(z.params_before),
+            snrscope::util::bytes::human_count(z.params_after)
         ));
     }
     if ranges.is_empty() {

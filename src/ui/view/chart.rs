@@ -9,14 +9,12 @@ use ratatui::{
 };
 
 use super::theme;
-use crate::{
-    plan::Rule,
-    ui::{
-        App, format,
-        layout::{self, ChartGeom},
-        state::document::{Kind, ModuleView},
-    },
+use crate::ui::{
+    App, format,
+    layout::{self, ChartGeom},
+    state::document::{Kind, ModuleView},
 };
+use snrscope::plan::Rule;
 
 const EIGHTHS: [&str; 9] = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
 
@@ -193,17 +191,17 @@ fn legend() -> Line<'static> {
         item(theme::GLYPH_NAN, Style::new().fg(theme::FAILED), "all-zero"),
         item(
             theme::GLYPH_DROP_RULE,
-            style(crate::plan::Mark::DropByRule),
+            style(snrscope::plan::Mark::DropByRule),
             "drop (rule)",
         ),
         item(
             theme::GLYPH_DROP_HAND,
-            style(crate::plan::Mark::DropManual),
+            style(snrscope::plan::Mark::DropManual),
             "drop (hand)",
         ),
         item(
             theme::GLYPH_KEEP_HAND,
-            style(crate::plan::Mark::KeepManual),
+            style(snrscope::plan::Mark::KeepManual),
             "keep (hand)",
         ),
     ] {

@@ -37,7 +37,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         )));
     } else {
         lines.push(Line::from(Span::styled(
-            crate::util::text::escape_controls(&cell.name).into_owned(),
+            snrscope::util::text::escape_controls(&cell.name).into_owned(),
             theme::bold(),
         )));
         let mut l2 = Vec::new();

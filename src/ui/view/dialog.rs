@@ -10,13 +10,11 @@ use ratatui::{
 };
 
 use super::theme;
-use crate::{
-    plan,
-    ui::{
-        App, keys,
-        state::overlay::{Dialog, DialogKind, LineEdit, Question},
-    },
+use crate::ui::{
+    App, keys,
+    state::overlay::{Dialog, DialogKind, LineEdit, Question},
 };
+use snrscope::plan;
 
 fn boxed(area: Rect, w: u16, title: String, lines: Vec<Line<'static>>, buf: &mut Buffer) {
     let w = w.min(area.width);
@@ -101,7 +99,7 @@ pub fn render_dialog(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
     lines.push(Line::raw(""));
     if let Some(e) = &d.error {
         lines.push(Line::styled(
-            crate::util::text::escape_controls(e).into_owned(),
+            snrscope::util::text::escape_controls(e).into_owned(),
             theme::bold().fg(theme::FAILED),
         ));
         lines.push(Line::raw(""));

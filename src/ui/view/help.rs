@@ -10,7 +10,8 @@ use ratatui::{
 };
 
 use super::theme;
-use crate::{plan::Mark, ui::keys};
+use crate::ui::keys;
+use snrscope::plan::Mark;
 
 pub fn lines() -> Vec<Line<'static>> {
     let mut out: Vec<Line> = Vec::new();
@@ -96,7 +97,7 @@ pub fn render(area: Rect, buf: &mut Buffer) {
 pub fn render_warnings(warnings: &[String], area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line> = warnings
         .iter()
-        .map(|w| Line::raw(format!("• {}", crate::util::text::escape_controls(w))))
+        .map(|w| Line::raw(format!("• {}", snrscope::util::text::escape_controls(w))))
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::styled("any key closes", theme::dim()));

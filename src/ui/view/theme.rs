@@ -4,7 +4,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::plan::Mark;
+use snrscope::plan::Mark;
 
 /// Infinite-SNR bars: the seed's pruning candidates, so they get the loudest colour.
 pub const INFINITE: Color = Color::Magenta;

@@ -9,6 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::ui::{
+    app::{App, AppOptions},
+    msg::Msg,
+    state::{eval_job::EvalSetup, overlay::StatusKind},
+    view::bars::{PplLook, ppl_text},
+};
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
@@ -16,11 +22,6 @@ use snrscope::{
     demo::{ModelSpec, write_model},
     forward::{self, EvalOptions},
     scanfile,
-    ui::{
-        App, AppOptions, Msg,
-        state::{eval_job::EvalSetup, overlay::StatusKind},
-        view::bars::{PplLook, ppl_text},
-    },
     util::cancel::CancelToken,
 };
 use tempfile::TempDir;
@@ -151,7 +152,7 @@ fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_mo
     // On screen: the old value on the summary line, dimmed (also without colour).
     let area = ratatui::layout::Rect::new(0, 0, 120, 40);
     let mut buf = ratatui::buffer::Buffer::empty(area);
-    snrscope::ui::draw(&app, area, &mut buf);
+    crate::ui::view::draw(&app, area, &mut buf);
     let row = (0..40)
         .find(|&y| {
             let line: String = (0..120).map(|x| buf[(x, y)].symbol()).collect();

@@ -4,6 +4,14 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::ui::{
+    action::{Action, Edit},
+    app::{App, AppOptions},
+    layout::ChartGeom,
+    msg::Msg,
+    state::document::ScanState,
+    view::render,
+};
 use ratatui::{
     Terminal,
     backend::TestBackend,
@@ -17,9 +25,6 @@ use snrscope::{
     spectrum::{
         scan::{MatrixResult, Progress, ScanEvent},
         snr::{Method, SnrStats, stats_from_singular_values},
-    },
-    ui::{
-        Action, App, AppOptions, Edit, Msg, layout::ChartGeom, render, state::document::ScanState,
     },
 };
 use tempfile::TempDir;
@@ -220,7 +225,7 @@ fn manual_overrides_look_different_from_the_rule() {
 fn summary_line_shows_ranges_counts_and_parameters() {
     let (_t, mut app) = mixed_app();
     let buf = draw(&mut app, 120, 40);
-    let a = snrscope::ui::layout::areas(120, 40, app.layout_flags());
+    let a = crate::ui::layout::areas(120, 40, app.layout_flags());
     // 8 layers of 30 848 parameters plus 16 448 outside the stack (hand-counted from the
     // tiny spec: hidden 64, kv 32, intermediate 96, vocab 128); layer 1 dropped.
     assert_eq!(
@@ -348,7 +353,7 @@ fn every_size_renders_without_panicking() {
     assert!(text(&buf).contains("Spectrum · layer 0"));
     // Draw into an offset area too: widgets must not assume (0, 0).
     let mut buf = Buffer::empty(Rect::new(3, 2, 90, 28));
-    snrscope::ui::draw(&app, buf.area, &mut buf);
+    crate::ui::view::draw(&app, buf.area, &mut buf);
 }
 
 #[test]
@@ -377,7 +382,7 @@ fn help_on_a_short_terminal_still_shows_every_key() {
     let buf = draw(&mut app, 80, 20);
     let all = text(&buf);
     insta::assert_snapshot!("help_80x20", all);
-    for b in snrscope::ui::keys::NORMAL {
+    for b in crate::ui::keys::NORMAL {
         assert!(
             all.contains(b.shown),
             "help at 80x20 lacks the key {:?}",
@@ -579,7 +584,7 @@ fn the_rule_line_names_the_driving_module_at_80_columns() {
     let (_t, mut app) = mixed_app();
     app.update(Action::NextModule);
     let buf = draw(&mut app, 80, 24);
-    let a = snrscope::ui::layout::areas(80, 24, app.layout_flags());
+    let a = crate::ui::layout::areas(80, 24, app.layout_flags());
     let rule = row_of(&buf, a.rule.y);
     assert!(rule.contains("self_attn.v_proj"), "{rule}");
 }

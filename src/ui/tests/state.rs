@@ -8,6 +8,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::ui::{
+    action::Action,
+    app::{App, AppOptions},
+    msg::Msg,
+    state::{
+        document::{Kind, ScanState},
+        overlay::{Dialog, DialogKind, Overlay, Question, StatusKind},
+    },
+    view::bars::summary_text,
+};
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
@@ -19,19 +29,10 @@ use snrscope::{
         scan::{MatrixResult, Progress, ScanEvent},
         snr::{Method, stats_from_singular_values},
     },
-    ui::{
-        Action, App, AppOptions, Msg,
-        state::{
-            document::{Kind, ScanState},
-            overlay::{Dialog, DialogKind, Overlay, Question, StatusKind},
-        },
-        view::bars::summary_text,
-    },
 };
 use tempfile::TempDir;
 
-#[path = "export_support.rs"]
-mod support;
+use super::support;
 
 /// An 8-layer model whose v_proj SNR is infinite in layers 2 and 5.
 fn tiny(autoscan: bool) -> (TempDir, App, Receiver<Msg>) {
@@ -670,10 +671,10 @@ fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
         app.update(Action::Toggle);
     }
     // 27 layers dropped (1, 4, …, 79): kept runs [0,1) [2,4) … [77,79).
-    let full = snrscope::ui::view::bars::summary_text(&app);
+    let full = crate::ui::view::bars::summary_text(&app);
     assert!(full.starts_with("keep [0,1) [2,4) [5,7) "), "{full}");
     assert!(full.contains(" [74,76) [77,79)  53/80 layers  "), "{full}");
-    let fitted = snrscope::ui::view::bars::summary_fitted(&app, 70);
+    let fitted = crate::ui::view::bars::summary_fitted(&app, 70);
     assert!(fitted.chars().count() <= 70, "{fitted}");
     assert!(fitted.starts_with("keep [0,1) [2,4) "), "{fitted}");
     assert!(fitted.contains(" … [77,79)  53/80 layers  "), "{fitted}");
@@ -682,7 +683,7 @@ fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
 
 #[test]
 fn the_key_table_binds_each_key_once_and_describes_every_row() {
-    use snrscope::ui::keys::NORMAL;
+    use crate::ui::keys::NORMAL;
     let mut seen = Vec::new();
     for b in NORMAL {
         assert!(!b.help.is_empty() && !b.shown.is_empty());
@@ -1220,4 +1221,81 @@ fn reopening_draws_every_bar_from_the_cache() {
             .iter()
             .any(|c| c.method == Some(snrscope::spectrum::snr::Method::Gram))
     );
+}
+
+#[test]
+fn a_huge_layer_number_in_a_scan_file_is_refused_before_anything_is_allocated() {
+    let tmp = TempDir::new().unwrap();
+    for (layer, words) in [
+        ("1000000000000", "no entry names a numbered layer"),
+        ("90000", "not a scan of a real model"),
+    ] {
+        let text = format!(
+            r#"{{"model.layers.{layer}.self_attn.v_proj": {{"snr": 1.0, "type": "self_attn.v_proj"}}}}"#
+        );
+        let file = tmp.path().join("huge.json");
+        std::fs::write(&file, text).unwrap();
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let (_, entries) = scanfile::read(&file).unwrap();
+        let e = App::for_scan_file(&file, entries, tx)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains(words), "{e}");
+    }
+}
+
+/// Scan files of every shape the parser accepts open in the explorer or are refused with a
+/// message; none panics (the library's own fuzz test covers the parser and the plans).
+#[test]
+fn fuzzed_scan_files_open_or_are_refused_never_panic() {
+    use proptest::prelude::*;
+    let entry = (
+        prop_oneof![
+            Just("model.layers"),
+            Just("encoder.layer"),
+            Just("h"),
+            Just("x.y.layers")
+        ],
+        0usize..40,
+        prop_oneof![
+            Just("self_attn.v_proj"),
+            Just("mlp.up_proj"),
+            Just("attn.c_attn")
+        ],
+        prop_oneof![
+            Just(f64::INFINITY),
+            Just(f64::NAN),
+            Just(0.0),
+            -1e3f64..1e3,
+            Just(-f64::INFINITY)
+        ],
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    runner
+        .run(&proptest::collection::vec(entry, 0..60), |entries| {
+            let body: Vec<String> = entries
+                .iter()
+                .map(|(stack, layer, module, snr)| {
+                    let v = if snr.is_nan() {
+                        "NaN".to_string()
+                    } else if snr.is_infinite() {
+                        if *snr > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+                    } else {
+                        format!("{snr}")
+                    };
+                    format!(r#""{stack}.{layer}.{module}": {{"snr": {v}, "type": "{module}"}}"#)
+                })
+                .collect();
+            let text = format!("{{{}}}", body.join(", "));
+            if let Ok((_, entries)) = scanfile::parse(&text, "fuzz.json") {
+                let (tx, _rx) = crossbeam_channel::unbounded();
+                let _ = App::for_scan_file(Path::new("fuzz.json"), entries, tx);
+            }
+            Ok(())
+        })
+        .unwrap();
 }
