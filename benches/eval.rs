@@ -7,12 +7,12 @@
 use std::{process::Command, sync::Arc};
 
 use snrscope::{
-    archgen::{self, ArchSpec},
     checkpoint::Model,
     demo::{self, ModelSpec},
     forward::{self, EvalOptions, tokens},
     util::cancel::CancelToken,
 };
+use snrscope_testkit::eval_models::{self, ArchSpec};
 
 const WINDOW: usize = 512;
 
@@ -118,7 +118,7 @@ fn main() {
             .expect("gemma2")
     };
     let gemma_dir = tmp.path().join("gemma2");
-    archgen::write_model(&gemma_dir, &gemma).expect("gemma2 model");
+    eval_models::write_model(&gemma_dir, &gemma).expect("gemma2 model");
     let cases = [
         (
             "demo (llama, 24 layers, one pass per window)",
@@ -142,7 +142,7 @@ fn main() {
             .as_ref()
             .and_then(|c| c["vocab_size"].as_u64())
             .unwrap_or(2);
-        let text = archgen::sample_text(5, n_tokens, vocab as usize);
+        let text = eval_models::sample_text(5, n_tokens, vocab as usize);
         let ids = tokens::tokenize(&dir.join("tokenizer.json"), &text).expect("tokenize");
         println!("{name}: {} tokens", ids.len());
         for threads in [1, cores] {

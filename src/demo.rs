@@ -412,7 +412,7 @@ pub fn demo_dir_reporting(report: &mut dyn FnMut(&str)) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-pub(crate) fn write_json(path: &Path, v: &serde_json::Value) -> io::Result<()> {
+pub fn write_json(path: &Path, v: &serde_json::Value) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
     text.push('\n');
     std::fs::write(path, text)
@@ -469,7 +469,7 @@ pub fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
     (0..n).map(|_| rng.normal() * std).collect()
 }
 
-pub(crate) fn ones_jitter(rng: &mut Rng, n: usize) -> Vec<f64> {
+pub fn ones_jitter(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| 1.0 + 0.05 * rng.normal()).collect()
 }
 

@@ -5,10 +5,8 @@
 //! ([`plan`]), the writers ([`export`]), the forward pass on the CPU ([`forward`]) and the demo
 //! model generator ([`demo`]).
 
-pub mod archgen;
 pub mod checkpoint;
 pub mod demo;
-pub mod demo_arch;
 pub mod export;
 pub mod forward;
 pub mod plan;

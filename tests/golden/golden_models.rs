@@ -1,9 +1,8 @@
-//! Writes the golden cases' models (tests/golden/cases.rs) into a folder, one subfolder per
+//! Writes the golden cases' models (tests/kit/src/golden.rs) into a folder, one subfolder per
 //! case, plus `manifest.json` (name, target path, oracle pattern) for
 //! `tests/golden/regenerate.py`. Run: `cargo run --release --example golden_models -- DIR`.
 
-#[path = "cases.rs"]
-mod cases;
+use snrscope_testkit::golden as cases;
 
 fn main() {
     let mut args = std::env::args_os().skip(1);

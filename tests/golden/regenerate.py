@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates (or, with --check, verifies) the oracle's golden files tests/golden/<case>.json.
 
-The only producer of those files. For every case of tests/golden/cases.rs:
+The only producer of those files. For every case of tests/kit/src/golden.rs:
   1. `cargo run --release --example golden_models -- WORK` writes the case's model (the same
      deterministic generator the tests use) into WORK/<case>/;
   2. the oracle runs on it, exactly:

@@ -3,7 +3,7 @@
 Python: they read the committed files).
 
 1. `cargo run --release --example torch_bin_twins -- WORK` writes every case of
-   tests/torch_bin/cases.rs as a safetensors model (snrscope's own deterministic generator),
+   tests/kit/src/torch_bin/cases.rs as a safetensors model (snrscope's own deterministic generator),
    with the sha256 of each .safetensors file;
 2. each twin's tensors are loaded with safetensors.torch.load_file (the bytes as they are: no
    dtype conversion) and torch.save'd into tests/torch_bin/<case>/ in the case's style:

@@ -2,8 +2,7 @@
 //! folder, one subfolder per case, plus `manifest.json` (name, style, folder) for
 //! `tests/torch_bin/make_fixtures.py`. Run: `cargo run --release --example torch_bin_twins -- DIR`.
 
-#[path = "cases.rs"]
-mod cases;
+use snrscope_testkit::torch_bin::cases;
 
 fn main() {
     let Some(out) = std::env::args_os().nth(1).map(std::path::PathBuf::from) else {

@@ -5,5 +5,4 @@
 mod eval;
 mod render;
 mod state;
-#[path = "../../../tests/export_support.rs"]
-mod support;
+use snrscope_testkit::models as support;

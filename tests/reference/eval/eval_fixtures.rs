@@ -8,13 +8,13 @@ use std::{path::PathBuf, process::ExitCode};
 
 use serde_json::json;
 use snrscope::{
-    archgen::{ArchSpec, FIXTURE_DROPPED, fixture_text, write_model},
     checkpoint::Model,
     export::{self, DEFAULT_SHARD_SIZE, ExportOptions},
     forward::ArchConfig,
     plan::Plan,
     util::cancel::CancelToken,
 };
+use snrscope_testkit::eval_models::{ArchSpec, FIXTURE_DROPPED, fixture_text, write_model};
 
 fn main() -> ExitCode {
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Reference logits and perplexities for tests/eval_reference.rs, computed by transformers.
+"""Reference logits and perplexities for tests/it/eval_reference.rs, computed by transformers.
 
-Inputs: the tiny checkpoints of snrscope's own generator (src/archgen.rs), written with
+Inputs: the tiny checkpoints of snrscope's own generator (tests/kit/src/eval_models.rs), written with
 
     cargo run --release --example eval_fixtures -- /tmp/eval-fixtures
     python3 tests/reference/eval/make_reference.py /tmp/eval-fixtures \

@@ -1,0 +1,112 @@
+//! The background evaluation API the explorer uses: events in order, the state they fold into,
+//! cancellation.
+
+use std::sync::Arc;
+
+use snrscope::{
+    checkpoint::Model,
+    forward::{self, EvalEvent, EvalOptions, EvalState, Stage, tokens},
+};
+use snrscope_testkit::eval_models::{self, ArchSpec, FIXTURE_DROPPED};
+
+fn fixture(name: &str) -> (tempfile::TempDir, Arc<Model>, Arc<[u32]>) {
+    let spec = ArchSpec::fixtures()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    eval_models::write_model(dir.path(), &spec).unwrap();
+    let ids = tokens::tokenize(
+        &dir.path().join("tokenizer.json"),
+        &eval_models::fixture_text(&spec),
+    )
+    .unwrap();
+    let model = Arc::new(Model::open(dir.path()).unwrap());
+    (dir, model, ids.into())
+}
+
+#[test]
+fn a_job_reports_progress_then_results_then_finishes() {
+    let (_dir, model, ids) = fixture("phi3");
+    let mut state = EvalState::default();
+    let choices = state.choices_for(FIXTURE_DROPPED);
+    assert_eq!(choices, vec![vec![], FIXTURE_DROPPED.to_vec()]);
+    state.started();
+    let (handle, rx) = forward::start_channel(model, ids, choices, EvalOptions::default());
+    let events: Vec<EvalEvent> = rx.iter().collect();
+    handle.join();
+    let mut results = 0;
+    let mut saw_loading = false;
+    for e in &events {
+        state.apply(e);
+        match e {
+            EvalEvent::Progress {
+                stage: Stage::Loading { .. },
+                ..
+            } => saw_loading = true,
+            EvalEvent::Result { result, .. } => {
+                assert!(result.is_ok(), "{result:?}");
+                results += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_loading);
+    assert_eq!(results, 2);
+    assert_eq!(
+        events.last(),
+        Some(&EvalEvent::Finished { cancelled: false })
+    );
+    assert!(!state.running && state.error.is_none());
+    // The numbers are transformers' (the reference test checks them to 1e-4).
+    let summary = state.summary().expect("both known");
+    assert_eq!(summary.dropped, FIXTURE_DROPPED);
+    assert!(!summary.is_stale(FIXTURE_DROPPED) && summary.is_stale(&[1]));
+    assert!(
+        summary.text().starts_with("ppl 588.9 → 853.8 (+45.0 %)"),
+        "{}",
+        summary.text()
+    );
+    // Nothing left to compute for the same choice; only the new one for another.
+    assert!(state.choices_for(FIXTURE_DROPPED).is_empty());
+    assert_eq!(state.choices_for(&[3]), vec![vec![3]]);
+}
+
+#[test]
+fn cancelling_stops_the_job() {
+    let (_dir, model, ids) = fixture("gemma2");
+    let (handle, rx) =
+        forward::start_channel(model, ids, vec![vec![], vec![1]], EvalOptions::default());
+    handle.cancel();
+    let events: Vec<EvalEvent> = rx.iter().collect();
+    handle.join();
+    assert_eq!(
+        events.last(),
+        Some(&EvalEvent::Finished { cancelled: true })
+    );
+    let results = events
+        .iter()
+        .filter(|e| matches!(e, EvalEvent::Result { .. }))
+        .count();
+    assert!(results < 2, "a cancelled job still scored everything");
+    let mut state = EvalState::default();
+    events.iter().for_each(|e| state.apply(e));
+    assert!(!state.running);
+}
+
+#[test]
+fn a_bad_choice_is_an_error_event_not_a_panic() {
+    let (_dir, model, ids) = fixture("llama");
+    let (handle, rx) =
+        forward::start_channel(model, ids, vec![vec![0, 1, 2, 3]], EvalOptions::default());
+    let events: Vec<EvalEvent> = rx.iter().collect();
+    handle.join();
+    let err = events
+        .iter()
+        .find_map(|e| match e {
+            EvalEvent::Result { result: Err(e), .. } => Some(e.to_string()),
+            _ => None,
+        })
+        .expect("an error result");
+    assert!(err.contains("keep at least one"), "{err}");
+}

@@ -1,0 +1,31 @@
+//! The integration tests, in one binary (one link, one set of helpers: `snrscope-testkit`).
+//! Each module is one area; `cargo test --release --test it AREA::` runs one.
+
+mod cache;
+mod discovery;
+mod eval_cli;
+mod eval_jobs;
+mod eval_reference;
+mod export_cli;
+mod export_memory;
+mod export_model;
+mod export_safety;
+mod export_yaml;
+mod fused;
+mod fuzz_readers;
+mod fuzz_torch_bin;
+mod gram;
+mod model_open;
+mod oracle;
+mod parts;
+mod safety;
+mod scan;
+mod scanfiles;
+mod snr_properties;
+mod torch_bin;
+mod tui_e2e;
+
+/// The binary under test; every run gets a scan cache of its own unless the test says where.
+fn snrscope() -> snrscope_testkit::cli::Snrscope {
+    snrscope_testkit::cli::Snrscope::new(env!("CARGO_BIN_EXE_snrscope"))
+}
