@@ -91,7 +91,7 @@ pub fn main() -> ExitCode {
             threads: cli.threads,
             method: cli.method,
             no_cache: cli.no_cache,
-            eval: crate::ui::state::eval_job::EvalSetup {
+            eval: crate::ui::EvalSetup {
                 text: cli.text,
                 max_tokens: cli.max_tokens as usize,
                 window: Some(cli.window.map_or(512, |w| w as usize)),

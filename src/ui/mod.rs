@@ -1,24 +1,32 @@
 //! The interactive explorer (ratatui + crossterm).
 //!
 //! Layout of the code: `state/` holds each concern's state (document, scans, choice, view,
-//! overlays, export job) and never draws; `app.rs` routes messages and actions between them;
-//! `keys.rs` maps (mode, key) to an action from tables that also feed help and the hint line;
-//! `view/` draws the whole screen from `App` and nothing else; `runtime.rs` runs the loop and
-//! the input/signal threads; `terminal.rs` guarantees the terminal is restored. Nothing on the
-//! UI thread reads tensor data or computes an SVD.
+//! overlays, the perplexity and export as the screen sees them) and never draws; `app/`
+//! routes messages and actions between them and returns [`effect::Effect`]s — it owns no
+//! channel, starts no thread and touches no file; `jobs.rs` carries the effects out (threads
+//! for scans, the perplexity and the export; file writes); `keys.rs` maps (mode, key) to an
+//! action from tables that also feed help and the hint line; `view/` draws the whole screen
+//! from `App` and nothing else; `runtime.rs` runs the loop and the input/signal threads;
+//! `terminal.rs` guarantees the terminal is restored. Nothing on the UI thread reads tensor
+//! data or computes an SVD.
 
-pub mod action;
-pub mod app;
-pub mod format;
-pub mod keys;
-pub mod layout;
-pub mod msg;
+mod action;
+mod app;
+mod effect;
+mod format;
+mod jobs;
+mod keys;
+mod layout;
+mod msg;
 mod runtime;
-pub mod state;
+mod state;
 mod terminal;
 #[cfg(test)]
 mod tests;
-pub mod view;
+mod view;
+mod write_job;
+
+pub(crate) use state::eval_job::EvalSetup;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
@@ -65,7 +73,6 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
             snrscope::util::text::io_reason(&e)
         );
     }
-    let (tx, rx) = crossbeam_channel::unbounded();
     let cache = if args.no_cache {
         None
     } else {
@@ -89,7 +96,7 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
                 );
             }
             let (_, entries) = scanfile::read(p)?;
-            let mut app = App::for_scan_file(p, entries, tx.clone())?;
+            let mut app = App::for_scan_file(p, entries)?;
             if let Some(n) = &args.model_name {
                 app = app.with_model_name(n);
             }
@@ -112,16 +119,18 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
             match &args.scan {
                 Some(scan) => {
                     let (_, entries) = scanfile::read(scan)?;
-                    App::for_model_with_scan(model, scan, &entries, tx.clone(), options)?
+                    App::for_model_with_scan(model, scan, &entries, options)?
                 }
-                None => App::for_model(model, tx.clone(), options)?,
+                None => App::for_model(model, options)?,
             }
         }
     };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let executor = jobs::Executor::new(tx.clone());
     let _guard = terminal::TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     runtime::spawn_input(tx.clone());
     runtime::spawn_signals(tx);
-    runtime::event_loop(&mut terminal, app, &rx, started)?;
+    runtime::event_loop(&mut terminal, app, executor, &rx, started)?;
     Ok(ExitCode::SUCCESS)
 }

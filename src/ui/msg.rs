@@ -1,15 +1,19 @@
 //! Everything that can wake the UI thread. The input thread, the scan workers, the export
-//! thread and the signal thread all send these on one channel, so the loop has a single place
-//! to wait.
+//! thread, the perplexity thread and the signal thread all send these on one channel, so the
+//! loop has a single place to wait; the runtime also hands back what it did for the state
+//! (`Written`).
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
-use crate::ui::state::eval_job::EvalText;
+use std::sync::Arc;
+
 use snrscope::{
     export::{ExportProgress, ExportSummary},
     forward::EvalEvent,
     spectrum::scan::ScanEvent,
 };
+
+use super::write_job::{Outcome, WriteJob};
 
 #[derive(Debug)]
 pub enum Msg {
@@ -28,6 +32,11 @@ pub enum Msg {
         id: u64,
         msg: EvalMsg,
     },
+    /// A file the state asked for was written (or not: the reason).
+    Written {
+        job: Box<WriteJob>,
+        outcome: Outcome,
+    },
     Tick,
     /// SIGTERM / SIGINT / SIGHUP.
     Terminate,
@@ -44,4 +53,14 @@ pub enum EvalMsg {
     /// The text, tokenized (sent once, before the first forward pass).
     Text(Result<EvalText, String>),
     Event(EvalEvent),
+}
+
+/// The tokenized text, once read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalText {
+    pub tokens: Arc<[u32]>,
+    /// The file, or the built-in sample's name.
+    pub name: String,
+    /// Ids that are the tokenizer's unknown token.
+    pub unknown: usize,
 }

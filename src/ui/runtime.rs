@@ -20,6 +20,7 @@ use ratatui::{Terminal, backend::Backend};
 
 use super::{
     app::App,
+    jobs::Executor,
     msg::{ExportMsg, Msg},
     view::render,
 };
@@ -108,6 +109,7 @@ impl FrameLog {
 pub fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     mut app: App,
+    mut executor: Executor,
     rx: &Receiver<Msg>,
     started: Instant,
 ) -> color_eyre::Result<()>
@@ -124,7 +126,10 @@ where
         crossterm::style::Colored::set_ansi_color_disabled(false);
     }
     let size = terminal.size()?;
-    app.handle(Msg::Resize(size.width, size.height));
+    let effects = app.take_effects();
+    executor.run(&mut app, effects);
+    let effects = app.handle(Msg::Resize(size.width, size.height));
+    executor.run(&mut app, effects);
     let mut draw =
         |terminal: &mut Terminal<B>, app: &App, msgs: usize| -> color_eyre::Result<Instant> {
             let t0 = Instant::now();
@@ -144,14 +149,15 @@ where
         };
     let mut last_draw = draw(terminal, &app, 0)?;
     let panic_on_key = std::env::var_os("SNRSCOPE_TEST_PANIC").is_some();
-    let handle = |app: &mut App, m: Msg| {
+    let mut handle = |app: &mut App, m: Msg| {
         if panic_on_key && matches!(m, Msg::Key(_)) {
             panic!("SNRSCOPE_TEST_PANIC: deliberate panic to test terminal restoration");
         }
-        app.handle(m);
+        let effects = app.handle(m);
+        executor.run(app, effects);
     };
     loop {
-        let busy = app.scanning() || app.export.is_some() || app.evals.running();
+        let busy = app.busy();
         let first = match rx.recv_timeout(if busy {
             BUSY_TICK
         } else {
@@ -172,7 +178,7 @@ where
             }
             let due = last_draw + MIN_FRAME_GAP;
             let now = Instant::now();
-            if now >= due || app.quit {
+            if now >= due || app.quit() {
                 break;
             }
             match rx.recv_timeout(due - now) {
@@ -183,14 +189,14 @@ where
                 Err(_) => break,
             }
         }
-        if app.quit {
+        if app.quit() {
             break;
         }
         last_draw = draw(terminal, &app, msgs)?;
     }
     // An export was cancelled by quitting: give it a moment to remove its temporary folder,
     // rather than leave a half-written model behind.
-    if app.export.is_some() {
+    if app.export().is_some() {
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Ok(m) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             if let Msg::Export(ExportMsg::Done(_)) = m {

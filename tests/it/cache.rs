@@ -255,7 +255,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
     let d = dir.to_str().unwrap();
 
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", d, "--no-cache"])
+        .args(["scan", d, "--no-cache"])
         .cache(&cache)
         .run()
         .parts();
@@ -263,7 +263,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
     assert!(!cache.exists(), "--no-cache writes nothing");
 
     let (code, first, err) = crate::snrscope()
-        .args(&["scan", d])
+        .args(["scan", d])
         .cache(&cache)
         .run()
         .parts();
@@ -273,7 +273,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
         "{err}"
     );
     let (code, second, err) = crate::snrscope()
-        .args(&["scan", d])
+        .args(["scan", d])
         .cache(&cache)
         .run()
         .parts();
@@ -285,7 +285,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
     assert_eq!(first, second);
     // export scans through the same cache.
     let (code, _, err) = crate::snrscope()
-        .args(&["export", d])
+        .args(["export", d])
         .cache(&cache)
         .run()
         .parts();
@@ -293,7 +293,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
     assert!(err.contains("4 of 4 matrices reused"), "{err}");
 
     let (code, out, err) = crate::snrscope()
-        .args(&["cache"])
+        .args(["cache"])
         .cache(&cache)
         .run()
         .parts();
@@ -303,14 +303,14 @@ fn command_line_reuse_no_cache_and_cache_commands() {
         "{out}"
     );
     let (code, _, err) = crate::snrscope()
-        .args(&["cache", "clear"])
+        .args(["cache", "clear"])
         .cache(&cache)
         .run()
         .parts();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("removed 4 entries"), "{err}");
     let (_, out, _) = crate::snrscope()
-        .args(&["cache"])
+        .args(["cache"])
         .cache(&cache)
         .run()
         .parts();
@@ -320,7 +320,7 @@ fn command_line_reuse_no_cache_and_cache_commands() {
     std::fs::create_dir_all(cache.join("v1/ab")).unwrap();
     std::fs::write(cache.join("v1/ab/notes.txt"), "mine").unwrap();
     crate::snrscope()
-        .args(&["cache", "clear"])
+        .args(["cache", "clear"])
         .cache(&cache)
         .run()
         .parts();
@@ -359,7 +359,7 @@ fn concurrent_processes_share_one_cache() {
         assert!(!err.contains("warning"), "{err}");
     }
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", dir.to_str().unwrap(), "--modules", "layers"])
+        .args(["scan", dir.to_str().unwrap(), "--modules", "layers"])
         .cache(&cache)
         .run()
         .parts();

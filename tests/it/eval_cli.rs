@@ -52,7 +52,7 @@ fn json_report_matches_transformers_and_writes_nothing() {
     fixture(tmp.path(), "qwen3");
     let before = listing(&tmp.path().join("qwen3"));
     let (code, out, err) = crate::snrscope()
-        .args(&[
+        .args([
             "eval", "qwen3", "--drop", "1,2", "--text", "text.txt", "--json",
         ])
         .cwd(tmp.path())
@@ -93,7 +93,7 @@ fn a_mergekit_yaml_gives_the_same_choice() {
     )
     .unwrap();
     let (code, out, err) = crate::snrscope()
-        .args(&[
+        .args([
             "eval",
             "llama",
             "--yaml",
@@ -118,7 +118,7 @@ fn token_ids_stand_in_for_a_missing_tokenizer() {
     fixture(tmp.path(), "mistral");
     std::fs::remove_file(tmp.path().join("mistral/tokenizer.json")).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "mistral", "--drop", "1,2"])
+        .args(["eval", "mistral", "--drop", "1,2"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -130,7 +130,7 @@ fn token_ids_stand_in_for_a_missing_tokenizer() {
     let ids = reference("mistral")["token_ids"].clone();
     std::fs::write(tmp.path().join("ids.json"), ids.to_string()).unwrap();
     let (code, out, err) = crate::snrscope()
-        .args(&[
+        .args([
             "eval",
             "mistral",
             "--drop",
@@ -156,7 +156,7 @@ fn refusals_name_the_problem() {
     fixture(tmp.path(), "llama");
     // Not enough memory: the numbers and the way out.
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "llama", "--drop", "1"])
+        .args(["eval", "llama", "--drop", "1"])
         .cwd(tmp.path())
         .envs(&[("SNRSCOPE_MEMORY_AVAILABLE", "1000")])
         .run()
@@ -171,7 +171,7 @@ fn refusals_name_the_problem() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("\"llama\"", "\"gpt_neox\"")).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "llama", "--drop", "1"])
+        .args(["eval", "llama", "--drop", "1"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -183,7 +183,7 @@ fn refusals_name_the_problem() {
     std::fs::write(&cfg, &text).unwrap();
     // A layer the model does not have; a text that is not UTF-8.
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "llama", "--drop", "9"])
+        .args(["eval", "llama", "--drop", "9"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -191,7 +191,7 @@ fn refusals_name_the_problem() {
     assert!(err.contains("--drop 9"), "{err}");
     std::fs::write(tmp.path().join("bad.txt"), b"ab\xffcd").unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "llama", "--text", "bad.txt"])
+        .args(["eval", "llama", "--text", "bad.txt"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -204,7 +204,7 @@ fn refusals_name_the_problem() {
     )
     .unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "llama", "--drop", "1"])
+        .args(["eval", "llama", "--drop", "1"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -217,7 +217,7 @@ fn refusals_name_the_problem() {
 fn the_demo_model_evaluates() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["demo", "demo"])
+        .args(["demo", "demo"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -225,7 +225,7 @@ fn the_demo_model_evaluates() {
     let started = Instant::now();
     // An interactive budget (the whole sample takes minutes on a loaded 2-core machine).
     let (code, out, err) = crate::snrscope()
-        .args(&[
+        .args([
             "eval",
             "demo",
             "--max-tokens",
@@ -264,7 +264,7 @@ fn a_text_outside_the_vocabulary_gets_a_note() {
     let tmp = tempfile::tempdir().unwrap();
     snrscope::demo::write_model(&tmp.path().join("tiny"), &ModelSpec::tiny(4, &[1])).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["eval", "tiny", "--drop", "1", "--max-tokens", "64"])
+        .args(["eval", "tiny", "--drop", "1", "--max-tokens", "64"])
         .cwd(tmp.path())
         .run()
         .parts();

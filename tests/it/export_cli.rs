@@ -31,7 +31,7 @@ fn yaml_and_model_from_a_model() {
     let tmp = tempfile::tempdir().unwrap();
     let src = gen_model(tmp.path(), "src", &ModelSpec::tiny(8, &[2, 5]));
     let (code, stdout, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--model-out",
@@ -62,7 +62,7 @@ fn overrides_module_and_model_name() {
     let tmp = tempfile::tempdir().unwrap();
     gen_model(tmp.path(), "src", &ModelSpec::tiny(8, &[2, 5]));
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--drop",
@@ -111,7 +111,7 @@ fn plans_from_a_scan_file_without_weights() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("scan.json"), SCAN).unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "scan.json",
             "--yaml",
@@ -125,7 +125,7 @@ fn plans_from_a_scan_file_without_weights() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(ranges(&tmp.path().join("p.yml")).1, vec![[0, 1], [2, 4]]);
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "scan.json",
             "--rule",
@@ -141,7 +141,7 @@ fn plans_from_a_scan_file_without_weights() {
     assert_eq!((model.as_str(), dtype.as_str()), ("scan.json", "bfloat16"));
     assert_eq!(r, vec![[0, 2], [3, 4]]);
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "scan.json",
             "--unfrozen-yaml",
@@ -176,7 +176,7 @@ fn unfrozen_yaml_from_a_model_scans_every_module_type() {
     let tmp = tempfile::tempdir().unwrap();
     gen_model(tmp.path(), "src", &ModelSpec::tiny(4, &[1]));
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--unfrozen-yaml",
@@ -210,7 +210,7 @@ fn errors_name_the_file_and_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("scan.json"), SCAN).unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "scan.json", "--model-out", "out"])
+        .args(["export", "scan.json", "--model-out", "out"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -221,7 +221,7 @@ fn errors_name_the_file_and_exit_1() {
     );
 
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "nowhere", "--yaml", "p.yml"])
+        .args(["export", "nowhere", "--yaml", "p.yml"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -230,7 +230,7 @@ fn errors_name_the_file_and_exit_1() {
 
     std::fs::write(tmp.path().join("bad.json"), "{ not json").unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "bad.json", "--yaml", "p.yml"])
+        .args(["export", "bad.json", "--yaml", "p.yml"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -239,7 +239,7 @@ fn errors_name_the_file_and_exit_1() {
 
     std::fs::write(tmp.path().join("p.yml"), "mine").unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "scan.json", "--yaml", "p.yml"])
+        .args(["export", "scan.json", "--yaml", "p.yml"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -254,7 +254,7 @@ fn errors_name_the_file_and_exit_1() {
     );
 
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "scan.json", "--drop", "0-3", "--yaml", "q.yml"])
+        .args(["export", "scan.json", "--drop", "0-3", "--yaml", "q.yml"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -263,7 +263,7 @@ fn errors_name_the_file_and_exit_1() {
     assert!(!tmp.path().join("q.yml").exists());
 
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "scan.json", "--shard-size", "5XB"])
+        .args(["export", "scan.json", "--shard-size", "5XB"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -274,7 +274,7 @@ fn errors_name_the_file_and_exit_1() {
 #[test]
 fn help_lists_the_flags() {
     let (code, stdout, _) = crate::snrscope()
-        .args(&["export", "--help"])
+        .args(["export", "--help"])
         .cwd(Path::new("."))
         .run()
         .parts();
@@ -371,7 +371,7 @@ fn output_inside_the_model_is_refused_before_scanning() {
     let tmp = tempfile::tempdir().unwrap();
     gen_model(tmp.path(), "src", &ModelSpec::tiny(3, &[]));
     let (code, stdout, stderr) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "src/pruned"])
+        .args(["export", "src", "--model-out", "src/pruned"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -395,7 +395,7 @@ fn unfrozen_yaml_needs_no_pruning_plan() {
                                         "model.layers.1.self_attn.v_proj": Infinity}}"#;
     std::fs::write(tmp.path().join("scan.json"), scan).unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "scan.json",
             "--unfrozen-yaml",
@@ -414,7 +414,7 @@ fn unfrozen_yaml_needs_no_pruning_plan() {
         "{u}"
     );
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "scan.json", "--yaml", "p.yml"])
+        .args(["export", "scan.json", "--yaml", "p.yml"])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -442,7 +442,7 @@ fn a_saved_scan_replaces_the_scan_and_must_match_the_model() {
     )
     .unwrap();
     let (code, stdout, stderr) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--scan",
@@ -468,7 +468,7 @@ fn a_saved_scan_replaces_the_scan_and_must_match_the_model() {
     )
     .unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(&["export", "src", "--scan", "short.json", "--yaml", "q.yml"])
+        .args(["export", "src", "--scan", "short.json", "--yaml", "q.yml"])
         .cwd(tmp.path())
         .run()
         .parts();

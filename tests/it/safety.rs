@@ -58,7 +58,7 @@ fn export_through_an_alias_onto_the_model_is_refused() {
     }
     for (alias, _) in &aliases {
         let (code, _, err) = crate::snrscope()
-            .args(&["export", alias, "--model-out", "src", "--force"])
+            .args(["export", alias, "--model-out", "src", "--force"])
             .cwd(tmp.path())
             .xdg_cache()
             .run()
@@ -66,7 +66,7 @@ fn export_through_an_alias_onto_the_model_is_refused() {
         assert_refused(code, &err, "is the input");
         // And the other way round: the real folder in, the alias out.
         let (code, _, err) = crate::snrscope()
-            .args(&["export", "src", "--model-out", alias, "--force"])
+            .args(["export", "src", "--model-out", alias, "--force"])
             .cwd(tmp.path())
             .xdg_cache()
             .run()
@@ -84,7 +84,7 @@ fn scan_out_never_writes_over_a_shard_and_needs_force_for_other_files() {
     let (tmp, src, before) = model_folder();
     let shard = "src/model-00002-of-00002.safetensors";
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", "src", "--out", shard, "--force"])
+        .args(["scan", "src", "--out", shard, "--force"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -94,7 +94,7 @@ fn scan_out_never_writes_over_a_shard_and_needs_force_for_other_files() {
     let hard = tmp.path().join("hard.json");
     std::fs::hard_link(tmp.path().join(shard), &hard).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", "src", "--out", "hard.json", "--force"])
+        .args(["scan", "src", "--out", "hard.json", "--force"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -103,7 +103,7 @@ fn scan_out_never_writes_over_a_shard_and_needs_force_for_other_files() {
     // Any other existing file: only with --force.
     std::fs::write(tmp.path().join("old.json"), "mine").unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", "src", "--out", "old.json"])
+        .args(["scan", "src", "--out", "old.json"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -114,7 +114,7 @@ fn scan_out_never_writes_over_a_shard_and_needs_force_for_other_files() {
         "mine"
     );
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", "src", "--out", "old.json", "--force"])
+        .args(["scan", "src", "--out", "old.json", "--force"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -167,7 +167,7 @@ fn yaml_outputs_onto_or_into_the_model_are_refused_even_with_force() {
     // The folder that holds the model, by its absolute name.
     let parent = tmp.path().to_str().unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", parent, "--force"])
+        .args(["export", "src", "--model-out", parent, "--force"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -299,7 +299,7 @@ fn leftovers_of_dead_runs_are_removed_and_an_interrupted_replace_is_put_back() {
         std::fs::write(d.join("model.safetensors"), vec![0u8; 50_000]).unwrap();
     }
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "out", "--force"])
+        .args(["export", "src", "--model-out", "out", "--force"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -314,7 +314,7 @@ fn leftovers_of_dead_runs_are_removed_and_an_interrupted_replace_is_put_back() {
     // back before anything else happens.
     std::fs::rename(&out, tmp.path().join(format!(".out.snrscope-old-{pid}"))).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "out"])
+        .args(["export", "src", "--model-out", "out"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -334,7 +334,7 @@ fn a_live_runs_temporary_folder_is_not_touched() {
     // Our own pid stands for a live process.
     std::fs::create_dir(&live).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "out"])
+        .args(["export", "src", "--model-out", "out"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -358,7 +358,7 @@ fn only_model_files_are_copied_and_no_link_leads_out() {
     std::fs::write(src.join("LICENSE"), "Apache-2.0").unwrap();
     let before = snapshot(&src);
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "out"])
+        .args(["export", "src", "--model-out", "out"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -383,7 +383,7 @@ fn only_model_files_are_copied_and_no_link_leads_out() {
     );
     // --copy adds a file by name.
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--model-out",
@@ -398,7 +398,7 @@ fn only_model_files_are_copied_and_no_link_leads_out() {
     assert_eq!(code, 0, "{err}");
     assert!(names_in(&tmp.path().join("out2")).contains(&"notes.txt".to_string()));
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--model-out",
@@ -433,7 +433,7 @@ fn links_into_a_hugging_face_cache_blob_store_are_followed() {
     }
     let out = tmp.path().join("out");
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             snap.to_str().unwrap(),
             "--model-out",
@@ -456,7 +456,7 @@ fn a_deeply_nested_scan_file_is_an_error_not_a_crash() {
     let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     std::fs::write(tmp.path().join("deep.json"), deep).unwrap();
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "deep.json", "--yaml", "p.yml"])
+        .args(["export", "deep.json", "--yaml", "p.yml"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -481,7 +481,7 @@ fn a_huge_layer_number_is_refused_before_anything_is_allocated() {
         let file = tmp.path().join("huge.json");
         std::fs::write(&file, text).unwrap();
         let (code, _, err) = crate::snrscope()
-            .args(&["export", "huge.json", "--yaml", "p.yml"])
+            .args(["export", "huge.json", "--yaml", "p.yml"])
             .cwd(tmp.path())
             .xdg_cache()
             .run()
@@ -504,7 +504,7 @@ fn index_entries_outside_the_model_folder_are_refused() {
         let bad = text.replace("model-00002-of-00002.safetensors", evil);
         std::fs::write(&index, &bad).unwrap();
         let (code, _, err) = crate::snrscope()
-            .args(&["scan", "src"])
+            .args(["scan", "src"])
             .cwd(tmp.path())
             .xdg_cache()
             .run()
@@ -545,7 +545,7 @@ fn control_characters_are_escaped_when_printed_and_refused_in_yaml() {
     std::fs::write(&path, out).unwrap();
 
     let (code, stdout, err) = crate::snrscope()
-        .args(&["scan", "src", "--modules", "down_proj"])
+        .args(["scan", "src", "--modules", "down_proj"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -557,7 +557,7 @@ fn control_characters_are_escaped_when_printed_and_refused_in_yaml() {
     );
     assert!(stdout.contains("\\u{1b}[2J"), "{stdout}");
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--unfrozen-yaml",
@@ -584,7 +584,7 @@ fn a_per_layer_list_of_the_wrong_length_is_reported() {
     );
     gen_model(tmp.path(), "src", &spec);
     let (code, _, err) = crate::snrscope()
-        .args(&["export", "src", "--model-out", "out"])
+        .args(["export", "src", "--model-out", "out"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -600,7 +600,7 @@ fn a_per_layer_list_of_the_wrong_length_is_reported() {
 fn a_saved_scan_missing_a_layer_needs_allow_partial() {
     let (tmp, _src, _) = model_folder();
     let (code, _, err) = crate::snrscope()
-        .args(&["scan", "src", "--out", "scan.json"])
+        .args(["scan", "src", "--out", "scan.json"])
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -615,7 +615,7 @@ fn a_saved_scan_missing_a_layer_needs_allow_partial() {
     .unwrap();
     let args = ["export", "src", "--scan", "partial.json", "--yaml", "p.yml"];
     let (code, _, err) = crate::snrscope()
-        .args(&args)
+        .args(args)
         .cwd(tmp.path())
         .xdg_cache()
         .run()
@@ -640,7 +640,7 @@ fn no_yaml_is_written_when_the_model_export_fails() {
     // The export fails after the scan and the plan (a --copy file that is not there): the YAML
     // that would describe it is not written either.
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--model-out",
@@ -812,7 +812,7 @@ fn a_second_export_process_to_the_same_name_waits_its_turn() {
         &["export", "src", "--model-out", "out", "--drop", "1"],
     );
     let (code, _, err) = crate::snrscope()
-        .args(&[
+        .args([
             "export",
             "src",
             "--model-out",

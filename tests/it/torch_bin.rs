@@ -351,7 +351,7 @@ fn cli_scans_and_exports_a_bin_model_and_never_writes_it() {
     for (dir, tag) in [(&p.st, "st"), (&p.bin, "bin")] {
         let out = p.tmp.path().join(format!("{tag}.json"));
         let o = crate::snrscope()
-            .args(&[
+            .args([
                 "scan".as_ref(),
                 dir.as_os_str(),
                 "--modules".as_ref(),
@@ -370,7 +370,7 @@ fn cli_scans_and_exports_a_bin_model_and_never_writes_it() {
     let out = p.tmp.path().join("pruned");
     let yaml = p.tmp.path().join("prune.yml");
     let o = crate::snrscope()
-        .args(&[
+        .args([
             "export".as_ref(),
             p.bin.as_os_str(),
             "--model-out".as_ref(),
@@ -476,7 +476,7 @@ fn hostile_pickles_are_refused_naming_file_and_global() {
     let cache = tempfile::tempdir().unwrap();
     let path = tmp.path().join("os_system.bin");
     let o = crate::snrscope()
-        .args(&["scan".as_ref(), path.as_os_str()])
+        .args(["scan".as_ref(), path.as_os_str()])
         .cache(cache.path())
         .run();
     assert_eq!(o.code, 1);

@@ -351,11 +351,6 @@ impl Document {
             .map(|(i, m)| ratatui::text::Span::raw(m.tab_label(i == current)).width() + 1)
             .collect()
     }
-
-    #[cfg(test)]
-    pub fn module_index(&self, name: &str) -> Option<usize> {
-        self.modules.iter().position(|m| m.name == name)
-    }
 }
 
 fn fill_from_entries(m: &mut ModuleView, prefix: &str, entries: &[ScanEntry]) {

@@ -1,16 +1,18 @@
 //! Perplexity in the explorer: the original's once, then the current choice's, each as a
-//! background job that reports over the UI's channel. The text is read and tokenized on the
-//! job's thread (the UI thread does no I/O) and handed back, so later jobs reuse it.
+//! background job (an [`Effect`]) that reports back as messages. The text is read and
+//! tokenized on the job's thread (the UI thread does no I/O) and handed back, so later jobs
+//! reuse it.
 
 use std::{path::PathBuf, sync::Arc};
 
-use crossbeam_channel::Sender;
-
-use crate::ui::msg::{EvalMsg, Msg};
 use snrscope::{
     checkpoint::Model,
-    forward::{self, EvalEvent, EvalOptions, EvalState, PplSummary},
-    util::cancel::CancelToken,
+    forward::{EvalEvent, EvalState, PplSummary},
+};
+
+use crate::ui::{
+    effect::Effect,
+    msg::{EvalMsg, EvalText},
 };
 
 /// What the explorer evaluates on (`--text`, `--max-tokens`, `--window`).
@@ -37,31 +39,14 @@ impl Default for EvalSetup {
     }
 }
 
-/// The tokenized text, once read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvalText {
-    pub tokens: Arc<[u32]>,
-    /// The file, or the built-in sample's name.
-    pub name: String,
-    /// Ids that are the tokenizer's unknown token.
-    pub unknown: usize,
-}
-
-pub struct RunningEval {
-    pub id: u64,
-    pub cancel: CancelToken,
-    /// The choices it computes, in order.
-    #[cfg(test)]
-    pub choices: Vec<Vec<usize>>,
-}
-
 /// Everything the screen shows about perplexity.
 #[derive(Default)]
 pub struct Evals {
-    pub setup: EvalSetup,
+    setup: EvalSetup,
     pub state: EvalState,
     pub text: Option<EvalText>,
-    pub job: Option<RunningEval>,
+    /// The id of the job running.
+    running: Option<u64>,
     next_id: u64,
 }
 
@@ -73,8 +58,14 @@ impl Evals {
         }
     }
 
+    /// What `p` evaluates on.
+    #[cfg(test)]
+    pub fn setup(&self) -> &EvalSetup {
+        &self.setup
+    }
+
     pub fn running(&self) -> bool {
-        self.job.is_some()
+        self.running.is_some()
     }
 
     /// Original and pruned perplexity, when both are known.
@@ -82,47 +73,30 @@ impl Evals {
         self.state.summary()
     }
 
-    /// Starts computing `choices` of `model` (see [`EvalState::choices_for`]).
-    pub fn start(&mut self, model: Arc<Model>, choices: Vec<Vec<usize>>, tx: Sender<Msg>) {
+    /// Asks for `choices` of `model` to be computed (see [`EvalState::choices_for`]).
+    pub fn start(&mut self, model: Arc<Model>, choices: Vec<Vec<usize>>) -> Effect {
         self.next_id += 1;
         let id = self.next_id;
-        let cancel = CancelToken::default();
-        let token = cancel.clone();
-        let text = self.text.clone();
-        let setup = self.setup.clone();
-        let job_choices = choices.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ppl-eval".into())
-            .spawn(move || run(&model, text, &setup, &job_choices, &token, id, &tx));
         self.state.started();
-        if let Err(e) = spawned {
-            self.state.error = Some(format!("cannot start the evaluation thread: {e}"));
-            self.state.running = false;
-            return;
-        }
-        self.job = Some(RunningEval {
+        self.running = Some(id);
+        Effect::StartEval {
             id,
-            cancel,
-            #[cfg(test)]
+            model,
+            text: self.text.clone(),
+            setup: self.setup.clone(),
             choices,
-        });
+        }
     }
 
-    /// Asks the running job to stop; `true` when there was one.
-    pub fn cancel(&self) -> bool {
-        match &self.job {
-            Some(j) => {
-                j.cancel.cancel();
-                true
-            }
-            None => false,
-        }
+    /// Stops the running job, if any.
+    pub fn cancel(&self) -> Option<Effect> {
+        self.running.map(|id| Effect::CancelEval { id })
     }
 
     /// Folds in a message; returns it when it belongs to the running job (else `None`: a
     /// cancelled job's late reports change nothing).
     pub fn on_msg(&mut self, id: u64, msg: EvalMsg) -> Option<EvalMsg> {
-        if self.job.as_ref().map(|j| j.id) != Some(id) {
+        if self.running != Some(id) {
             return None;
         }
         match &msg {
@@ -131,70 +105,10 @@ impl Evals {
             EvalMsg::Event(e) => {
                 self.state.apply(e);
                 if matches!(e, EvalEvent::Finished { .. }) {
-                    self.job = None;
+                    self.running = None;
                 }
             }
         }
         Some(msg)
     }
-}
-
-/// The job's thread: the text first (unless known), then the forward passes.
-fn run(
-    model: &Arc<Model>,
-    text: Option<EvalText>,
-    setup: &EvalSetup,
-    choices: &[Vec<usize>],
-    cancel: &CancelToken,
-    id: u64,
-    tx: &Sender<Msg>,
-) {
-    let send = |m: EvalMsg| {
-        let _ = tx.send(Msg::Eval { id, msg: m });
-    };
-    let text = match text {
-        Some(t) => t,
-        None => match read_text(model, setup) {
-            Ok(t) => {
-                send(EvalMsg::Text(Ok(t.clone())));
-                t
-            }
-            Err(e) => {
-                send(EvalMsg::Text(Err(e)));
-                send(EvalMsg::Event(EvalEvent::Finished { cancelled: false }));
-                return;
-            }
-        },
-    };
-    let options = EvalOptions {
-        threads: setup.threads,
-        window: setup.window,
-        max_tokens: Some(setup.max_tokens),
-        check_memory: true,
-    };
-    let sink_tx = tx.clone();
-    forward::evaluate(
-        model,
-        &text.tokens,
-        choices,
-        &options,
-        cancel,
-        move |e| {
-            let _ = sink_tx.send(Msg::Eval {
-                id,
-                msg: EvalMsg::Event(e),
-            });
-        },
-        None,
-    );
-}
-
-fn read_text(model: &Model, setup: &EvalSetup) -> Result<EvalText, String> {
-    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, setup.text.as_deref())
-        .map_err(|e| e.to_string())?;
-    Ok(EvalText {
-        tokens: ids.into(),
-        name,
-        unknown,
-    })
 }

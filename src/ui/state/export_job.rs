@@ -1,50 +1,23 @@
-//! The pruned-model export running on its own thread, reporting progress and its end as
-//! messages.
+//! The pruned-model export as the state sees it: where it goes, how far it got, and whether
+//! the user asked it to stop. The runtime runs it on its own thread (`ui::jobs`).
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
-use crossbeam_channel::Sender;
-
-use crate::ui::msg::{ExportMsg, Msg};
-use snrscope::{
-    checkpoint::Model,
-    export::{self, ExportOptions, ExportProgress},
-    plan::Plan,
-    util::cancel::CancelToken,
-};
+use snrscope::export::ExportProgress;
 
 pub struct ExportJob {
     pub out: PathBuf,
     pub progress: ExportProgress,
-    pub cancel: CancelToken,
+    /// Esc (or quitting) asked it to stop: its end is then reported as cancelled.
+    pub cancelling: bool,
 }
 
 impl ExportJob {
-    /// Starts writing `plan` of `model` to `options.out`.
-    pub fn start(
-        model: Arc<Model>,
-        plan: Plan,
-        options: ExportOptions,
-        tx: Sender<Msg>,
-    ) -> std::io::Result<ExportJob> {
-        let cancel = CancelToken::default();
-        let token = cancel.clone();
-        let out = options.out.clone();
-        std::thread::Builder::new()
-            .name("snr-export".into())
-            .spawn(move || {
-                let progress_tx = tx.clone();
-                let mut progress = move |p: ExportProgress| {
-                    let _ = progress_tx.send(Msg::Export(ExportMsg::Progress(p)));
-                };
-                let r = export::export_model(&model, &plan, &options, &mut progress, &token)
-                    .map_err(|e| e.to_string());
-                let _ = tx.send(Msg::Export(ExportMsg::Done(r)));
-            })?;
-        Ok(ExportJob {
+    pub fn new(out: PathBuf) -> ExportJob {
+        ExportJob {
             out,
             progress: ExportProgress::default(),
-            cancel,
-        })
+            cancelling: false,
+        }
     }
 }

@@ -1,20 +1,23 @@
 //! The scan scheduler: one scan at a time (two pools would only share the same cores and delay
 //! both), the module on screen first, results into the document as they arrive. Its fields are
-//! private: requests, events and cancels are the only ways in.
+//! private: requests, events and cancels are the only ways in, and starting or stopping a scan
+//! is an [`Effect`] for the runtime.
 
 use std::collections::VecDeque;
 
-use crossbeam_channel::Sender;
-
 use super::document::{Document, Kind, ScanState, Value};
-use crate::ui::msg::Msg;
-use snrscope::spectrum::scan::{self, Progress, ScanEvent, ScanHandle, ScanJob, ScanOptions};
+use snrscope::spectrum::{
+    scan::{Progress, ScanEvent, ScanJob, ScanOptions},
+    snr::Method,
+};
+
+use crate::ui::{effect::Effect, format};
 
 pub struct Scans {
-    tx: Sender<Msg>,
     /// Threads, method and cache of every scan started.
-    pub options: ScanOptions,
-    running: Option<(u64, ScanHandle)>,
+    options: ScanOptions,
+    /// The id of the scan running.
+    running: Option<u64>,
     queue: VecDeque<usize>,
     next_id: u64,
 }
@@ -29,9 +32,8 @@ pub struct Finished {
 }
 
 impl Scans {
-    pub fn new(tx: Sender<Msg>, options: ScanOptions) -> Scans {
+    pub fn new(options: ScanOptions) -> Scans {
         Scans {
-            tx,
             options,
             running: None,
             queue: VecDeque::new(),
@@ -43,9 +45,18 @@ impl Scans {
         self.running.is_some()
     }
 
+    pub fn options(&self) -> &ScanOptions {
+        &self.options
+    }
+
+    /// How scans started from now on get their singular values.
+    pub fn set_method(&mut self, method: Method) {
+        self.options.method = method;
+    }
+
     /// Scans module `mi` now, or after the running scan; `prefer` is the module on screen,
     /// which goes first when several wait.
-    pub fn request(&mut self, doc: &mut Document, mi: usize) {
+    pub fn request(&mut self, doc: &mut Document, mi: usize, out: &mut Vec<Effect>) {
         if doc.model().is_none() || self.queue.contains(&mi) || mi >= doc.modules.len() {
             return;
         }
@@ -57,14 +68,14 @@ impl Scans {
             return;
         }
         if self.running.is_none() {
-            self.start(doc, mi);
+            self.start(doc, mi, out);
         } else {
             doc.modules[mi].state = ScanState::Queued;
             self.queue.push_back(mi);
         }
     }
 
-    fn start(&mut self, doc: &mut Document, mi: usize) {
+    fn start(&mut self, doc: &mut Document, mi: usize, out: &mut Vec<Effect>) {
         let Some(model) = doc.model().cloned() else {
             return;
         };
@@ -93,11 +104,13 @@ impl Scans {
             let layer = m.job_layer[j];
             m.cells[layer].value = Value::Pending;
         }
-        let tx = self.tx.clone();
-        let handle = scan::start(model, jobs, self.options.clone(), move |event| {
-            let _ = tx.send(Msg::Scan { scan_id: id, event });
+        out.push(Effect::StartScan {
+            id,
+            model,
+            jobs,
+            options: self.options.clone(),
         });
-        self.running = Some((id, handle));
+        self.running = Some(id);
     }
 
     /// Applies a scan event; `Some` when the scan finished (and the next one started). Returns
@@ -109,6 +122,7 @@ impl Scans {
         event: ScanEvent,
         current: usize,
         touched: &mut Option<usize>,
+        out: &mut Vec<Effect>,
     ) -> Option<Finished> {
         let mi = doc.modules.iter().position(|m| m.scan_id == scan_id)?;
         match event {
@@ -157,7 +171,7 @@ impl Scans {
                         "scanned {} {} matrices in {}{}",
                         progress.total,
                         m.name,
-                        crate::ui::format::duration(progress.elapsed),
+                        format::duration(progress.elapsed),
                         if failed > 0 {
                             format!(", {failed} without an SNR")
                         } else {
@@ -165,11 +179,10 @@ impl Scans {
                         }
                     )
                 };
-                if self.running.as_ref().is_some_and(|(id, _)| *id == scan_id) {
-                    // The workers are done after Finished; dropping the handle detaches them.
+                if self.running == Some(scan_id) {
                     self.running = None;
                 }
-                self.start_next(doc, current);
+                self.start_next(doc, current, out);
                 Some(Finished {
                     module: mi,
                     text,
@@ -180,7 +193,7 @@ impl Scans {
         }
     }
 
-    fn start_next(&mut self, doc: &mut Document, current: usize) {
+    fn start_next(&mut self, doc: &mut Document, current: usize, out: &mut Vec<Effect>) {
         if self.running.is_some() {
             return;
         }
@@ -190,19 +203,19 @@ impl Scans {
             None => self.queue.pop_front(),
         };
         if let Some(mi) = next {
-            self.start(doc, mi);
+            self.start(doc, mi, out);
         }
     }
 
     /// Stops the running scan and forgets the queue; whether anything was stopped.
-    pub fn cancel_all(&mut self, doc: &mut Document) -> bool {
+    pub fn cancel_all(&mut self, doc: &mut Document, out: &mut Vec<Effect>) -> bool {
         let mut stopped = false;
         for mi in self.queue.drain(..) {
             doc.modules[mi].state = ScanState::NotStarted;
             stopped = true;
         }
-        if let Some((_, h)) = &self.running {
-            h.cancel();
+        if let Some(id) = self.running {
+            out.push(Effect::CancelScan { id });
             stopped = true;
         }
         stopped

@@ -4,10 +4,7 @@
 //! the right thing at the right time, shows it, keeps it apart from later choices, and stops
 //! when asked.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use crate::ui::{
     app::{App, AppOptions},
@@ -15,7 +12,6 @@ use crate::ui::{
     state::{eval_job::EvalSetup, overlay::StatusKind},
     view::bars::{PplLook, ppl_text},
 };
-use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
     checkpoint::Model,
@@ -26,25 +22,27 @@ use snrscope::{
 };
 use tempfile::TempDir;
 
+use super::Session;
+
 /// An 8-layer Llama-style model whose v_proj SNR is infinite in layers 2 and 5.
-fn open(setup: EvalSetup) -> (TempDir, Arc<Model>, App, Receiver<Msg>) {
+fn open(setup: EvalSetup) -> (TempDir, Arc<Model>, Session) {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("tiny-model");
     write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let app = App::for_model(
-        model.clone(),
-        tx,
-        AppOptions {
-            autoscan: true,
-            threads: 2,
-            eval: setup,
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
-    (tmp, model, app, rx)
+    let app = Session::new(
+        App::for_model(
+            model.clone(),
+            AppOptions {
+                autoscan: true,
+                threads: 2,
+                eval: setup,
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    (tmp, model, app)
 }
 
 fn setup() -> EvalSetup {
@@ -53,18 +51,6 @@ fn setup() -> EvalSetup {
         window: Some(128),
         threads: 2,
         ..EvalSetup::default()
-    }
-}
-
-/// Feeds messages until no scan, export or evaluation runs (bounded, so a hang fails).
-fn drain(app: &mut App, rx: &Receiver<Msg>) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while app.scanning() || app.export.is_some() || app.evals.running() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "work did not finish within 120 s");
-        if let Ok(m) = rx.recv_timeout(left) {
-            app.handle(m);
-        }
     }
 }
 
@@ -77,14 +63,18 @@ fn esc() -> Msg {
 }
 
 fn status(app: &App) -> (StatusKind, String) {
-    let s = app.status.clone().expect("a status line");
+    let s = app.status().cloned().expect("a status line");
     (s.kind, s.text)
 }
 
 /// What `snrscope eval` computes for the same choice and text, for comparison.
 fn eval_directly(model: &Arc<Model>, app: &App, dropped: &[usize]) -> f64 {
-    let text = app.evals.text.as_ref().expect("the explorer read the text");
-    let s = &app.evals.setup;
+    let text = app
+        .evals()
+        .text
+        .as_ref()
+        .expect("the explorer read the text");
+    let s = app.evals().setup();
     let r = forward::evaluate(
         model,
         &text.tokens,
@@ -104,22 +94,22 @@ fn eval_directly(model: &Arc<Model>, app: &App, dropped: &[usize]) -> f64 {
 
 #[test]
 fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_moves() {
-    let (_t, model, mut app, rx) = open(setup());
-    drain(&mut app, &rx);
-    assert_eq!(app.choice.selection().dropped(), vec![2, 5]);
+    let (_t, model, mut app) = open(setup());
+    app.drain();
+    assert_eq!(app.choice().selection().dropped(), vec![2, 5]);
     assert!(ppl_text(&app).is_none(), "nothing shown before the first p");
 
     app.handle(key('p'));
-    assert!(app.evals.running());
+    assert!(app.evals().running());
     assert_eq!(
-        app.evals.job.as_ref().unwrap().choices,
+        app.last_eval().1,
         vec![vec![], vec![2, 5]],
         "the original first, then the choice on screen"
     );
     assert_eq!(ppl_text(&app).unwrap().1, PplLook::Running);
-    drain(&mut app, &rx);
+    app.drain();
 
-    let st = &app.evals.state;
+    let st = &app.evals().state;
     let (orig, pruned) = (st.original.clone().unwrap(), st.pruned.clone().unwrap());
     assert_eq!(orig.layers, 8);
     assert_eq!(pruned.layers, 6);
@@ -145,7 +135,7 @@ fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_mo
     // Keep layer 5 by hand: the shown value belongs to the old choice now.
     app.set_cursor(5);
     app.handle(key(' '));
-    assert_eq!(app.choice.selection().dropped(), vec![2]);
+    assert_eq!(app.choice().selection().dropped(), vec![2]);
     let (text, look) = ppl_text(&app).unwrap();
     assert_eq!(look, PplLook::Stale);
     assert!(text.contains("for 2,5") && text.contains("stale"), "{text}");
@@ -170,17 +160,17 @@ fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_mo
 
     // p again: only the new choice is computed; the original is not repeated.
     app.handle(key('p'));
-    assert_eq!(app.evals.job.as_ref().unwrap().choices, vec![vec![2]]);
-    drain(&mut app, &rx);
-    assert_eq!(app.evals.state.original, Some(orig));
-    let pruned2 = app.evals.state.pruned.clone().unwrap();
+    assert_eq!(app.last_eval().1, vec![vec![2]]);
+    app.drain();
+    assert_eq!(app.evals().state.original, Some(orig));
+    let pruned2 = app.evals().state.pruned.clone().unwrap();
     assert_eq!(pruned2.dropped, vec![2]);
     assert_eq!(pruned2.perplexity, eval_directly(&model, &app, &[2]));
     assert_eq!(ppl_text(&app).unwrap().1, PplLook::Current);
 
     // Nothing new to compute: p says so instead of starting a job.
     app.handle(key('p'));
-    assert!(!app.evals.running());
+    assert!(!app.evals().running());
     assert!(
         status(&app).1.starts_with("already computed"),
         "{:?}",
@@ -189,37 +179,37 @@ fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_mo
 
     // Back to the original choice (nothing dropped): the original's value is the answer.
     app.handle(key('c'));
-    assert!(app.choice.selection().dropped().is_empty());
+    assert!(app.choice().selection().dropped().is_empty());
     app.handle(key('p'));
-    assert!(!app.evals.running());
+    assert!(!app.evals().running());
 }
 
 #[test]
 fn esc_cancels_the_evaluation_before_the_scan_and_late_reports_are_ignored() {
-    let (_t, _model, mut app, rx) = open(EvalSetup {
+    let (_t, _model, mut app) = open(EvalSetup {
         max_tokens: 1 << 20,
         window: Some(256),
         threads: 1,
         ..EvalSetup::default()
     });
-    drain(&mut app, &rx);
+    app.drain();
     app.handle(key('p'));
-    assert!(app.evals.running());
+    assert!(app.evals().running());
     app.handle(esc());
     assert_eq!(status(&app).1, "cancelling the perplexity…");
-    let cancelled_job = app.evals.job.as_ref().unwrap().id;
-    drain(&mut app, &rx);
+    let cancelled_job = app.last_eval().0;
+    app.drain();
     assert_eq!(status(&app).1, "perplexity cancelled (p starts again)");
-    assert!(app.evals.state.original.is_none());
-    assert!(app.evals.state.pruned.is_none());
+    assert!(app.evals().state.original.is_none());
+    assert!(app.evals().state.pruned.is_none());
     assert!(ppl_text(&app).is_none());
 
     // A fresh job runs to the end; the old job's id no longer changes anything.
     app.handle(key('p'));
-    assert_ne!(app.evals.job.as_ref().unwrap().id, cancelled_job);
-    drain(&mut app, &rx);
-    assert!(app.evals.state.original.is_some());
-    assert!(app.evals.state.pruned.is_some());
+    assert_ne!(app.last_eval().0, cancelled_job);
+    app.drain();
+    assert!(app.evals().state.original.is_some());
+    assert!(app.evals().state.pruned.is_some());
 }
 
 #[test]
@@ -228,20 +218,20 @@ fn errors_are_reported_in_the_status_line_and_nothing_is_shown_as_a_result() {
     let tmp = TempDir::new().unwrap();
     let bad = tmp.path().join("latin1.txt");
     std::fs::write(&bad, b"caf\xe9 au lait").unwrap();
-    let (_t, _m, mut app, rx) = open(EvalSetup {
+    let (_t, _m, mut app) = open(EvalSetup {
         text: Some(bad.clone()),
         ..setup()
     });
-    drain(&mut app, &rx);
+    app.drain();
     app.handle(key('p'));
-    drain(&mut app, &rx);
+    app.drain();
     let (kind, s) = status(&app);
     assert_eq!(kind, StatusKind::Error);
     assert!(s.contains("latin1.txt"), "the message names the file: {s}");
     assert!(ppl_text(&app).is_none());
 
     // A model type candle cannot run: the scan works, the perplexity says which types do.
-    let (t2, _m, _a, _rx) = open(setup());
+    let (t2, _m, _a) = open(setup());
     let dir = t2.path().join("tiny-model");
     let cfg = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg)
@@ -249,26 +239,26 @@ fn errors_are_reported_in_the_status_line_and_nothing_is_shown_as_a_result() {
         .replace("\"llama\"", "\"olmo2\"");
     std::fs::write(&cfg, text).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut app = App::for_model(
-        model,
-        tx,
-        AppOptions {
-            autoscan: true,
-            threads: 2,
-            eval: setup(),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
-    drain(&mut app, &rx);
+    let mut app = Session::new(
+        App::for_model(
+            model,
+            AppOptions {
+                autoscan: true,
+                threads: 2,
+                eval: setup(),
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    app.drain();
     assert_eq!(
-        app.choice.selection().dropped(),
+        app.choice().selection().dropped(),
         vec![2, 5],
         "the scan still works"
     );
     app.handle(key('p'));
-    drain(&mut app, &rx);
+    app.drain();
     let (kind, s) = status(&app);
     assert_eq!(kind, StatusKind::Error);
     assert!(s.contains("olmo2") && s.contains("llama"), "{s}");
@@ -285,10 +275,9 @@ fn a_scan_file_has_no_weights_to_evaluate() {
     )
     .unwrap();
     let (_, entries) = scanfile::read(&p).unwrap();
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let mut app = App::for_scan_file(&p, entries, tx).unwrap();
+    let mut app = Session::new(App::for_scan_file(&p, entries).unwrap());
     app.handle(key('p'));
-    assert!(!app.evals.running());
+    assert!(!app.evals().running());
     let (kind, s) = status(&app);
     assert_eq!(kind, StatusKind::Info);
     assert!(s.contains("model's weights"), "{s}");
@@ -303,21 +292,21 @@ fn a_text_of_known_words_is_scored_and_named() {
         .map(|i| format!("t{}", 3 + (i * 7) % 120))
         .collect();
     std::fs::write(&txt, words.join(" ")).unwrap();
-    let (_t, _m, mut app, rx) = open(EvalSetup {
+    let (_t, _m, mut app) = open(EvalSetup {
         text: Some(txt.clone()),
         ..setup()
     });
-    drain(&mut app, &rx);
+    app.drain();
     app.handle(key('p'));
-    drain(&mut app, &rx);
-    let t = app.evals.text.clone().unwrap();
+    app.drain();
+    let t = app.evals().text.clone().unwrap();
     assert_eq!(t.tokens.len(), 300);
     assert_eq!(t.unknown, 0);
     assert_eq!(t.name, txt.display().to_string());
     let (kind, s) = status(&app);
     assert_eq!(kind, StatusKind::Ok, "{s}");
     assert!(!s.contains("unknown"), "{s}");
-    assert!(app.evals.state.original.as_ref().unwrap().tokens == 254);
+    assert!(app.evals().state.original.as_ref().unwrap().tokens == 254);
 }
 
 /// The demo's tokenizer knows every word of the built-in sample, so `p` on the demo scores

@@ -9,7 +9,6 @@ use crate::ui::{
     app::{App, AppOptions},
     layout::ChartGeom,
     msg::Msg,
-    state::document::ScanState,
     view::render,
 };
 use ratatui::{
@@ -29,18 +28,18 @@ use snrscope::{
 };
 use tempfile::TempDir;
 
+use super::scans_started;
+
 /// Layer 0 finite, 1 infinite, 2 failed, 3 all-zero (NaN), 4 finite, 5–7 pending.
-fn mixed_app() -> (TempDir, App) {
+fn mixed_app() -> (TempDir, App, u64) {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("tiny-model");
     write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
-    let (tx, _rx) = crossbeam_channel::unbounded();
     let mut app = App::for_model(
         model,
-        tx,
         AppOptions {
-            autoscan: false,
+            autoscan: true,
             threads: 1,
             // A fixed name: the default is the model's absolute (temporary) path.
             model_name: Some("org/tiny-model".into()),
@@ -48,9 +47,8 @@ fn mixed_app() -> (TempDir, App) {
         },
     )
     .unwrap();
-    let v = app.choice.drive;
-    app.doc.modules[v].scan_id = 9;
-    app.doc.modules[v].state = ScanState::Running;
+    // The scan is asked for, never run: its results are made here.
+    let scan_id = scans_started(&app.take_effects())[0];
     let outcomes: Vec<(usize, Result<SnrStats, String>)> = vec![
         (
             0,
@@ -77,7 +75,7 @@ fn mixed_app() -> (TempDir, App) {
     ];
     for (job, outcome) in outcomes {
         app.handle(Msg::Scan {
-            scan_id: 9,
+            scan_id,
             event: ScanEvent::Result {
                 result: Box::new(MatrixResult {
                     job,
@@ -97,7 +95,7 @@ fn mixed_app() -> (TempDir, App) {
             },
         });
     }
-    (tmp, app)
+    (tmp, app, scan_id)
 }
 
 fn draw(app: &mut App, w: u16, h: u16) -> Buffer {
@@ -136,7 +134,7 @@ fn row_of(buf: &Buffer, y: u16) -> String {
 
 #[test]
 fn chart_shows_each_kind_of_layer_with_its_own_look() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::Right); // cursor on the infinite layer
     let buf = draw(&mut app, 120, 40);
     insta::assert_snapshot!("mixed_chart_120x40", text(&buf));
@@ -194,7 +192,7 @@ fn chart_shows_each_kind_of_layer_with_its_own_look() {
 
 #[test]
 fn manual_overrides_look_different_from_the_rule() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::Toggle); // layer 0: dropped by hand
     app.update(Action::Right);
     app.update(Action::Toggle); // layer 1: kept by hand against the rule
@@ -223,7 +221,7 @@ fn manual_overrides_look_different_from_the_rule() {
 
 #[test]
 fn summary_line_shows_ranges_counts_and_parameters() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     let buf = draw(&mut app, 120, 40);
     let a = crate::ui::layout::areas(120, 40, app.layout_flags());
     // 8 layers of 30 848 parameters plus 16 448 outside the stack (hand-counted from the
@@ -239,7 +237,7 @@ fn summary_line_shows_ranges_counts_and_parameters() {
 
 #[test]
 fn details_pane_lists_the_matrix_statistics() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     let buf = draw(&mut app, 120, 40);
     let all = text(&buf);
     // Layer 0: S = [10, 4, 3, 2, 1] on 5x5: sigma = 2/1.349, threshold = 2 sigma,
@@ -261,7 +259,7 @@ fn details_pane_lists_the_matrix_statistics() {
 
 #[test]
 fn help_overlay_lists_every_key() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::Help);
     let buf = draw(&mut app, 120, 40);
     let all = text(&buf);
@@ -291,7 +289,7 @@ fn help_overlay_lists_every_key() {
 
 #[test]
 fn too_small_terminal_says_so() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     let buf = draw(&mut app, 40, 12);
     let all = text(&buf);
     insta::assert_snapshot!("too_small_40x12", all);
@@ -305,10 +303,8 @@ fn narrow_terminal_scrolls_and_says_which_layers_show() {
     let dir = tmp.path().join("wide-model");
     write_model(&dir, &ModelSpec::tiny(80, &[3])).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
-    let (tx, _rx) = crossbeam_channel::unbounded();
     let mut app = App::for_model(
         model,
-        tx,
         AppOptions {
             autoscan: false,
             threads: 1,
@@ -332,7 +328,7 @@ fn narrow_terminal_scrolls_and_says_which_layers_show() {
 
 #[test]
 fn every_size_renders_without_panicking() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     for (w, h) in [
         (1, 1),
         (49, 15),
@@ -358,7 +354,7 @@ fn every_size_renders_without_panicking() {
 
 #[test]
 fn below_rule_draws_its_threshold_line() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::CycleRule); // lowest K
     app.update(Action::CycleRule); // below X
     let buf = draw(&mut app, 120, 40);
@@ -377,7 +373,7 @@ fn below_rule_draws_its_threshold_line() {
 
 #[test]
 fn help_on_a_short_terminal_still_shows_every_key() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::Help);
     let buf = draw(&mut app, 80, 20);
     let all = text(&buf);
@@ -394,7 +390,7 @@ fn help_on_a_short_terminal_still_shows_every_key() {
 
 #[test]
 fn export_dialog_shows_the_ranges_the_warning_and_an_editable_path() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::WriteYaml);
     app.update(Action::Edit(Edit::Left));
     let buf = draw(&mut app, 120, 40);
@@ -423,7 +419,7 @@ fn export_dialog_shows_the_ranges_the_warning_and_an_editable_path() {
 
 #[test]
 fn clicking_a_module_tab_shows_that_module() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     let buf = draw(&mut app, 120, 40);
     let tabs = row_of(&buf, 1);
     // Click in the middle of the name as drawn, wherever the layout put it.
@@ -450,12 +446,12 @@ fn clicking_a_module_tab_shows_that_module() {
 /// line shows the `below` threshold exactly.
 #[test]
 fn a_tiny_spread_is_drawn_honestly() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, scan_id) = mixed_app();
     // Four finite layers whose SNR differ in the fourth or fifth digit (hand-made spectra:
     // the smallest singular value moves the noise sum a little).
     for (job, last) in [(0usize, 1.0), (2, 1.0005), (3, 1.001), (4, 1.0015)] {
         app.handle(Msg::Scan {
-            scan_id: 9,
+            scan_id,
             event: ScanEvent::Result {
                 result: Box::new(MatrixResult {
                     job,
@@ -525,8 +521,8 @@ fn a_tiny_spread_is_drawn_honestly() {
     // The exact threshold of a `below` rule.
     app.update(Action::CycleRule);
     app.update(Action::CycleRule);
-    let snrscope::plan::Rule::Below(x) = app.choice.rule else {
-        panic!("{:?}", app.choice.rule)
+    let snrscope::plan::Rule::Below(x) = app.choice().rule else {
+        panic!("{:?}", app.choice().rule)
     };
     let buf = draw(&mut app, 120, 40);
     assert!(
@@ -540,7 +536,7 @@ fn a_tiny_spread_is_drawn_honestly() {
 /// when its layer has no mark), the module on screen is in brackets — all without colour.
 #[test]
 fn marks_cursor_and_tab_read_without_colour() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::Toggle); // 0: dropped by hand
     app.update(Action::Right);
     app.update(Action::Toggle); // 1: infinite, kept by hand
@@ -563,7 +559,7 @@ fn marks_cursor_and_tab_read_without_colour() {
         .map(|i| buf[(bar_x(&g, i), g.marks_y)].symbol().to_string())
         .collect();
     let rule_dropped: Vec<usize> = (0..8)
-        .filter(|&i| app.choice.mark(i) == snrscope::plan::Mark::DropByRule)
+        .filter(|&i| app.choice().mark(i) == snrscope::plan::Mark::DropByRule)
         .collect();
     for i in rule_dropped {
         assert_eq!(marks[i], "✗", "{marks:?}");
@@ -581,7 +577,7 @@ fn marks_cursor_and_tab_read_without_colour() {
 /// Issue 8, item 8: at 80 columns the rule line still says which module drives the choice.
 #[test]
 fn the_rule_line_names_the_driving_module_at_80_columns() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::NextModule);
     let buf = draw(&mut app, 80, 24);
     let a = crate::ui::layout::areas(80, 24, app.layout_flags());
@@ -592,7 +588,7 @@ fn the_rule_line_names_the_driving_module_at_80_columns() {
 /// The sorted view lists layers by SNR with their fate; the cursor's row is reversed.
 #[test]
 fn sorted_view_lists_layers_by_snr() {
-    let (_t, mut app) = mixed_app();
+    let (_t, mut app, _) = mixed_app();
     app.update(Action::ToggleSorted);
     let buf = draw(&mut app, 120, 40);
     let all = text(&buf);

@@ -2,11 +2,7 @@
 //! generated model, synthetic actions and synthetic scan events. Expected layer sets come
 //! from how the model was generated (`infinite_layers`), never from the code under test.
 
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use crate::ui::{
     action::Action,
@@ -18,7 +14,6 @@ use crate::ui::{
     },
     view::bars::summary_text,
 };
-use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use snrscope::{
     checkpoint::Model,
@@ -32,56 +27,60 @@ use snrscope::{
 };
 use tempfile::TempDir;
 
-use super::support;
+use super::{Session, key, scans_started, support};
 
 /// An 8-layer model whose v_proj SNR is infinite in layers 2 and 5.
-fn tiny(autoscan: bool) -> (TempDir, App, Receiver<Msg>) {
+fn tiny(autoscan: bool) -> (TempDir, Session) {
     tiny_with(8, &[2, 5], autoscan)
 }
 
-fn tiny_with(layers: usize, inf: &[usize], autoscan: bool) -> (TempDir, App, Receiver<Msg>) {
+fn tiny_with(layers: usize, inf: &[usize], autoscan: bool) -> (TempDir, Session) {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("tiny-model");
     write_model(&dir, &ModelSpec::tiny(layers, inf)).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let app = App::for_model(
+    let app = Session::new(
+        App::for_model(
+            model,
+            AppOptions {
+                autoscan,
+                threads: 2,
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    (tmp, app)
+}
+
+/// An app whose first scan was asked for (its id returned) but not started: tests send its
+/// results by hand.
+fn unstarted(layers: usize, inf: &[usize]) -> (TempDir, App, u64) {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("tiny-model");
+    write_model(&dir, &ModelSpec::tiny(layers, inf)).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    let mut app = App::for_model(
         model,
-        tx,
         AppOptions {
-            autoscan,
-            threads: 2,
+            autoscan: true,
             ..AppOptions::default()
         },
     )
     .unwrap();
-    (tmp, app, rx)
+    let ids = scans_started(&app.take_effects());
+    assert_eq!(ids.len(), 1, "the first scan is asked for");
+    (tmp, app, ids[0])
 }
 
-/// Feeds every message to the app until no scan or export runs (bounded, so a hang fails the test).
-fn drain(app: &mut App, rx: &Receiver<Msg>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while app.scanning() || app.export.is_some() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "scan did not finish within 60 s");
-        if let Ok(m) = rx.recv_timeout(left) {
-            app.handle(m);
-        }
-    }
-}
-
-fn scanned() -> (TempDir, App, Receiver<Msg>) {
-    let (tmp, mut app, rx) = tiny(true);
-    drain(&mut app, &rx);
-    (tmp, app, rx)
-}
-
-fn key(c: KeyCode) -> Msg {
-    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+fn scanned() -> (TempDir, Session) {
+    let (tmp, mut app) = tiny(true);
+    app.drain();
+    (tmp, app)
 }
 
 /// Types `text` into the focused dialog field after clearing it (Ctrl-U).
-fn type_into(app: &mut App, text: &str) {
+fn type_into(app: &mut Session, text: &str) {
     app.handle(Msg::Key(KeyEvent::new(
         KeyCode::Char('u'),
         KeyModifiers::CONTROL,
@@ -92,29 +91,29 @@ fn type_into(app: &mut App, text: &str) {
 }
 
 fn dialog(app: &App) -> &Dialog {
-    match &app.overlay {
+    match app.overlay() {
         Overlay::Dialog(d) => d,
         o => panic!("no dialog: {o:?}"),
     }
 }
 
 fn status(app: &App) -> (StatusKind, String) {
-    let s = app.status.clone().expect("a status line");
+    let s = app.status().cloned().expect("a status line");
     (s.kind, s.text)
 }
 
 fn dropped(app: &App) -> Vec<usize> {
-    app.choice.selection().dropped()
+    app.choice().selection().dropped()
 }
 
 #[test]
 fn opens_on_the_value_projection_and_the_seed_rule_drops_the_infinite_layers() {
-    let (_t, app, _rx) = scanned();
+    let (_t, app) = scanned();
     assert_eq!(app.module().name, "self_attn.v_proj");
     assert_eq!(app.drive_module().name, "self_attn.v_proj");
     assert_eq!(app.module().state, ScanState::Done);
     assert_eq!(dropped(&app), vec![2, 5]);
-    assert_eq!(app.choice.mark(2), Mark::DropByRule);
+    assert_eq!(app.choice().mark(2), Mark::DropByRule);
     let inf: Vec<usize> = (0..8)
         .filter(|&i| app.module().cells[i].kind() == Kind::Infinite)
         .collect();
@@ -125,40 +124,40 @@ fn opens_on_the_value_projection_and_the_seed_rule_drops_the_infinite_layers() {
 
 #[test]
 fn toggling_marks_manual_overrides_and_moves_the_ranges() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Right));
     app.handle(key(KeyCode::Char('l')));
-    assert_eq!(app.view.cursor, 2);
+    assert_eq!(app.view().cursor, 2);
     app.handle(key(KeyCode::Char(' ')));
-    assert_eq!(app.choice.mark(2), Mark::KeepManual);
+    assert_eq!(app.choice().mark(2), Mark::KeepManual);
     assert_eq!(dropped(&app), vec![5]);
     app.update(Action::Home);
     app.update(Action::Toggle);
-    assert_eq!(app.choice.mark(0), Mark::DropManual);
+    assert_eq!(app.choice().mark(0), Mark::DropManual);
     assert_eq!(dropped(&app), vec![0, 5]);
     assert!(summary_text(&app).starts_with("keep [1,5) [6,8)  6/8 layers"));
     assert!(app.unsaved());
     // Toggling back to what the rule says keeps the hand choice, agreeing (it returns when
     // the rule changes); it no longer counts as a change from the rule.
     app.update(Action::Toggle);
-    assert_eq!(app.choice.mark(0), Mark::KeepManualAgrees);
-    assert_eq!(app.choice.selection().against_rule(), 1);
+    assert_eq!(app.choice().mark(0), Mark::KeepManualAgrees);
+    assert_eq!(app.choice().selection().against_rule(), 1);
 }
 
 #[test]
 fn apply_clear_and_invert() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.set_cursor(3);
     app.update(Action::Toggle);
     assert_eq!(dropped(&app), vec![2, 3, 5]);
     app.update(Action::ApplyRule);
     assert_eq!(
-        app.overlay,
+        *app.overlay(),
         Overlay::Question(Question::DiscardHandChoices(1))
     );
     app.handle(key(KeyCode::Char('y')));
     assert_eq!(dropped(&app), vec![2, 5]);
-    assert!(!app.choice.selection().has_manual());
+    assert!(!app.choice().selection().has_manual());
     app.update(Action::KeepAll);
     assert_eq!(dropped(&app), Vec::<usize>::new());
     app.update(Action::Invert);
@@ -168,14 +167,14 @@ fn apply_clear_and_invert() {
 
 #[test]
 fn slice_ranges_at_the_edges() {
-    let (_t, mut app, _rx) = scanned();
-    let choose = |app: &mut App, layers: &[usize]| {
+    let (_t, mut app) = scanned();
+    let choose = |app: &mut Session, layers: &[usize]| {
         app.update(Action::KeepAll);
         for &l in layers {
             app.set_cursor(l);
             app.update(Action::Toggle);
         }
-        app.choice.selection().kept_ranges()
+        app.choice().selection().kept_ranges()
     };
     // All kept.
     assert_eq!(choose(&mut app, &[]), vec![0..8]);
@@ -197,7 +196,7 @@ fn slice_ranges_at_the_edges() {
 
 #[test]
 fn switching_modules_scans_in_the_background_and_keeps_the_choice_on_v_proj() {
-    let (_t, mut app, rx) = scanned();
+    let (_t, mut app) = scanned();
     app.set_cursor(1);
     app.update(Action::Toggle);
     app.handle(key(KeyCode::Tab));
@@ -205,7 +204,7 @@ fn switching_modules_scans_in_the_background_and_keeps_the_choice_on_v_proj() {
     assert_eq!(app.module().name, "mlp.down_proj");
     assert_eq!(app.module().state, ScanState::Running);
     assert!(app.scanning());
-    drain(&mut app, &rx);
+    app.drain();
     assert_eq!(app.module().state, ScanState::Done);
     assert_eq!(app.module().count(|k| k == Kind::Pending), 0);
     assert_eq!(app.drive_module().name, "self_attn.v_proj");
@@ -223,30 +222,29 @@ fn switching_modules_scans_in_the_background_and_keeps_the_choice_on_v_proj() {
 
 #[test]
 fn a_second_module_waits_for_the_running_scan() {
-    let (_t, mut app, rx) = tiny(true);
+    let (_t, mut app) = tiny(true);
     assert!(app.scanning());
     app.update(Action::NextModule); // mlp.down_proj
     app.update(Action::NextModule); // mlp.gate_proj
-    assert_eq!(app.doc.modules[0].state, ScanState::Queued);
-    assert_eq!(app.doc.modules[1].state, ScanState::Queued);
-    drain(&mut app, &rx);
+    assert_eq!(app.doc().modules[0].state, ScanState::Queued);
+    assert_eq!(app.doc().modules[1].state, ScanState::Queued);
+    app.drain();
     for i in [0, 1, 6] {
         assert_eq!(
-            app.doc.modules[i].state,
+            app.doc().modules[i].state,
             ScanState::Done,
             "{}",
-            app.doc.modules[i].name
+            app.doc().modules[i].name
         );
     }
-    assert_eq!(app.doc.modules[2].state, ScanState::NotStarted);
+    assert_eq!(app.doc().modules[2].state, ScanState::NotStarted);
 }
 
 /// Synthetic events: a hand-made spectrum per layer, in any order.
 #[test]
 fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
-    let (_t, mut app, _rx) = tiny(false);
-    let v = app.choice.drive;
-    app.doc.modules[v].scan_id = 42;
+    // The scan is asked for but never run: its results are made here.
+    let (_t, mut app, scan_id) = unstarted(8, &[2, 5]);
     let infinite = || Ok(stats_from_singular_values(vec![1.5, 1.4, 1.3, 1.2], 4, 8));
     let finite = || {
         Ok(stats_from_singular_values(
@@ -258,7 +256,7 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
     let zero = || Ok(stats_from_singular_values(vec![0.0, 0.0, 0.0], 3, 4));
     let send = |app: &mut App, job: usize, outcome| {
         app.handle(Msg::Scan {
-            scan_id: 42,
+            scan_id,
             event: ScanEvent::Result {
                 result: Box::new(MatrixResult {
                     job,
@@ -277,8 +275,8 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
     send(&mut app, 3, infinite());
     send(&mut app, 1, finite());
     assert_eq!(dropped(&app), vec![0, 3]);
-    assert_eq!(app.choice.mark(0), Mark::DropManual);
-    assert_eq!(app.choice.mark(3), Mark::DropByRule);
+    assert_eq!(app.choice().mark(0), Mark::DropManual);
+    assert_eq!(app.choice().mark(3), Mark::DropByRule);
     send(
         &mut app,
         4,
@@ -294,7 +292,7 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
     assert_eq!(dropped(&app), vec![0, 3]);
     // Events of another scan generation are ignored.
     app.handle(Msg::Scan {
-        scan_id: 7,
+        scan_id: scan_id + 100,
         event: ScanEvent::Result {
             result: Box::new(MatrixResult {
                 job: 7,
@@ -311,7 +309,7 @@ fn synthetic_results_refresh_the_rule_but_keep_hand_changes() {
 
 #[test]
 fn other_rules_cycle_and_adjust() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     let finite: Vec<(usize, f64)> = app
         .drive_module()
         .cells
@@ -346,77 +344,77 @@ fn other_rules_cycle_and_adjust() {
 
 #[test]
 fn cursor_movement_clamps() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.update(Action::Left);
-    assert_eq!(app.view.cursor, 0);
+    assert_eq!(app.view().cursor, 0);
     app.update(Action::End);
-    assert_eq!(app.view.cursor, 7);
+    assert_eq!(app.view().cursor, 7);
     app.update(Action::Right);
-    assert_eq!(app.view.cursor, 7);
+    assert_eq!(app.view().cursor, 7);
     app.update(Action::PageLeft);
-    assert_eq!(app.view.cursor, 0);
+    assert_eq!(app.view().cursor, 0);
     app.update(Action::PageRight);
-    assert_eq!(app.view.cursor, 7);
+    assert_eq!(app.view().cursor, 7);
 }
 
 #[test]
 fn paging_and_scrolling_on_a_narrow_terminal() {
-    let (_t, mut app, _rx) = tiny_with(80, &[3], false);
+    let (_t, mut app) = tiny_with(80, &[3], false);
     // 60 columns: 58 inside the border, 11 for the axis: 47 columns, 23 layers of 2.
     app.handle(Msg::Resize(60, 30));
     app.update(Action::PageRight);
-    assert_eq!(app.view.cursor, 23);
-    assert_eq!(app.view.offset, 1);
+    assert_eq!(app.view().cursor, 23);
+    assert_eq!(app.view().offset, 1);
     app.update(Action::End);
-    assert_eq!((app.view.cursor, app.view.offset), (79, 57));
+    assert_eq!((app.view().cursor, app.view().offset), (79, 57));
     app.update(Action::Home);
-    assert_eq!((app.view.cursor, app.view.offset), (0, 0));
+    assert_eq!((app.view().cursor, app.view().offset), (0, 0));
 }
 
 #[test]
 fn quit_asks_only_when_the_choice_changed() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Char('q')));
-    assert!(app.quit, "no hand changes: quits at once");
+    assert!(app.quit(), "no hand changes: quits at once");
 
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.update(Action::Toggle);
     app.handle(key(KeyCode::Char('q')));
-    assert!(!app.quit);
-    assert_eq!(app.overlay, Overlay::QuitPrompt);
+    assert!(!app.quit());
+    assert_eq!(*app.overlay(), Overlay::QuitPrompt);
     app.handle(key(KeyCode::Esc));
-    assert!(!app.quit);
-    assert_eq!(app.overlay, Overlay::None, "Esc stays");
+    assert!(!app.quit());
+    assert_eq!(*app.overlay(), Overlay::None, "Esc stays");
     app.handle(key(KeyCode::Char('q')));
     app.handle(key(KeyCode::Char('q')));
-    assert!(app.quit, "q at the prompt quits without writing");
+    assert!(app.quit(), "q at the prompt quits without writing");
 
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.update(Action::Toggle);
     app.handle(Msg::Key(KeyEvent::new(
         KeyCode::Char('c'),
         KeyModifiers::CONTROL,
     )));
-    assert!(app.quit, "Ctrl-C never asks");
+    assert!(app.quit(), "Ctrl-C never asks");
 
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(Msg::Terminate);
-    assert!(app.quit);
+    assert!(app.quit());
 }
 
 #[test]
 fn help_overlay_opens_and_any_key_closes_it() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Char('?')));
-    assert_eq!(app.overlay, Overlay::Help);
+    assert_eq!(*app.overlay(), Overlay::Help);
     app.handle(key(KeyCode::Char(' ')));
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(*app.overlay(), Overlay::None);
     assert_eq!(dropped(&app), vec![2, 5], "the key only closed the help");
 }
 
 #[test]
 fn scan_json_dialog_writes_a_readable_file() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     app.handle(key(KeyCode::Char('w')));
     let d = dialog(&app);
     assert_eq!(d.kind, DialogKind::ScanJson);
@@ -430,8 +428,8 @@ fn scan_json_dialog_writes_a_readable_file() {
         app.handle(key(KeyCode::Char(c)));
     }
     app.handle(key(KeyCode::Enter));
-    assert_eq!(app.overlay, Overlay::None);
-    let status = app.status.clone().unwrap();
+    assert_eq!(*app.overlay(), Overlay::None);
+    let status = app.status().cloned().unwrap();
     assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
     let (_, entries) = scanfile::read(&out).unwrap();
     assert_eq!(entries.len(), 8);
@@ -451,7 +449,7 @@ fn scan_json_dialog_writes_a_readable_file() {
 
 #[test]
 fn yaml_dialog_writes_the_kept_slices() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     app.set_cursor(7);
     app.update(Action::Toggle); // drop the last layer by hand as well
     app.handle(key(KeyCode::Char('y')));
@@ -460,7 +458,7 @@ fn yaml_dialog_writes_the_kept_slices() {
     type_into(&mut app, &out.display().to_string());
     assert!(app.unsaved());
     app.handle(key(KeyCode::Enter));
-    let status = app.status.clone().expect("a status line");
+    let status = app.status().cloned().expect("a status line");
     assert_eq!(status.kind, StatusKind::Ok, "{}", status.text);
     assert!(!app.unsaved(), "written: quitting no longer asks");
     let yaml: serde_yaml::Value =
@@ -474,7 +472,7 @@ fn yaml_dialog_writes_the_kept_slices() {
             // mergekit reads a relative path as a repo id: the folder's absolute path.
             assert_eq!(
                 src["model"].as_str().unwrap(),
-                std::fs::canonicalize(&app.doc.source_path)
+                std::fs::canonicalize(&app.doc().source_path)
                     .unwrap()
                     .display()
                     .to_string()
@@ -490,7 +488,7 @@ fn yaml_dialog_writes_the_kept_slices() {
 
 #[test]
 fn export_dialog_writes_the_pruned_model_in_the_background() {
-    let (t, mut app, rx) = scanned();
+    let (t, mut app) = scanned();
     app.handle(key(KeyCode::Char('e')));
     let d = dialog(&app);
     assert_eq!(d.kind, DialogKind::Model);
@@ -499,11 +497,11 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
     type_into(&mut app, &out.display().to_string());
     app.handle(key(KeyCode::Enter));
     assert!(
-        app.export.is_some(),
+        app.export().is_some(),
         "{:?}",
-        app.status.as_ref().map(|s| &s.text)
+        app.status().map(|s| &s.text)
     );
-    drain(&mut app, &rx);
+    app.drain();
     let (kind, text) = status(&app);
     assert_eq!(kind, StatusKind::Ok, "{text}");
     let pruned = Model::open(&out).unwrap();
@@ -530,11 +528,11 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
     assert_eq!(dialog(&app).replace.as_deref(), Some(out.as_path()));
     app.handle(key(KeyCode::Char('n')));
     assert!(dialog(&app).replace.is_none(), "back to the path");
-    assert!(app.export.is_none() && out.join("marker").exists());
+    assert!(app.export().is_none() && out.join("marker").exists());
     app.handle(key(KeyCode::Enter));
     app.handle(key(KeyCode::Char('y')));
-    assert!(app.export.is_some());
-    drain(&mut app, &rx);
+    assert!(app.export().is_some());
+    app.drain();
     assert_eq!(status(&app).0, StatusKind::Ok, "{}", status(&app).1);
     assert!(!out.join("marker").exists(), "replaced");
     assert!(out.join("config.json").is_file());
@@ -542,9 +540,9 @@ fn export_dialog_writes_the_pruned_model_in_the_background() {
 
 #[test]
 fn escape_cancels_a_running_scan() {
-    let (_t, mut app, rx) = tiny_with(24, &[], true);
+    let (_t, mut app) = tiny_with(24, &[], true);
     app.handle(key(KeyCode::Esc));
-    drain(&mut app, &rx);
+    app.drain();
     let st = app.module().state;
     // A fast machine may finish before the cancel lands; either way the scan stops.
     assert!(
@@ -555,14 +553,11 @@ fn escape_cancels_a_running_scan() {
 
 #[test]
 fn a_resumed_scan_computes_only_what_is_missing() {
-    let (_t, mut app, rx) = tiny_with(24, &[], false);
-    let v = app.choice.drive;
-    app.doc.modules[v].scan_id = 77;
-    app.doc.modules[v].state = ScanState::Running;
+    let (_t, mut app, scan_id) = unstarted(24, &[]);
     let hand_made = stats_from_singular_values(vec![10.0, 4.0, 3.0, 2.0, 1.0], 5, 5);
     for job in 0..4 {
         app.handle(Msg::Scan {
-            scan_id: 77,
+            scan_id,
             event: ScanEvent::Result {
                 result: Box::new(MatrixResult {
                     job,
@@ -576,27 +571,29 @@ fn a_resumed_scan_computes_only_what_is_missing() {
         });
     }
     app.handle(Msg::Scan {
-        scan_id: 77,
+        scan_id,
         event: ScanEvent::Finished {
             progress: Progress::default(),
             cancelled: true,
         },
     });
     assert_eq!(app.module().state, ScanState::Cancelled);
-    // Away and back resumes it.
+    // From here on, scans really run. Away and back resumes it.
+    let mut app = Session::new(app);
     app.update(Action::NextModule);
     app.update(Action::PrevModule);
-    drain(&mut app, &rx);
-    let v = app.choice.drive;
-    assert_eq!(app.doc.modules[v].state, ScanState::Done);
+    app.drain();
+    let v = app.choice().drive;
+    assert_eq!(app.doc().modules[v].state, ScanState::Done);
     assert_eq!(
-        app.doc.modules[v].progress.total, 20,
+        app.doc().modules[v].progress.total,
+        20,
         "24 layers, 4 already known"
     );
-    assert_eq!(app.doc.modules[v].count(|k| k == Kind::Pending), 0);
+    assert_eq!(app.doc().modules[v].count(|k| k == Kind::Pending), 0);
     // The known ones were not recomputed (the real matrices have another spectrum).
-    assert_eq!(app.doc.modules[v].cells[3].stats(), Some(&hand_made));
-    assert_ne!(app.doc.modules[v].cells[4].stats(), Some(&hand_made));
+    assert_eq!(app.doc().modules[v].cells[3].stats(), Some(&hand_made));
+    assert_ne!(app.doc().modules[v].cells[4].stats(), Some(&hand_made));
 }
 
 fn write(path: &Path, text: &str) {
@@ -619,8 +616,7 @@ fn scan_file_mode_uses_the_entries() {
 }"#,
     );
     let (_, entries) = scanfile::read(&p).unwrap();
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let mut app = App::for_scan_file(&p, entries, tx).unwrap();
+    let mut app = Session::new(App::for_scan_file(&p, entries).unwrap());
     assert_eq!(app.num_layers(), 4);
     assert_eq!(app.drive_module().name, "self_attn.v_proj");
     assert_eq!(app.module().name, "self_attn.v_proj");
@@ -632,8 +628,8 @@ fn scan_file_mode_uses_the_entries() {
     assert_eq!(app.module().cells[1].kind(), Kind::Missing);
     assert!(!app.scanning());
     app.update(Action::ExportModel);
-    assert_eq!(app.overlay, Overlay::None);
-    assert_eq!(app.status.as_ref().unwrap().kind, StatusKind::Error);
+    assert_eq!(*app.overlay(), Overlay::None);
+    assert_eq!(app.status().unwrap().kind, StatusKind::Error);
     app.update(Action::CycleRule); // lowest 1 of the finite: layer 2 (0.25)
     assert_eq!(dropped(&app), vec![2]);
 }
@@ -641,11 +637,11 @@ fn scan_file_mode_uses_the_entries() {
 #[test]
 fn clicking_a_bar_moves_the_cursor() {
     use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(Msg::Resize(120, 40));
     // 120 columns: 118 inside the border, 11 for the axis: 107 columns, 13 per layer at
     // most 8: bars start at column 12, layer 5 at 12 + 5 * 8 = 52.
-    let click = |app: &mut App, column: u16, row: u16| {
+    let click = |app: &mut Session, column: u16, row: u16| {
         app.handle(Msg::Mouse(MouseEvent {
             kind: MouseEventKind::Down(MouseButton::Left),
             column,
@@ -654,18 +650,18 @@ fn clicking_a_bar_moves_the_cursor() {
         }));
     };
     click(&mut app, 53, 10);
-    assert_eq!(app.view.cursor, 5);
+    assert_eq!(app.view().cursor, 5);
     click(&mut app, 12, 10);
-    assert_eq!(app.view.cursor, 0);
+    assert_eq!(app.view().cursor, 0);
     // Outside the bars: nothing moves.
     click(&mut app, 11, 10);
     click(&mut app, 52, 0);
-    assert_eq!(app.view.cursor, 0);
+    assert_eq!(app.view().cursor, 0);
 }
 
 #[test]
 fn long_summaries_elide_whole_ranges_but_keep_the_counts() {
-    let (_t, mut app, _rx) = tiny_with(80, &[], false);
+    let (_t, mut app) = tiny_with(80, &[], false);
     for l in (1..80).step_by(3) {
         app.set_cursor(l);
         app.update(Action::Toggle);
@@ -735,10 +731,10 @@ fn the_key_table_binds_each_key_once_and_describes_every_row() {
 
 #[test]
 fn dialog_path_editing() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Char('w')));
     let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
-    let input = |app: &App| match &app.overlay {
+    let input = |app: &App| match &app.overlay() {
         Overlay::Dialog(d) => (d.path().to_string(), d.fields[0].edit.cursor),
         o => panic!("no dialog: {o:?}"),
     };
@@ -762,11 +758,11 @@ fn dialog_path_editing() {
     app.handle(key(KeyCode::Char('q')));
     app.handle(key(KeyCode::Char(' ')));
     assert_eq!(input(&app), ("Xbq ".to_string(), 4));
-    assert!(!app.quit);
-    assert_eq!(app.view.cursor, 0);
+    assert!(!app.quit());
+    assert_eq!(app.view().cursor, 0);
     assert_eq!(dropped(&app), vec![2, 5]);
     app.handle(key(KeyCode::Esc));
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(*app.overlay(), Overlay::None);
 }
 
 // ---- issue 8: the explorer keeps the user's work, item by item ----
@@ -775,7 +771,7 @@ fn dialog_path_editing() {
 /// remembers the path; `~` expands; a folder means the default name in it.
 #[test]
 fn writing_over_an_existing_file_asks_first() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     let out = t.path().join("hand-edited.yml");
     std::fs::write(&out, "# my edits\n").unwrap();
     app.handle(key(KeyCode::Char('y')));
@@ -786,14 +782,14 @@ fn writing_over_an_existing_file_asks_first() {
     app.handle(key(KeyCode::Char('n')));
     assert_eq!(dialog(&app).path(), out.display().to_string(), "text kept");
     app.handle(key(KeyCode::Esc));
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(*app.overlay(), Overlay::None);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "# my edits\n");
     // The next `y` starts from the path used last, and replaces only after yes.
     app.handle(key(KeyCode::Char('y')));
     assert_eq!(dialog(&app).path(), out.display().to_string());
     app.handle(key(KeyCode::Enter));
     app.handle(key(KeyCode::Char('y')));
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(*app.overlay(), Overlay::None);
     assert!(
         std::fs::read_to_string(&out)
             .unwrap()
@@ -811,7 +807,7 @@ fn writing_over_an_existing_file_asks_first() {
 
 #[test]
 fn a_tilde_path_expands_to_home() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     let home = std::env::var("HOME").unwrap();
     // A name no one has: written under $HOME, then removed.
     let name = format!(
@@ -825,14 +821,14 @@ fn a_tilde_path_expands_to_home() {
     let written = Path::new(&home).join(&name);
     let ok = written.is_file();
     let _ = std::fs::remove_file(&written);
-    assert!(ok, "{:?}", app.status.as_ref().map(|s| &s.text));
+    assert!(ok, "{:?}", app.status().map(|s| &s.text));
 }
 
 /// Items 1 and 5: an error keeps the dialog open with the text, in one sentence that names the path
 /// once, without "(os error N)".
 #[test]
 fn a_failed_write_keeps_the_dialog_and_says_why_once() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     let bad = t.path().join("no-such-folder").join("p.yml");
     app.handle(key(KeyCode::Char('y')));
     type_into(&mut app, &bad.display().to_string());
@@ -844,7 +840,7 @@ fn a_failed_write_keeps_the_dialog_and_says_why_once() {
     assert!(!err.contains("os error"), "{err}");
     assert!(err.contains("No such file or directory"), "{err}");
     // Writing into the model itself: refused, whatever is answered.
-    let inside = app.doc.source_path.join("p.yml");
+    let inside = app.doc().source_path.join("p.yml");
     type_into(&mut app, &inside.display().to_string());
     app.handle(key(KeyCode::Enter));
     assert!(
@@ -860,17 +856,17 @@ fn a_failed_write_keeps_the_dialog_and_says_why_once() {
 /// Item 2: A hand choice survives three rule cycles, `a` asks, undo and redo walk back and forth.
 #[test]
 fn hand_choices_survive_rule_changes_and_undo_restores() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.set_cursor(2);
     app.handle(key(KeyCode::Char(' '))); // keep the infinite layer 2 by hand
-    assert_eq!(app.choice.mark(2), Mark::KeepManual);
+    assert_eq!(app.choice().mark(2), Mark::KeepManual);
     for _ in 0..3 {
         app.handle(key(KeyCode::Char('r')));
-        assert!(!dropped(&app).contains(&2), "rule {:?}", app.choice.rule);
+        assert!(!dropped(&app).contains(&2), "rule {:?}", app.choice().rule);
     }
-    assert_eq!(app.choice.rule, snrscope::plan::Rule::Infinite);
+    assert_eq!(app.choice().rule, snrscope::plan::Rule::Infinite);
     assert_eq!(
-        app.choice.mark(2),
+        app.choice().mark(2),
         Mark::KeepManual,
         "still there after r r r"
     );
@@ -878,11 +874,11 @@ fn hand_choices_survive_rule_changes_and_undo_restores() {
     // `a` asks, and `n` keeps everything.
     app.handle(key(KeyCode::Char('a')));
     assert_eq!(
-        app.overlay,
+        *app.overlay(),
         Overlay::Question(Question::DiscardHandChoices(1))
     );
     app.handle(key(KeyCode::Char('n')));
-    assert_eq!(app.choice.mark(2), Mark::KeepManual);
+    assert_eq!(app.choice().mark(2), Mark::KeepManual);
     app.handle(key(KeyCode::Char('a')));
     app.handle(key(KeyCode::Char('y')));
     assert_eq!(dropped(&app), vec![2, 5]);
@@ -899,20 +895,20 @@ fn hand_choices_survive_rule_changes_and_undo_restores() {
         app.handle(key(KeyCode::Char('u')));
     }
     assert_eq!(dropped(&app), vec![2, 5]);
-    assert!(!app.choice.selection().has_manual());
+    assert!(!app.choice().selection().has_manual());
     app.handle(key(KeyCode::Char('u')));
     assert_eq!(status(&app).1, "nothing to undo");
 }
 
 #[test]
 fn x_hands_a_layer_back_to_the_rule() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.set_cursor(5);
     app.update(Action::Toggle);
     app.update(Action::Toggle); // dropped by hand, as the rule would: recorded, agreeing
-    assert_eq!(app.choice.mark(5), Mark::DropManualAgrees);
+    assert_eq!(app.choice().mark(5), Mark::DropManualAgrees);
     app.handle(key(KeyCode::Char('x')));
-    assert_eq!(app.choice.mark(5), Mark::DropByRule);
+    assert_eq!(app.choice().mark(5), Mark::DropByRule);
 }
 
 /// Item 3: Esc during an export cancels the export only, says so, and the scan goes on.
@@ -925,49 +921,40 @@ fn escape_during_an_export_cancels_only_the_export() {
     let big = tmp.path().join("big-sparse");
     support::sparse_model(&big, 8);
     let model = Arc::new(Model::open(&big).unwrap());
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut app = App::for_model(
-        model,
-        tx,
-        AppOptions {
-            autoscan: false,
-            threads: 1,
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
-    let up = app.doc.module_index("mlp.up_proj").unwrap();
-    app.view.current = up;
-    app.update(Action::NextModule);
-    app.update(Action::PrevModule); // back on up_proj: its scan starts
+    let mut app = Session::new(
+        App::for_model(
+            model,
+            AppOptions {
+                autoscan: false,
+                threads: 1,
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    app.click_tab("mlp.up_proj"); // its scan starts
     assert!(app.scanning());
     app.set_cursor(0);
     app.update(Action::Toggle);
     app.handle(key(KeyCode::Char('e')));
     // Not every layer is scanned: asked first.
     assert!(matches!(
-        app.overlay,
+        app.overlay(),
         Overlay::Question(Question::ExportAnyway(_))
     ));
     app.handle(key(KeyCode::Char('y')));
     type_into(&mut app, &tmp.path().join("out").display().to_string());
     app.handle(key(KeyCode::Enter));
-    assert!(app.export.is_some(), "{:?}", app.status);
+    assert!(app.export().is_some(), "{:?}", app.status());
     app.handle(key(KeyCode::Esc));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while app.export.is_some() {
-        assert!(Instant::now() < deadline);
-        if let Ok(m) = rx.recv_timeout(Duration::from_secs(1)) {
-            app.handle(m);
-        }
-    }
+    app.run_until(|a| a.export().is_none());
     let (kind, text) = status(&app);
     assert_eq!(kind, StatusKind::Info, "{text}");
     assert!(text.contains("export cancelled, nothing written"), "{text}");
     assert!(app.scanning(), "the scan goes on");
     assert!(!tmp.path().join("out").exists());
     app.handle(key(KeyCode::Esc)); // now the scan
-    drain(&mut app, &rx);
+    app.drain();
     assert_eq!(app.module().state, ScanState::Cancelled);
 }
 
@@ -975,9 +962,9 @@ fn escape_during_an_export_cancels_only_the_export() {
 /// `--model-name`; for a scan file it is required.
 #[test]
 fn the_model_name_field() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     app.handle(key(KeyCode::Char('y')));
-    let abs = std::fs::canonicalize(&app.doc.source_path).unwrap();
+    let abs = std::fs::canonicalize(&app.doc().source_path).unwrap();
     assert_eq!(dialog(&app).field("model"), Some(abs.to_str().unwrap()));
     let out = t.path().join("named.yml");
     type_into(&mut app, &out.display().to_string());
@@ -987,17 +974,17 @@ fn the_model_name_field() {
     let yaml = std::fs::read_to_string(&out).unwrap();
     assert!(yaml.contains("model: 01-ai/Yi-34B"), "{yaml}");
     // Preset from the command line.
-    let (tx, _rx2) = crossbeam_channel::unbounded();
     let model = app.model().unwrap().clone();
-    let app2 = App::for_model(
-        model,
-        tx,
-        AppOptions {
-            model_name: Some("org/name".into()),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
+    let app2 = Session::new(
+        App::for_model(
+            model,
+            AppOptions {
+                model_name: Some("org/name".into()),
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     assert_eq!(app2.model_name(), "org/name");
     // A scan file: empty and required.
     let p = t.path().join("scan.json");
@@ -1008,8 +995,7 @@ fn the_model_name_field() {
     )
     .unwrap();
     let (_, entries) = scanfile::read(&p).unwrap();
-    let (tx, _rx3) = crossbeam_channel::unbounded();
-    let mut app3 = App::for_scan_file(&p, entries, tx).unwrap();
+    let mut app3 = Session::new(App::for_scan_file(&p, entries).unwrap());
     app3.handle(key(KeyCode::Char('y')));
     assert_eq!(dialog(&app3).field("model"), Some(""));
     type_into(&mut app3, &t.path().join("s.yml").display().to_string());
@@ -1022,26 +1008,26 @@ fn the_model_name_field() {
 /// Item 6: The quit prompt: `w` writes the YAML, then quits.
 #[test]
 fn quit_prompt_w_writes_the_yaml_then_quits() {
-    let (t, mut app, _rx) = scanned();
+    let (t, mut app) = scanned();
     app.update(Action::Toggle);
     app.handle(key(KeyCode::Char('q')));
-    assert_eq!(app.overlay, Overlay::QuitPrompt);
+    assert_eq!(*app.overlay(), Overlay::QuitPrompt);
     app.handle(key(KeyCode::Char('w')));
     assert_eq!(dialog(&app).kind, DialogKind::Yaml);
-    assert!(!app.quit);
+    assert!(!app.quit());
     let out = t.path().join("final.yml");
     type_into(&mut app, &out.display().to_string());
     app.handle(key(KeyCode::Enter));
-    assert!(app.quit);
+    assert!(app.quit());
     assert!(out.is_file());
 }
 
 /// Item 8: Any module can drive the choice; `d` again goes back to the default.
 #[test]
 fn the_module_on_screen_can_drive_the_choice() {
-    let (_t, mut app, rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Tab)); // mlp.down_proj
-    drain(&mut app, &rx);
+    app.drain();
     app.handle(key(KeyCode::Char('d')));
     assert_eq!(app.drive_module().name, "mlp.down_proj");
     assert_eq!(
@@ -1065,10 +1051,10 @@ fn the_module_on_screen_can_drive_the_choice() {
 /// Item 10: `e` asks when nothing is dropped, and says how much it would copy.
 #[test]
 fn exporting_a_plan_that_drops_nothing_asks_first() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.update(Action::KeepAll);
     app.handle(key(KeyCode::Char('e')));
-    match &app.overlay {
+    match app.overlay() {
         Overlay::Question(Question::ExportAnyway(why)) => {
             assert!(
                 why.contains("nothing is dropped: this writes a full copy of"),
@@ -1079,7 +1065,7 @@ fn exporting_a_plan_that_drops_nothing_asks_first() {
         o => panic!("{o:?}"),
     }
     app.handle(key(KeyCode::Char('n')));
-    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(*app.overlay(), Overlay::None);
 }
 
 /// Item 11: The model's warnings can be read.
@@ -1093,41 +1079,40 @@ fn warnings_overlay_lists_the_warnings() {
     write_model(&dir, &spec).unwrap();
     let model = Arc::new(Model::open(&dir).unwrap());
     assert!(!model.warnings.is_empty());
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let mut app = App::for_model(model, tx, AppOptions::default()).unwrap();
+    let mut app = Session::new(App::for_model(model, AppOptions::default()).unwrap());
     assert!(
         status(&app)
             .1
             .starts_with("warning: config.json declares 5 layers")
     );
     app.handle(key(KeyCode::Char('!')));
-    assert_eq!(app.overlay, Overlay::Warnings);
+    assert_eq!(*app.overlay(), Overlay::Warnings);
     app.handle(key(KeyCode::Char('j')));
-    assert_eq!(app.overlay, Overlay::None, "any key closes");
+    assert_eq!(*app.overlay(), Overlay::None, "any key closes");
 }
 
 /// Keyboard reach: jump to a layer, next/previous infinite layer, the sorted view.
 #[test]
 fn jump_next_infinite_and_the_sorted_view() {
-    let (_t, mut app, _rx) = scanned();
+    let (_t, mut app) = scanned();
     app.handle(key(KeyCode::Char('6')));
-    assert!(matches!(app.overlay, Overlay::Jump(_)));
+    assert!(matches!(app.overlay(), Overlay::Jump(_)));
     app.handle(key(KeyCode::Enter));
-    assert_eq!(app.view.cursor, 6);
+    assert_eq!(app.view().cursor, 6);
     app.handle(key(KeyCode::Char(':')));
     app.handle(key(KeyCode::Char('9')));
     app.handle(key(KeyCode::Enter));
-    assert_eq!(app.view.cursor, 6);
+    assert_eq!(app.view().cursor, 6);
     assert!(status(&app).1.contains("no layer 9"));
     app.handle(key(KeyCode::Char('N')));
-    assert_eq!(app.view.cursor, 5);
+    assert_eq!(app.view().cursor, 5);
     app.handle(key(KeyCode::Char('N')));
-    assert_eq!(app.view.cursor, 2);
+    assert_eq!(app.view().cursor, 2);
     app.handle(key(KeyCode::Char('n')));
-    assert_eq!(app.view.cursor, 5);
+    assert_eq!(app.view().cursor, 5);
     // The sorted view: infinite layers first, then by SNR descending; Space works there.
     app.handle(key(KeyCode::Char('o')));
-    assert!(app.view.sorted);
+    assert!(app.view().sorted);
     let order = app.sorted_layers();
     assert_eq!(&order[..2], &[2, 5]);
     let snr = app.module().snr();
@@ -1135,29 +1120,29 @@ fn jump_next_infinite_and_the_sorted_view() {
         assert!(snr[w[0]].unwrap() >= snr[w[1]].unwrap());
     }
     app.handle(key(KeyCode::Home));
-    assert_eq!(app.view.cursor, 2);
+    assert_eq!(app.view().cursor, 2);
     app.handle(key(KeyCode::Down));
     app.handle(key(KeyCode::Down));
-    assert_eq!(app.view.cursor, order[2]);
+    assert_eq!(app.view().cursor, order[2]);
     app.handle(key(KeyCode::Char(' ')));
-    assert_eq!(app.choice.mark(order[2]), Mark::DropManual);
+    assert_eq!(app.choice().mark(order[2]), Mark::DropManual);
 }
 
 /// `snrscope MODEL --scan FILE`: the saved module is shown from the file, not scanned.
 #[test]
 fn a_saved_scan_opens_with_the_model() {
-    let (t, app, _rx) = scanned();
+    let (t, app) = scanned();
     let saved = t.path().join("saved.json");
     std::fs::write(&saved, scanfile::to_json(&app.scan_entries())).unwrap();
-    let (tx, _rx2) = crossbeam_channel::unbounded();
-    let app2 = App::for_model_with_scan(
-        app.model().unwrap().clone(),
-        &saved,
-        &scanfile::read(&saved).unwrap().1,
-        tx,
-        AppOptions::interactive(),
-    )
-    .unwrap();
+    let app2 = Session::new(
+        App::for_model_with_scan(
+            app.model().unwrap().clone(),
+            &saved,
+            &scanfile::read(&saved).unwrap().1,
+            AppOptions::interactive(),
+        )
+        .unwrap(),
+    );
     assert!(!app2.scanning(), "nothing left to scan");
     assert_eq!(app2.drive_module().state, ScanState::Loaded);
     assert_eq!(dropped(&app2), vec![2, 5]);
@@ -1175,25 +1160,25 @@ fn reopening_draws_every_bar_from_the_cache() {
         tmp.path().join("cache"),
     ));
     let open = || {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let app = App::for_model(
-            Arc::new(Model::open(&dir).unwrap()),
-            tx,
-            AppOptions {
-                autoscan: true,
-                threads: 2,
-                cache: Some(cache.clone()),
-                ..AppOptions::default()
-            },
+        
+        Session::new(
+            App::for_model(
+                Arc::new(Model::open(&dir).unwrap()),
+                AppOptions {
+                    autoscan: true,
+                    threads: 2,
+                    cache: Some(cache.clone()),
+                    ..AppOptions::default()
+                },
+            )
+            .unwrap(),
         )
-        .unwrap();
-        (app, rx)
     };
-    let (mut first, rx) = open();
-    drain(&mut first, &rx);
+    let mut first = open();
+    first.drain();
     assert!(first.module().cells.iter().all(|c| !c.cached));
-    let (mut second, rx) = open();
-    drain(&mut second, &rx);
+    let mut second = open();
+    second.drain();
     assert!(
         second.module().cells.iter().all(|c| c.cached),
         "all from the cache"
@@ -1206,7 +1191,7 @@ fn reopening_draws_every_bar_from_the_cache() {
     // `m`: the next module's scan uses the Gram route, and the cells say so.
     second.handle(key(KeyCode::Char('m')));
     second.handle(key(KeyCode::Tab));
-    drain(&mut second, &rx);
+    second.drain();
     assert!(
         second
             .module()
@@ -1235,11 +1220,8 @@ fn a_huge_layer_number_in_a_scan_file_is_refused_before_anything_is_allocated() 
         );
         let file = tmp.path().join("huge.json");
         std::fs::write(&file, text).unwrap();
-        let (tx, _rx) = crossbeam_channel::unbounded();
         let (_, entries) = scanfile::read(&file).unwrap();
-        let e = App::for_scan_file(&file, entries, tx)
-            .err()
-            .expect("refused");
+        let e = App::for_scan_file(&file, entries).err().expect("refused");
         assert!(e.to_string().contains(words), "{e}");
     }
 }
@@ -1292,8 +1274,7 @@ fn fuzzed_scan_files_open_or_are_refused_never_panic() {
                 .collect();
             let text = format!("{{{}}}", body.join(", "));
             if let Ok((_, entries)) = scanfile::parse(&text, "fuzz.json") {
-                let (tx, _rx) = crossbeam_channel::unbounded();
-                let _ = App::for_scan_file(Path::new("fuzz.json"), entries, tx);
+                let _ = App::for_scan_file(Path::new("fuzz.json"), entries);
             }
             Ok(())
         })

@@ -38,13 +38,13 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![
         Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
         Span::styled(
-            snrscope::util::text::escape_controls(&app.doc.name).into_owned(),
+            snrscope::util::text::escape_controls(&app.doc().name).into_owned(),
             theme::bold(),
         ),
         Span::styled(format!(" ({kind}) "), theme::dim()),
         Span::raw(format!(
             "stack {} · {} layers",
-            snrscope::util::text::escape_controls(&app.doc.stack.prefix),
+            snrscope::util::text::escape_controls(&app.doc().stack.prefix),
             app.num_layers()
         )),
     ];
@@ -58,9 +58,9 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
             theme::dim(),
         ));
     }
-    if !app.doc.warnings.is_empty() {
+    if !app.doc().warnings.is_empty() {
         spans.push(Span::styled(
-            format!(" · {} warning(s) (! shows)", app.doc.warnings.len()),
+            format!(" · {} warning(s) (! shows)", app.doc().warnings.len()),
             Style::new().fg(theme::MANUAL),
         ));
     }
@@ -70,8 +70,8 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
 
 pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
     let (first, last, shown) = layout::tabs(
-        &app.doc.tab_widths(app.view.current),
-        app.view.current,
+        &app.doc().tab_widths(app.view().current),
+        app.view().current,
         area.width,
     );
     let mut spans = vec![Span::styled(layout::TABS_PREFIX, theme::dim())];
@@ -79,8 +79,8 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!("‹{first} "), theme::dim()));
     }
     for (i, _, _) in shown {
-        let m = &app.doc.modules[i];
-        let mut style = if i == app.view.current {
+        let m = &app.doc().modules[i];
+        let mut style = if i == app.view().current {
             Style::new()
                 .fg(theme::ACCENT)
                 .add_modifier(Modifier::REVERSED | Modifier::BOLD)
@@ -89,15 +89,15 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             theme::dim()
         };
-        if i == app.choice.drive {
+        if i == app.choice().drive {
             style = style.add_modifier(Modifier::UNDERLINED);
         }
-        spans.push(Span::styled(m.tab_label(i == app.view.current), style));
+        spans.push(Span::styled(m.tab_label(i == app.view().current), style));
         spans.push(Span::raw(" "));
     }
-    if last < app.doc.modules.len() {
+    if last < app.doc().modules.len() {
         spans.push(Span::styled(
-            format!("{}›", app.doc.modules.len() - last),
+            format!("{}›", app.doc().modules.len() - last),
             theme::dim(),
         ));
     }
@@ -114,7 +114,7 @@ fn gauge(frac: f64, width: usize) -> String {
 }
 
 pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
-    if let Some(e) = &app.export {
+    if let Some(e) = &app.export() {
         let frac = if e.progress.bytes_total > 0 {
             e.progress.bytes_done as f64 / e.progress.bytes_total as f64
         } else {
@@ -137,19 +137,19 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let running = app
-        .doc
+        .doc()
         .modules
         .iter()
         .find(|m| m.state == ScanState::Running);
     let queued = app
-        .doc
+        .doc()
         .modules
         .iter()
         .filter(|m| m.state == ScanState::Queued)
         .count();
     if let Some(m) = running {
         let p = m.progress;
-        let spinner = SPINNER[(app.tick % 10) as usize];
+        let spinner = SPINNER[(app.tick() % 10) as usize];
         let eta = p
             .eta()
             .map(|d| format!("ETA {}", format::duration(d)))
@@ -210,7 +210,7 @@ pub fn summary_text(app: &App) -> String {
 /// The summary in at most `width` characters: the counts always show; when the ranges do not
 /// fit, whole ranges from the middle give way to `…` (a cut range would misstate the slices).
 pub fn summary_fitted(app: &App, width: usize) -> String {
-    let sel = app.choice.selection();
+    let sel = app.choice().selection();
     let dropped = sel.dropped();
     let ranges: Vec<String> = sel
         .kept_ranges()
@@ -221,7 +221,7 @@ pub fn summary_fitted(app: &App, width: usize) -> String {
     let kept = n - dropped.len();
     let mut tail = format!("  {kept}/{n} layers");
     if let Some(m) = app.model() {
-        let z = plan::sizes(m, &app.doc.stack, &dropped);
+        let z = plan::sizes(m, &app.doc().stack, &dropped);
         tail.push_str(&format!(
             "  {} → {} params",
             snrscope::util::bytes::human_count(z.params_before),
@@ -261,15 +261,15 @@ pub enum PplLook {
 /// The perplexity part of the summary: `ppl 12.31 → 14.08 (+14.4 %)`, with progress while a
 /// job runs and marked stale once the choice moved on; `None` before the first `p`.
 pub fn ppl_text(app: &App) -> Option<(String, PplLook)> {
-    let ev = &app.evals;
+    let ev = &app.evals();
     let st = &ev.state;
-    let current = app.choice.selection().dropped();
+    let current = app.choice().selection().dropped();
     let orig = st
         .original
         .as_ref()
         .map(|o| format_perplexity(o.perplexity));
     if ev.running() {
-        let spinner = SPINNER[(app.tick % 10) as usize];
+        let spinner = SPINNER[(app.tick() % 10) as usize];
         let stage = match &st.progress {
             Some((_, Stage::Loading { .. })) => "loading".to_string(),
             Some((_, s @ Stage::Scoring { .. })) => format!("{:.0} %", 100.0 * s.fraction()),
@@ -338,7 +338,7 @@ pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(" rule ", theme::dim()),
         Span::raw(app.rule_text()),
     ];
-    if app.view.current != app.choice.drive {
+    if app.view().current != app.choice().drive {
         spans.push(Span::styled(
             format!("  · {} on screen (d: let it drive)", app.module().name),
             Style::new().fg(theme::MANUAL),
@@ -348,7 +348,7 @@ pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
-    if let Some(s) = &app.status {
+    if let Some(s) = &app.status() {
         let style = match s.kind {
             StatusKind::Info => Style::new(),
             StatusKind::Ok => Style::new().fg(theme::KEEP_MANUAL),

@@ -114,8 +114,8 @@ impl Scale {
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let m = app.module();
     let n = app.num_layers();
-    let g = layout::chart_geom(area, n, app.view.offset);
-    let scale = Scale::for_module(m, app.view.log_scale);
+    let g = layout::chart_geom(area, n, app.view().offset);
+    let scale = Scale::for_module(m, app.view().log_scale);
     let range = if g.visible < n {
         format!(
             "layers {}–{} of {n}",
@@ -127,7 +127,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let scale_text = match &scale {
         Some(s) => s.describe(),
-        None if app.view.log_scale => "log scale".into(),
+        None if app.view().log_scale => "log scale".into(),
         None => "linear scale".into(),
     };
     // Which layers show comes before the scale's words, which are the first to be cut.
@@ -144,15 +144,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if g.bars.height == 0 || g.visible == 0 {
         return;
     }
-    let threshold = match app.choice.rule {
-        Rule::Below(x) if app.view.current == app.choice.drive => Some(x),
+    let threshold = match app.choice().rule {
+        Rule::Below(x) if app.view().current == app.choice().drive => Some(x),
         _ => None,
     };
     draw_axis(&g, scale.as_ref(), threshold, buf);
     // Marks follow the driving module's choice even while another module is on screen.
     for i in g.offset..g.offset + g.visible {
         let x = g.bars.x + (i - g.offset) as u16 * g.slot;
-        if i == app.view.cursor {
+        if i == app.view().cursor {
             let cursor = Rect::new(x, g.bars.y, g.bar_w, g.marks_y + 1 - g.bars.y);
             buf.set_style(cursor, Style::new().bg(theme::CURSOR_BG));
         }
@@ -367,13 +367,13 @@ fn draw_mark(app: &App, g: &ChartGeom, x: u16, layer: usize, buf: &mut Buffer) {
     let Some(c) = buf.cell_mut((cx, g.marks_y)) else {
         return;
     };
-    match theme::mark(app.choice.mark(layer)) {
+    match theme::mark(app.choice().mark(layer)) {
         Some((sym, style)) => {
             c.set_symbol(sym);
             c.set_style(style);
         }
         // Without colour the shaded column does not show: point at the cursor.
-        None if layer == app.view.cursor => {
+        None if layer == app.view().cursor => {
             c.set_symbol(theme::GLYPH_CURSOR);
             c.set_style(theme::bold());
         }
@@ -383,7 +383,7 @@ fn draw_mark(app: &App, g: &ChartGeom, x: u16, layer: usize, buf: &mut Buffer) {
 
 fn draw_labels(app: &App, g: &ChartGeom, buf: &mut Buffer) {
     let slot = g.slot as usize;
-    let cursor = app.view.cursor;
+    let cursor = app.view().cursor;
     let digits = app.num_layers().saturating_sub(1).to_string().len();
     // Label every k-th layer so labels never overlap.
     let every = [1usize, 2, 5, 10, 20, 50, 100, 1000]
@@ -393,7 +393,7 @@ fn draw_labels(app: &App, g: &ChartGeom, buf: &mut Buffer) {
     let x_of = |i: usize| g.bars.x + ((i - g.offset) * slot) as u16;
     let right = g.bars.x + g.bars.width;
     let style_of = |i: usize| {
-        if app.choice.selection().is_dropped(i) {
+        if app.choice().selection().is_dropped(i) {
             Style::new().fg(theme::DROP_RULE)
         } else {
             theme::dim()

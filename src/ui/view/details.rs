@@ -23,7 +23,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if area.height == 0 {
         return;
     }
-    let layer = app.view.cursor;
+    let layer = app.view().cursor;
     let block = Block::bordered().title(format!(" Layer {layer} "));
     let Some(cell) = app.current_cell() else {
         Paragraph::new("no layer").block(block).render(area, buf);
@@ -118,7 +118,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    let (fate, style) = theme::fate(app.choice.mark(layer));
+    let (fate, style) = theme::fate(app.choice().mark(layer));
     lines.push(Line::from(vec![
         Span::styled("choice ", theme::dim()),
         Span::styled(fate, style),

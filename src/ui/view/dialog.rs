@@ -72,7 +72,7 @@ pub fn render_dialog(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
     if matches!(d.kind, DialogKind::Yaml | DialogKind::Model) {
         lines.push(Line::raw(format!(
             "keep {}",
-            plan::format_ranges(&app.choice.selection().kept_ranges())
+            plan::format_ranges(&app.choice().selection().kept_ranges())
         )));
         let unknown = app.drive_module().unknown();
         if unknown > 0 {
@@ -132,7 +132,7 @@ pub fn render_question(q: &Question, area: Rect, buf: &mut Buffer) {
 
 pub fn render_quit_prompt(app: &App, area: Rect, buf: &mut Buffer) {
     let mut lines = Vec::new();
-    if let Some(e) = &app.export {
+    if let Some(e) = &app.export() {
         lines.push(Line::raw(format!(
             "An export to {} is still running; quitting cancels it.",
             e.out.display()

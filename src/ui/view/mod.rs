@@ -67,9 +67,9 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
     }
     bars::header(app, a.header, buf);
     bars::tabs(app, a.tabs, buf);
-    if app.view.spectrum_zoom {
+    if app.view().spectrum_zoom {
         spectrum::render(app, a.main, buf);
-    } else if app.view.sorted {
+    } else if app.view().sorted {
         sorted::render(app, a.main, buf);
     } else {
         chart::render(app, a.main, buf);
@@ -82,10 +82,10 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
     bars::summary(app, a.summary, buf);
     bars::rule(app, a.rule, buf);
     bars::status(app, a.status, buf);
-    match &app.overlay {
+    match &app.overlay() {
         Overlay::None => {}
         Overlay::Help => help::render(area, buf),
-        Overlay::Warnings => help::render_warnings(&app.doc.warnings, area, buf),
+        Overlay::Warnings => help::render_warnings(&app.doc().warnings, area, buf),
         Overlay::Jump(e) => dialog::render_jump(app, e, area, buf),
         Overlay::Dialog(d) => dialog::render_dialog(app, d, area, buf),
         Overlay::Question(q) => dialog::render_question(q, area, buf),

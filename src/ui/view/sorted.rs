@@ -38,10 +38,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     for (row, &layer) in order
         .iter()
         .enumerate()
-        .skip(app.view.list_offset)
+        .skip(app.view().list_offset)
         .take(rows)
     {
-        let y = inner.y + 1 + (row - app.view.list_offset) as u16;
+        let y = inner.y + 1 + (row - app.view().list_offset) as u16;
         let cell = &m.cells[layer];
         let (value, vstyle) = match cell.kind() {
             Kind::Infinite => ("∞".to_string(), theme::bold().fg(theme::INFINITE)),
@@ -54,7 +54,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Kind::Pending => ("pending".into(), theme::dim()),
             Kind::Missing => ("no weight".into(), theme::dim()),
         };
-        let mark = app.choice.mark(layer);
+        let mark = app.choice().mark(layer);
         let (glyph, gstyle) = theme::mark(mark).unwrap_or((" ", Style::new()));
         let (fate, fstyle) = theme::fate(mark);
         let mut line = Line::from(vec![
@@ -65,7 +65,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::raw(" "),
             Span::styled(fate, fstyle),
         ]);
-        if layer == app.view.cursor {
+        if layer == app.view().cursor {
             line = line.patch_style(Style::new().add_modifier(Modifier::REVERSED));
         }
         buf.set_line(inner.x, y, &line, inner.width);

@@ -17,7 +17,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if area.width < 10 || area.height < 4 {
         return;
     }
-    let layer = app.view.cursor;
+    let layer = app.view().cursor;
     let block = Block::bordered().title(format!(" Spectrum · layer {layer} "));
     let stats = app.current_cell().and_then(|c| match &c.value {
         Value::Stats(s) => Some(s),

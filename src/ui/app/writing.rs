@@ -1,0 +1,227 @@
+//! Writing what the user asks for: the dialogs, where a path points, and the write requests
+//! (the files are written by the runtime, which reports back).
+
+use super::*;
+use crate::ui::write_job::{Content, Outcome, WriteJob};
+
+impl App {
+    // ---- writing ----
+
+    /// The file or folder name a dialog suggests first.
+    pub fn default_name(&self, kind: DialogKind) -> String {
+        let base = sanitize(&self.doc.name);
+        match kind {
+            DialogKind::Yaml => format!("{base}-pruned.yml"),
+            DialogKind::Model => format!("{base}-pruned"),
+            DialogKind::ScanJson => format!("{base}-snr.json"),
+            DialogKind::Unfrozen => format!("{base}-unfrozen.yml"),
+        }
+    }
+
+    pub(super) fn open_dialog(&mut self, kind: DialogKind, then_quit: bool) {
+        let path = self
+            .last_paths
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| self.default_name(kind));
+        let mut d = Dialog::new(kind, path);
+        match kind {
+            DialogKind::Yaml => {
+                let hint = if self.is_scan_file() {
+                    "required: the model's Hugging Face repo id or folder (a scan file is not a model)"
+                } else {
+                    "mergekit's model: (a repo id, or the folder; a relative path reads as a repo id)"
+                };
+                d = d.with_field("model", self.model_name.clone(), Some(hint.into()));
+            }
+            DialogKind::Unfrozen => {
+                d = d.with_field(
+                    "top %",
+                    "50",
+                    Some("share of layers per module type".into()),
+                );
+            }
+            _ => {}
+        }
+        d.then_quit = then_quit;
+        self.overlay = Overlay::Dialog(d);
+    }
+
+    /// `e`: asks first when the plan is doubtful (unscanned layers kept, nothing dropped).
+    pub(super) fn export_requested(&mut self) {
+        if self.is_scan_file() {
+            self.set_status(
+                "cannot export a model from a scan file: open the model folder instead",
+                StatusKind::Error,
+            );
+            return;
+        }
+        if self.export.is_some() {
+            self.set_status("an export is already running", StatusKind::Info);
+            return;
+        }
+        let unknown = self.drive_module().unknown();
+        let dropped = self.choice.selection().dropped().len();
+        let reason = if unknown > 0 {
+            Some(format!(
+                "{unknown} layer(s) have no {} SNR yet (not scanned, or failed): they will be kept",
+                self.drive_module().name
+            ))
+        } else if dropped == 0 {
+            let size = self.model().map_or(0, |m| m.total_bytes());
+            Some(format!(
+                "nothing is dropped: this writes a full copy of {}",
+                human_bytes(size)
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => self.overlay = Overlay::Question(Question::ExportAnyway(r)),
+            None => self.open_dialog(DialogKind::Model, false),
+        }
+    }
+
+    /// Asks for what a dialog wants written; `replace` once the user said yes to replacing.
+    /// The path is resolved and checked by the runtime, which reports back ([`App::on_written`]).
+    pub(super) fn submit(&mut self, mut d: Dialog, replace: bool) {
+        d.error = None;
+        d.replace = None;
+        if d.path().trim().is_empty() {
+            d.error = Some("give a path to write to".into());
+            self.overlay = Overlay::Dialog(d);
+            return;
+        }
+        // Remembered even when this attempt fails or is not confirmed: the next dialog of the
+        // kind starts from what the user typed, never silently from the default again.
+        self.last_paths.insert(d.kind, d.path().to_string());
+        if d.kind == DialogKind::Yaml {
+            let name = d.field("model").unwrap_or_default().trim().to_string();
+            if name.is_empty() {
+                d.error =
+                    Some("give the model name mergekit should load (its repo id or folder)".into());
+                d.focus = 1;
+                self.overlay = Overlay::Dialog(d);
+                return;
+            }
+            self.model_name = name;
+        }
+        let content = match d.kind {
+            DialogKind::Yaml => Content::MergekitYaml(self.plan()),
+            DialogKind::ScanJson => {
+                let entries = self.scan_entries();
+                Content::ScanJson {
+                    text: scanfile::to_json(&entries),
+                    entries: entries.len(),
+                }
+            }
+            DialogKind::Unfrozen => {
+                let top: f64 = match d.field("top %").unwrap_or("50").trim().parse() {
+                    Ok(t) if (0.0..=100.0).contains(&t) => t,
+                    _ => {
+                        d.error = Some("top % must be a number from 0 to 100".into());
+                        d.focus = 1;
+                        self.overlay = Overlay::Dialog(d);
+                        return;
+                    }
+                };
+                Content::Unfrozen {
+                    groups: self.unfrozen_groups(),
+                    top_percent: top,
+                }
+            }
+            DialogKind::Model => {
+                let Some(model) = self.model().cloned() else {
+                    return;
+                };
+                Content::Model {
+                    model,
+                    plan: self.plan(),
+                }
+            }
+        };
+        self.outbox.push(Effect::Write(Box::new(WriteJob {
+            default_name: self.default_name(d.kind),
+            dialog: d,
+            replace,
+            inputs: self.inputs(),
+            content,
+        })));
+    }
+
+    /// What the runtime did with a write: done (say so), running (the export), or back to the
+    /// dialog with the "Replace?" question or the reason.
+    pub(super) fn on_written(&mut self, job: Box<WriteJob>, outcome: Outcome) {
+        let WriteJob { dialog: mut d, content, .. } = *job;
+        match outcome {
+            Outcome::Written(path) => {
+                if d.kind == DialogKind::Yaml {
+                    self.choice.mark_saved();
+                }
+                self.set_status(reports::written(&path, &content), StatusKind::Ok);
+                if d.then_quit {
+                    self.shutdown();
+                }
+            }
+            Outcome::Started(path) => {
+                self.export = Some(ExportJob::new(path.clone()));
+                self.set_status(
+                    format!("exporting to {}…", path.display()),
+                    StatusKind::Info,
+                );
+            }
+            Outcome::Exists(path) => {
+                d.replace = Some(path);
+                self.overlay = Overlay::Dialog(d);
+            }
+            Outcome::Failed(e) => {
+                d.error = Some(e);
+                self.overlay = Overlay::Dialog(d);
+            }
+        }
+    }
+
+    /// Spectrum's groups from every module type with values.
+    pub(super) fn unfrozen_groups(&self) -> Vec<export::UnfrozenGroup> {
+        self.doc
+            .modules
+            .iter()
+            .filter(|m| m.cells.iter().any(|c| c.snr().is_some()))
+            .map(|m| export::UnfrozenGroup {
+                module_type: m.name.clone(),
+                modules: m
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(l, c)| {
+                        c.snr().map(|s| {
+                            let name = if c.name.is_empty() {
+                                format!("{}.{l}.{}", self.doc.stack.prefix, m.name)
+                            } else {
+                                c.name
+                                    .strip_suffix(".weight")
+                                    .unwrap_or(&c.name)
+                                    .to_string()
+                            };
+                            (name, s)
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if s.is_empty() { "model".into() } else { s }
+}
