@@ -10,7 +10,10 @@ use snrscope::{
     spectrum::scan::{ScanJob, ScanOptions},
 };
 
-use super::{msg::EvalText, state::eval_job::EvalSetup, write_job::WriteJob};
+use super::{
+    eval_text::{EvalSetup, EvalText},
+    write_job::WriteJob,
+};
 
 #[derive(Debug)]
 pub enum Effect {

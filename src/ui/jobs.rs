@@ -18,8 +18,8 @@ use snrscope::{
 use super::{
     app::App,
     effect::Effect,
-    msg::{EvalMsg, EvalText, ExportMsg, Msg},
-    state::eval_job::EvalSetup,
+    eval_text::{EvalSetup, EvalText},
+    msg::{EvalMsg, ExportMsg, Msg},
     write_job::{self, Content, Outcome, WriteJob},
 };
 

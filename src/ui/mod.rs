@@ -13,6 +13,7 @@
 mod action;
 mod app;
 mod effect;
+mod eval_text;
 mod format;
 mod jobs;
 mod keys;
@@ -26,7 +27,7 @@ mod tests;
 mod view;
 mod write_job;
 
-pub(crate) use state::eval_job::EvalSetup;
+pub(crate) use eval_text::EvalSetup;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
@@ -50,7 +51,7 @@ pub struct Explore {
     /// `--no-cache`: neither read nor write the scan cache.
     pub no_cache: bool,
     /// What `p` evaluates on (`--text`, `--max-tokens`, `--window`).
-    pub eval: state::eval_job::EvalSetup,
+    pub eval: EvalSetup,
 }
 
 /// Opens the explorer.

@@ -5,15 +5,16 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
-use std::sync::Arc;
-
 use snrscope::{
     export::{ExportProgress, ExportSummary},
     forward::EvalEvent,
     spectrum::scan::ScanEvent,
 };
 
-use super::write_job::{Outcome, WriteJob};
+use super::{
+    eval_text::EvalText,
+    write_job::{Outcome, WriteJob},
+};
 
 #[derive(Debug)]
 pub enum Msg {
@@ -53,14 +54,4 @@ pub enum EvalMsg {
     /// The text, tokenized (sent once, before the first forward pass).
     Text(Result<EvalText, String>),
     Event(EvalEvent),
-}
-
-/// The tokenized text, once read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvalText {
-    pub tokens: Arc<[u32]>,
-    /// The file, or the built-in sample's name.
-    pub name: String,
-    /// Ids that are the tokenizer's unknown token.
-    pub unknown: usize,
 }

@@ -15,6 +15,7 @@ mod fused;
 mod fuzz_readers;
 mod fuzz_torch_bin;
 mod gram;
+mod house;
 mod model_open;
 mod oracle;
 mod parts;

@@ -22,6 +22,7 @@ use crossterm::event::{MouseButton, MouseEventKind};
 use super::{
     action::Action,
     effect::Effect,
+    eval_text::EvalSetup,
     format,
     keys::{self, Mode},
     layout::{self, Flags},
@@ -29,7 +30,7 @@ use super::{
     state::{
         choice::{self, Choice},
         document::{Cell, Document, Kind, ModuleView, ScanState, Source},
-        eval_job::{EvalSetup, Evals},
+        eval_job::Evals,
         export_job::ExportJob,
         overlay::{Dialog, DialogKind, LineEdit, Overlay, Question, Status, StatusKind},
         scans::Scans,

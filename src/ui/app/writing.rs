@@ -152,7 +152,11 @@ impl App {
     /// What the runtime did with a write: done (say so), running (the export), or back to the
     /// dialog with the "Replace?" question or the reason.
     pub(super) fn on_written(&mut self, job: Box<WriteJob>, outcome: Outcome) {
-        let WriteJob { dialog: mut d, content, .. } = *job;
+        let WriteJob {
+            dialog: mut d,
+            content,
+            ..
+        } = *job;
         match outcome {
             Outcome::Written(path) => {
                 if d.kind == DialogKind::Yaml {

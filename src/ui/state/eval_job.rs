@@ -3,7 +3,7 @@
 //! tokenized on the job's thread (the UI thread does no I/O) and handed back, so later jobs
 //! reuse it.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use snrscope::{
     checkpoint::Model,
@@ -12,32 +12,9 @@ use snrscope::{
 
 use crate::ui::{
     effect::Effect,
-    msg::{EvalMsg, EvalText},
+    eval_text::{EvalSetup, EvalText},
+    msg::EvalMsg,
 };
-
-/// What the explorer evaluates on (`--text`, `--max-tokens`, `--window`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EvalSetup {
-    /// A UTF-8 text; the built-in English sample when `None`.
-    pub text: Option<PathBuf>,
-    /// Tokens scored: the explorer answers in seconds rather than minutes, so a choice can be
-    /// compared with the next one quickly.
-    pub max_tokens: usize,
-    /// Longest window [default: the model's context, capped by `max_tokens`].
-    pub window: Option<usize>,
-    pub threads: usize,
-}
-
-impl Default for EvalSetup {
-    fn default() -> Self {
-        EvalSetup {
-            text: None,
-            max_tokens: 1024,
-            window: Some(512),
-            threads: 0,
-        }
-    }
-}
 
 /// Everything the screen shows about perplexity.
 #[derive(Default)]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crate::ui::{
     app::{App, AppOptions},
+    eval_text::EvalSetup,
     msg::Msg,
-    state::{eval_job::EvalSetup, overlay::StatusKind},
+    state::overlay::StatusKind,
     view::bars::{PplLook, ppl_text},
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

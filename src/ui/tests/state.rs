@@ -1160,7 +1160,6 @@ fn reopening_draws_every_bar_from_the_cache() {
         tmp.path().join("cache"),
     ));
     let open = || {
-        
         Session::new(
             App::for_model(
                 Arc::new(Model::open(&dir).unwrap()),
