@@ -82,7 +82,7 @@ impl ModelSpec {
     }
 
     /// Parameters of every tensor the spec generates.
-    pub fn num_params(&self) -> u64 {
+    pub(crate) fn num_params(&self) -> u64 {
         let (h, kv, ff, v) = (
             self.hidden as u64,
             self.kv_dim() as u64,
@@ -98,7 +98,7 @@ impl ModelSpec {
         self.hidden / self.heads
     }
 
-    pub fn kv_dim(&self) -> usize {
+    pub(crate) fn kv_dim(&self) -> usize {
         self.kv_heads * self.head_dim()
     }
 
@@ -218,7 +218,7 @@ pub fn write_model(dir: &Path, spec: &ModelSpec) -> io::Result<()> {
 
 /// [`write_model`], telling `report` each step as it starts (the demo's first run takes a
 /// while on a slow machine).
-pub fn write_model_reporting(
+pub(crate) fn write_model_reporting(
     dir: &Path,
     spec: &ModelSpec,
     report: &mut dyn FnMut(&str),

@@ -49,7 +49,7 @@ pub enum Layout {
 
 impl Layout {
     /// The stored shape the fused tensor must have.
-    pub fn stored_shape(&self) -> (usize, usize) {
+    pub(crate) fn stored_shape(&self) -> (usize, usize) {
         match *self {
             Layout::Concatenated { q, kv, hidden } => (q + 2 * kv, hidden),
             Layout::Conv1dColumns { hidden } => (hidden, 3 * hidden),
@@ -68,7 +68,7 @@ impl Layout {
     }
 
     /// Where V sits in the stored tensor.
-    pub fn v_slice(&self) -> TensorSlice {
+    pub(crate) fn v_slice(&self) -> TensorSlice {
         match *self {
             Layout::Concatenated { q, kv, .. } => TensorSlice {
                 axis: Axis::Rows,
@@ -128,7 +128,7 @@ impl Layout {
 
 /// A fused attention projection snrscope knows, as it appears in a layer.
 #[derive(Debug, Clone, Copy)]
-pub struct KnownArchitecture {
+pub(crate) struct KnownArchitecture {
     /// config.json's `model_type`.
     pub model_type: &'static str,
     /// Human name for messages and the README.
@@ -139,15 +139,8 @@ pub struct KnownArchitecture {
     layout: fn(&Value) -> Result<Layout, String>,
 }
 
-impl KnownArchitecture {
-    /// The layout `config` describes, or what is missing from it.
-    pub fn layout(&self, config: &Value) -> Result<Layout, String> {
-        (self.layout)(config)
-    }
-}
-
 /// Every fused layout snrscope derives V for, by `model_type`.
-pub const KNOWN: &[KnownArchitecture] = &[
+pub(crate) const KNOWN: &[KnownArchitecture] = &[
     KnownArchitecture {
         model_type: "phi3",
         name: "Phi-3 / Phi-3.5 / Phi-4-mini",
@@ -206,14 +199,14 @@ pub const KNOWN: &[KnownArchitecture] = &[
 
 /// Module types that look like fused q/k/v projections (for architectures snrscope does not
 /// know: their V part is refused rather than guessed).
-pub fn looks_fused(module_type: &str) -> bool {
+pub(crate) fn looks_fused(module_type: &str) -> bool {
     let leaf = module_type.rsplit('.').next().unwrap_or(module_type);
     let l = leaf.to_ascii_lowercase();
     l.contains("qkv") || l == "query_key_value" || l == "c_attn" || l == "in_proj"
 }
 
 /// `self_attn.qkv_proj` -> `self_attn.v_proj ⊂ qkv_proj`.
-pub fn derived_name(fused_type: &str) -> String {
+pub(crate) fn derived_name(fused_type: &str) -> String {
     let (parent, leaf) = match fused_type.rsplit_once('.') {
         Some((p, l)) => (format!("{p}."), l),
         None => (String::new(), fused_type),
@@ -229,7 +222,7 @@ pub fn fused_of(derived: &str) -> Option<String> {
 }
 
 /// The supported architectures, for messages: "phi3 (Phi-3 …), gpt2 (GPT-2), …".
-pub fn supported_list() -> String {
+pub(crate) fn supported_list() -> String {
     KNOWN
         .iter()
         .map(|k| format!("{} ({})", k.model_type, k.name))

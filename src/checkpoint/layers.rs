@@ -16,7 +16,7 @@ pub struct LayerName<'a> {
 
 /// Layer numbers above this are not layers: no model has a hundred thousand, and names (from
 /// headers and scan files anyone can write) must not size the per-layer tables.
-pub const MAX_LAYER_INDEX: usize = 99_999;
+pub(crate) const MAX_LAYER_INDEX: usize = 99_999;
 
 /// Splits `model.layers.12.self_attn.v_proj.weight` into (`model.layers`, 12,
 /// `self_attn.v_proj.weight`). The *first* numeric component is the layer: in
@@ -43,7 +43,7 @@ pub fn parse_layer_name(name: &str) -> Option<LayerName<'_>> {
 }
 
 /// `self_attn.v_proj.weight` -> `self_attn.v_proj`: the module type that SNR scans group by.
-pub fn module_type_of(rest: &str) -> Option<&str> {
+pub(crate) fn module_type_of(rest: &str) -> Option<&str> {
     rest.strip_suffix(".weight")
 }
 
@@ -99,7 +99,7 @@ impl Stack {
             .or_else(|| self.modules.keys().next().map(String::as_str))
     }
 
-    pub fn missing_layers(&self) -> Vec<usize> {
+    pub(crate) fn missing_layers(&self) -> Vec<usize> {
         (0..self.num_layers)
             .filter(|i| !self.tensors.contains_key(i))
             .collect()

@@ -7,12 +7,12 @@ mod error;
 pub mod fused;
 mod index;
 pub mod layers;
-pub mod pickle;
+mod pickle;
 mod safetensors_header;
 mod shard;
 pub mod slice;
 mod tensor;
-pub mod torch_bin;
+mod torch_bin;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -217,7 +217,7 @@ impl Model {
     /// Asks the kernel to start reading the tensor's pages now, asynchronously: a sequential
     /// copy (the export) then finds them in the page cache instead of faulting them in one
     /// small read-around window at a time, which on a cold cache is several times slower.
-    pub fn prefetch(&self, t: &TensorEntry) {
+    pub(crate) fn prefetch(&self, t: &TensorEntry) {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;

@@ -16,7 +16,7 @@ use safetensors::Dtype;
 
 /// A tensor as the pickle describes it: a view of a storage (a zip entry `data/<key>`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PickledTensor {
+pub(crate) struct PickledTensor {
     pub name: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
@@ -34,7 +34,7 @@ pub struct PickledTensor {
 /// functions may be called (`REDUCE`), `OrderedDict` may be called with no arguments (an empty
 /// dict), the storage classes may appear only inside a storage's persistent id, and the two
 /// types only as `_rebuild_from_type_v2`'s type argument.
-pub const ALLOWED_GLOBALS: &[&str] = &[
+pub(crate) const ALLOWED_GLOBALS: &[&str] = &[
     "collections.OrderedDict",
     "torch._utils._rebuild_tensor_v2",
     "torch._utils._rebuild_tensor",
@@ -62,7 +62,7 @@ const STORAGES: &[(&str, Dtype)] = &[
 
 /// Why a pickle was refused. The caller adds the file's name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PickleError {
+pub(crate) enum PickleError {
     /// A global outside [`ALLOWED_GLOBALS`], or an allowed one used for something else.
     #[error(
         "{what}; snrscope never runs pickled code and reads only tensors and plain containers \
@@ -1053,7 +1053,7 @@ fn long_le(b: &[u8]) -> Node {
 }
 
 /// Reads a checkpoint's pickle: a dict (or `OrderedDict`) of name → tensor, in file order.
-pub fn read_state_dict(data: &[u8]) -> Result<Vec<PickledTensor>, PickleError> {
+pub(crate) fn read_state_dict(data: &[u8]) -> Result<Vec<PickledTensor>, PickleError> {
     let mut m = Machine {
         data,
         pos: 0,

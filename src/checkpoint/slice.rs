@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 /// Marks a derived module type: `self_attn.v_proj ⊂ qkv_proj`.
-pub const SUBSET_MARK: &str = " ⊂ ";
+pub(crate) const SUBSET_MARK: &str = " ⊂ ";
 
 /// Which axis of the stored tensor a slice selects (the other axis is taken whole).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ pub struct TensorEntry {
 }
 
 impl TensorEntry {
-    pub fn num_elements(&self) -> u64 {
+    pub(crate) fn num_elements(&self) -> u64 {
         self.shape.iter().map(|&d| d as u64).product()
     }
 
@@ -24,7 +24,7 @@ impl TensorEntry {
     }
 
     /// `(rows, cols)` for a 2-D tensor.
-    pub fn matrix_shape(&self) -> Option<(usize, usize)> {
+    pub(crate) fn matrix_shape(&self) -> Option<(usize, usize)> {
         match self.shape.as_slice() {
             &[r, c] => Some((r, c)),
             _ => None,

@@ -16,7 +16,7 @@ use super::{error::OpenError, pickle, shard::Shard, tensor::TensorEntry};
 const MAX_PICKLE: u64 = 64 << 20;
 
 /// Why a `.bin` could not be read (the caller names the file).
-pub type Problem = String;
+pub(crate) type Problem = String;
 
 /// One PyTorch `.bin` file: its zip directory and pickle are read, nothing else.
 pub(crate) fn open_shard(
@@ -45,7 +45,11 @@ pub(crate) fn open_shard(
 }
 
 /// The tensors of one `.bin` file, as entries of shard `shard`, in the pickle's order.
-pub fn read_entries(file: &File, len: u64, shard: usize) -> Result<Vec<TensorEntry>, Problem> {
+pub(crate) fn read_entries(
+    file: &File,
+    len: u64,
+    shard: usize,
+) -> Result<Vec<TensorEntry>, Problem> {
     let mut zip = match ZipArchive::new(file) {
         Ok(z) => z,
         Err(e) => return Err(not_a_zip(file, len, &e)),
@@ -279,7 +283,7 @@ fn entry_for(
 }
 
 /// `true` for a file name this module reads (a single `.bin` given by the user).
-pub fn is_bin_name(path: &Path) -> bool {
+pub(crate) fn is_bin_name(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "bin")
 }
 

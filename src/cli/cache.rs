@@ -1,17 +1,13 @@
 //! `snrscope cache`: where the scan cache is, its size, clearing and trimming it; and how the
 //! scanning subcommands (scan, export) set up and report the cache.
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use color_eyre::eyre::{WrapErr, eyre};
 
 use snrscope::{
-    spectrum::{
-        cache::{self, Cache},
-        scan::{MatrixResult, ScanOptions},
-        snr::Method,
-    },
+    spectrum::cache::{self, Cache},
     util::bytes::human_bytes,
 };
 
@@ -79,48 +75,4 @@ pub fn run(args: CacheArgs) -> color_eyre::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The options of a command-line scan: the user's cache unless `no_cache`.
-pub fn scan_options(threads: usize, method: Method, no_cache: bool) -> ScanOptions {
-    ScanOptions {
-        threads,
-        method,
-        cache: if no_cache {
-            None
-        } else {
-            Cache::user().map(Arc::new)
-        },
-    }
-}
-
-/// After a scan: the cache's warnings, what it saved, Gram's fallbacks; trims the cache.
-pub fn report(options: &ScanOptions, results: &[Option<MatrixResult>]) {
-    let done: Vec<&MatrixResult> = results.iter().flatten().collect();
-    if options.method == Method::Gram {
-        let computed = done.iter().filter(|r| !r.cached && r.outcome.is_ok());
-        let to_svd = computed.filter(|r| r.method == Method::Svd).count();
-        if to_svd > 0 {
-            eprintln!(
-                "note: the Gram method left {to_svd} matrices to the SVD (it could not guarantee \
-                 their SNR); the scan file records each matrix's method"
-            );
-        }
-    }
-    let Some(cache) = &options.cache else {
-        return;
-    };
-    for w in cache.take_warnings() {
-        eprintln!("warning: scan cache: {w}");
-    }
-    let reused = done.iter().filter(|r| r.cached).count();
-    eprintln!(
-        "scan cache: {reused} of {} matrices reused, {} computed ({})",
-        done.len(),
-        done.len() - reused,
-        cache.root().display()
-    );
-    if let Err(e) = cache.prune(cache::DEFAULT_MAX_BYTES) {
-        eprintln!("warning: scan cache: cannot trim: {e}");
-    }
 }

@@ -17,8 +17,8 @@ use snrscope::{
 };
 
 use super::{
-    export::{LayerList, check_layers, module_for, parse_layers, parse_rule},
-    scan::{bytes_bar, scan_with_bar},
+    args::{LayerList, ScanFlags, check_layers, module_for, parse_layers, parse_rule},
+    common::{self, bytes_bar, scan_with_bar},
 };
 
 #[derive(Debug, Args)]
@@ -199,8 +199,11 @@ fn choose(
     }
     let module = module_for(model, stack, args.module.as_deref())?;
     let jobs = scan::jobs_for_module(model, stack, &module);
-    let options =
-        super::cache::scan_options(args.threads, snrscope::spectrum::snr::Method::Svd, false);
+    let options = common::scan_options(&ScanFlags {
+        threads: args.threads,
+        method: snrscope::spectrum::snr::Method::Svd,
+        no_cache: false,
+    });
     let results = scan_with_bar(model, jobs.clone(), options, cancel);
     let mut table = SnrTable::for_stack(stack);
     for (job, r) in jobs.iter().zip(results) {

@@ -7,9 +7,9 @@ use clap::Args;
 use color_eyre::eyre::{bail, eyre};
 
 use snrscope::{
-    checkpoint::{Model, layers::Stack},
+    checkpoint::Model,
     export::{self, ExportError, ExportOptions, Inputs},
-    plan::{self, Plan, Request, Rule, SnrTable, format_ranges, parse_layer_list},
+    plan::{self, Plan, Request, Rule, SnrTable, format_ranges},
     scanfile,
     spectrum::scan::{self, ScanJob},
     util::{
@@ -20,7 +20,10 @@ use snrscope::{
     },
 };
 
-use super::scan::{self as scan_cli, scan_with_bar};
+use super::{
+    args::{LayerList, ScanFlags, check_layers, module_for, parse_layers, parse_rule},
+    common::{self, bytes_bar, scan_with_bar},
+};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -100,30 +103,8 @@ pub struct ExportArgs {
     /// unknown and are kept unless dropped by hand).
     #[arg(long)]
     pub allow_partial: bool,
-    /// Scan worker threads; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// How the scan gets singular values: `svd` (the reference) or `gram` (faster; see
-    /// `snrscope scan --help`).
-    #[arg(long, default_value = "svd")]
-    pub method: snrscope::spectrum::snr::Method,
-    /// Neither reuse nor store cached scan results.
-    #[arg(long)]
-    pub no_cache: bool,
-}
-
-pub(super) fn parse_rule(s: &str) -> Result<Rule, String> {
-    s.parse::<Rule>().map_err(|e| e.to_string())
-}
-
-/// `12,20-21` (a newtype: clap would read a bare `Vec` as repeated values).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerList(pub Vec<usize>);
-
-pub(super) fn parse_layers(s: &str) -> Result<LayerList, String> {
-    parse_layer_list(s)
-        .map(LayerList)
-        .map_err(|e| e.to_string())
+    #[command(flatten)]
+    pub scanning: ScanFlags,
 }
 
 /// Where the SNR values come from.
@@ -246,7 +227,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         options.force = args.force;
         options.extra_files = args.copy.clone();
         options.inputs = inputs.clone();
-        let bar = scan_cli::bytes_bar("writing");
+        let bar = bytes_bar("writing");
         bar.set_message(out.display().to_string());
         let result = export::export_model(
             model,
@@ -414,48 +395,6 @@ fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
     Ok(())
 }
 
-/// Refuses layer numbers the stack does not have (`flags`: the flag and its layers).
-pub(super) fn check_layers(
-    model: &Model,
-    stack: &Stack,
-    flags: &[(&str, &LayerList)],
-) -> color_eyre::Result<()> {
-    for (flag, list) in flags {
-        if let Some(bad) = list.0.iter().find(|&&l| l >= stack.num_layers) {
-            bail!(
-                "{flag} {bad}: {} has {} layers in `{}` (0-{})",
-                model.source.display(),
-                stack.num_layers,
-                stack.prefix,
-                stack.num_layers.saturating_sub(1)
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The module type `--module` names, else the stack's default (the value projection or its
-/// closest equivalent).
-pub(super) fn module_for(
-    model: &Model,
-    stack: &Stack,
-    requested: Option<&str>,
-) -> color_eyre::Result<String> {
-    Ok(match requested {
-        Some(m) if stack.modules.contains_key(m) => m.to_string(),
-        Some(m) => bail!(
-            "{}: no module type {m:?} in `{}`; available: {}",
-            model.source.display(),
-            stack.prefix,
-            stack.modules.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
-        None => stack
-            .default_module()
-            .ok_or_else(|| eyre!("{}: layers have no 2-D weights", model.source.display()))?
-            .to_string(),
-    })
-}
-
 /// Scans the module the plan needs (all module types of the main stack when
 /// --unfrozen-yaml asks for them), with a progress bar. Also returns how many matrices failed.
 fn scan_model(
@@ -488,7 +427,7 @@ fn scan_model(
     } else {
         scan::jobs_for_module(model, stack, &module)
     };
-    let options = super::cache::scan_options(args.threads, args.method, args.no_cache);
+    let options = common::scan_options(&args.scanning);
     let results = scan_with_bar(model, jobs.clone(), options, cancel);
     let mut failed = 0;
     for (job, r) in jobs.iter().zip(results) {

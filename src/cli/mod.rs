@@ -1,6 +1,8 @@
 //! The command line: argument parsing and the headless subcommands.
 
+mod args;
 mod cache;
+mod common;
 mod eval;
 mod export;
 mod merge;
@@ -10,6 +12,8 @@ mod signals;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+
+use args::ScanFlags;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,16 +34,6 @@ pub struct Cli {
     /// Explorer: mergekit's `model:` for the YAML [default: the model folder's absolute path].
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
-    /// Explorer: scan worker threads; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Explorer: how scans get the singular values: `svd` (the reference) or `gram` (faster on
-    /// big matrices); `m` switches in the explorer.
-    #[arg(long, default_value = "svd")]
-    pub method: snrscope::spectrum::snr::Method,
-    /// Explorer: neither read nor write the scan cache.
-    #[arg(long)]
-    pub no_cache: bool,
     /// Explorer: the UTF-8 text `p` scores the perplexity on [default: a built-in English
     /// sample, KJV Genesis 1-4].
     #[arg(long, value_name = "FILE")]
@@ -53,6 +47,8 @@ pub struct Cli {
     pub window: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub scanning: ScanFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,14 +84,14 @@ pub fn main() -> ExitCode {
             source: cli.model,
             scan: cli.scan,
             model_name: cli.model_name,
-            threads: cli.threads,
-            method: cli.method,
-            no_cache: cli.no_cache,
+            threads: cli.scanning.threads,
+            method: cli.scanning.method,
+            no_cache: cli.scanning.no_cache,
             eval: crate::ui::EvalSetup {
                 text: cli.text,
                 max_tokens: cli.max_tokens as usize,
                 window: Some(cli.window.map_or(512, |w| w as usize)),
-                threads: cli.threads,
+                threads: cli.scanning.threads,
             },
         }),
     };

@@ -1,19 +1,22 @@
 //! `snrscope scan`: headless SNR of every layer, as a table or a Spectrum-style JSON file.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Args;
 use color_eyre::eyre::{bail, eyre};
-use indicatif::{ProgressBar, ProgressStyle};
 
+use super::{
+    args::ScanFlags,
+    common::{self},
+};
 use snrscope::{
     checkpoint::Model,
     export::Inputs,
     scanfile::{self, ScanEntry},
     spectrum::{
         parts::{self, Part},
-        scan::{self, MatrixResult, ScanJob, ScanOptions},
-        snr::{Method, SnrStats},
+        scan::{self, ScanJob},
+        snr::SnrStats,
     },
     util::{cancel::CancelToken, text::escape_controls},
 };
@@ -47,19 +50,9 @@ pub struct ScanArgs {
     /// 'self_attn\.(q|k|v|o)_proj'. Default: the value projection of the main layer stack.
     #[arg(long)]
     pub modules: Option<String>,
-    /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     /// Replace an existing --out file (never one of the model's own files).
     #[arg(long)]
     pub force: bool,
-    /// How to get the singular values: `svd` (the reference) or `gram` (eigenvalues of W·Wᵀ,
-    /// 2-3x faster on large matrices; a matrix it cannot pin down is left to the SVD).
-    #[arg(long, default_value = "svd")]
-    pub method: Method,
-    /// Neither reuse nor store cached results.
-    #[arg(long)]
-    pub no_cache: bool,
     /// Scan only part K of N (1 <= K <= N): a fixed share of the matrices, balanced by work,
     /// the same on every machine. --out then writes a part file for --merge.
     #[arg(long, value_name = "K/N", conflicts_with = "merge")]
@@ -71,6 +64,8 @@ pub struct ScanArgs {
     /// With --merge: write the merged scan even if some matrices are in no part.
     #[arg(long, requires = "merge")]
     pub allow_partial: bool,
+    #[command(flatten)]
+    pub scanning: ScanFlags,
 }
 
 pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
@@ -103,17 +98,17 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     }
     let all_jobs = select_jobs(&model, args.modules.as_deref())?;
     let jobs = match args.part {
-        Some(part) => parts::share(&all_jobs, args.method, part),
+        Some(part) => parts::share(&all_jobs, args.scanning.method, part),
         None => all_jobs.clone(),
     };
-    let options = super::cache::scan_options(args.threads, args.method, args.no_cache);
-    let full = scan_with_progress(
+    let options = common::scan_options(&args.scanning);
+    let full = common::scan_with_progress(
         &model,
         jobs.clone(),
         options.clone(),
         &CancelToken::default(),
     );
-    super::cache::report(&options, &full);
+    common::report(&options, &full);
     let results: Vec<Option<Result<SnrStats, String>>> = full
         .iter()
         .map(|r| r.as_ref().map(|r| r.outcome.clone()))
@@ -131,7 +126,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                 Some(part) => parts::to_json(
                     &parts::PartInfo {
                         part,
-                        method: args.method,
+                        method: args.scanning.method,
                         model_fingerprint: parts::fingerprint(&model),
                         model: model_path.display().to_string(),
                         all_modules: all_jobs.iter().map(|j| j.module.clone()).collect(),
@@ -189,87 +184,6 @@ pub fn select_jobs(model: &Model, modules: Option<&str>) -> color_eyre::Result<V
         }
     };
     Ok(jobs)
-}
-
-/// Runs the scan with a progress bar on stderr (when it is a terminal); `stop` ends it early.
-/// Outcomes in job order, `None` for jobs that never ran.
-pub fn scan_with_bar(
-    model: &Arc<Model>,
-    jobs: Vec<ScanJob>,
-    options: ScanOptions,
-    stop: &CancelToken,
-) -> Vec<Option<Result<SnrStats, String>>> {
-    let results = scan_with_progress(model, jobs, options.clone(), stop);
-    super::cache::report(&options, &results);
-    results.into_iter().map(|r| r.map(|r| r.outcome)).collect()
-}
-
-/// [`scan_with_bar`] with every result's details (cached, method), without the report.
-fn scan_with_progress(
-    model: &Arc<Model>,
-    jobs: Vec<ScanJob>,
-    options: ScanOptions,
-    stop: &CancelToken,
-) -> Vec<Option<MatrixResult>> {
-    let bar = work_bar();
-    // Work in millions of flops: a matrix's share of the bar is its share of the time.
-    let n = jobs.len();
-    let results = scan::run_to_end(model.clone(), jobs, options, stop, |_, p| {
-        bar.set_length((p.work_total - p.cached_work).max(1.0) as u64 / 1_000_000 + 1);
-        bar.set_position(((p.work_done - p.cached_work) / 1e6) as u64);
-        let eta = p.eta().map_or("-".into(), |d| eta_text(d.as_secs()));
-        let cached = if p.cached > 0 {
-            format!(", {} cached", p.cached)
-        } else {
-            String::new()
-        };
-        bar.set_message(format!("{}/{n} matrices{cached}, ETA {eta}", p.done));
-    });
-    bar.finish_and_clear();
-    results
-}
-
-/// `45s`, `12m05s`, `3h20m`.
-fn eta_text(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
-}
-
-/// The scan's bar: its length is the scan's work, not bytes or matrix count.
-fn work_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} scanning [{bar:30}] {percent:>3}% {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// A bytes/rate/ETA bar for `what` ("scanning", "writing"); hidden when stderr is not a
-/// terminal, so scripts get clean output.
-pub fn bytes_bar(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} \
-             {{bytes_per_sec}} ETA {{eta}}"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 fn table(jobs: &[ScanJob], results: &[Option<Result<SnrStats, String>>]) -> String {

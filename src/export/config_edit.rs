@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 /// Keys that hold the number of layers of the main stack (as in `layers::config_layer_count`).
-pub const LAYER_COUNT_KEYS: &[&str] = &["num_hidden_layers", "n_layer", "num_layers", "n_layers"];
+pub(crate) const LAYER_COUNT_KEYS: &[&str] =
+    &["num_hidden_layers", "n_layer", "num_layers", "n_layers"];
 
 /// Arrays that are never per-layer even when their length happens to equal the layer count.
 const NOT_PER_LAYER: &[&str] = &[
@@ -34,7 +35,11 @@ const TEXT_CONFIGS: &[&str] = &["text_config", "llm_config", "language_config"];
 /// the layer-count keys equal to `old_layers` become `kept.len()`; every array of length
 /// `old_layers` keeps the kept layers' entries, in order; lists of layer indices
 /// (`mlp_only_layers`) are renumbered. Returns the new config and one line per edit.
-pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value, Vec<String>) {
+pub(crate) fn prune_config(
+    config: &Value,
+    old_layers: usize,
+    kept: &[usize],
+) -> (Value, Vec<String>) {
     let mut out = config.clone();
     let mut edits = Vec::new();
     let Some(top) = out.as_object_mut() else {
@@ -53,7 +58,7 @@ pub fn prune_config(config: &Value, old_layers: usize, kept: &[usize]) -> (Value
 }
 
 /// Warnings for per-layer lists whose length is not the layer count: they are copied unchanged.
-pub fn per_layer_list_warnings(config: &Value, old_layers: usize) -> Vec<String> {
+pub(crate) fn per_layer_list_warnings(config: &Value, old_layers: usize) -> Vec<String> {
     let mut out = Vec::new();
     let Some(top) = config.as_object() else {
         return out;
@@ -124,7 +129,7 @@ fn edit_object(
 /// Shortened lists keep their kept entries' original text and separators. Fails (the caller
 /// then writes the re-serialized [`prune_config`] value) only when the text is not a JSON
 /// object or the edited text would not parse back to the same value.
-pub fn prune_config_text(
+pub(crate) fn prune_config_text(
     text: &str,
     old_layers: usize,
     kept: &[usize],
@@ -217,7 +222,7 @@ fn render(text: &str, node: &json_text::Node, old: &Value, new: &Value, kept: &[
 mod json_text {
     use std::ops::Range;
 
-    pub struct Node {
+    pub(crate) struct Node {
         pub span: Range<usize>,
         pub kind: Kind,
     }

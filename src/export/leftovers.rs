@@ -100,7 +100,7 @@ fn disk_size(path: &Path) -> u64 {
 }
 
 /// Whether a process with this id runs (a process we may not signal still runs).
-pub fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     #[cfg(unix)]
     {
         let Ok(pid) = libc::pid_t::try_from(pid) else {

@@ -11,13 +11,13 @@ use std::{
 use super::{ExportError, sibling};
 
 #[derive(Debug)]
-pub struct TargetLock {
+pub(crate) struct TargetLock {
     path: PathBuf,
     file: File,
 }
 
 impl TargetLock {
-    pub fn acquire(target: &Path) -> Result<TargetLock, ExportError> {
+    pub(crate) fn acquire(target: &Path) -> Result<TargetLock, ExportError> {
         let path = sibling(target, "lock");
         let io = |e| ExportError::io(&path, "cannot create the lock file beside the output", e);
         // A holder removes the file when done; if it did so between our open and our lock, we

@@ -24,7 +24,7 @@ mod indexmap_free {
 
     use serde::Deserialize;
 
-    pub type Modules = BTreeMap<String, Module>;
+    pub(crate) type Modules = BTreeMap<String, Module>;
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ fn scalar(s: &str) -> Result<String, ExportError> {
 }
 
 /// The one-line summary at the top of the YAML.
-pub fn header_comment(plan: &Plan) -> String {
+pub(crate) fn header_comment(plan: &Plan) -> String {
     let what = match plan.dropped.len() {
         0 => "dropped no layer".to_string(),
         1 => format!("dropped layer {}", plan.dropped[0]),

@@ -14,7 +14,7 @@
 mod atomic_dir;
 mod atomic_file;
 mod config_edit;
-pub mod guard;
+mod guard;
 mod leftovers;
 mod lock;
 mod mergekit;
@@ -34,17 +34,15 @@ use crate::{
 };
 
 pub use atomic_file::write_file_atomically;
-pub use config_edit::{LAYER_COUNT_KEYS, prune_config};
+pub(crate) use config_edit::prune_config;
 pub use guard::Inputs;
-pub use model_card::{format_snr, model_card};
-pub use model_files::{MODEL_FILES, model_file_kind};
-pub use pruned_model::{
-    Hooks, check_output_folder, export_model_with_hooks, is_weight_file, pruned_tensors,
-};
+pub use model_card::format_snr;
+pub(crate) use model_card::model_card;
+pub(crate) use pruned_model::pruned_tensors;
+pub use pruned_model::{Hooks, check_output_folder, export_model_with_hooks};
 pub use safetensors_out::OutTensor;
 pub use unfrozen::{
-    UnfrozenGroup, groups_from_table, top_layers, unfrozen_groups_from_scan, unfrozen_yaml,
-    write_unfrozen_yaml,
+    UnfrozenGroup, groups_from_table, unfrozen_groups_from_scan, unfrozen_yaml, write_unfrozen_yaml,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ pub fn format_snr(snr: Option<f64>) -> String {
 }
 
 /// The model card. `params` is (before, after) when the source model is known.
-pub fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) -> String {
+pub(crate) fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) -> String {
     let kept = plan.num_layers - plan.dropped.len();
     let mut s = String::from("---\n");
     if looks_like_repo_id(&plan.model_ref) {

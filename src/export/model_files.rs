@@ -4,7 +4,7 @@
 //! `--copy NAME` adds a file by name.
 
 /// Exact names of files a Hugging Face model folder carries besides its weights.
-pub const MODEL_FILES: &[&str] = &[
+pub(crate) const MODEL_FILES: &[&str] = &[
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -39,7 +39,7 @@ pub const MODEL_FILES: &[&str] = &[
 ];
 
 /// Why a file is copied: `Some(what)` for a model file, `None` for anything else.
-pub fn model_file_kind(name: &str) -> Option<&'static str> {
+pub(crate) fn model_file_kind(name: &str) -> Option<&'static str> {
     if name.starts_with('.') {
         return None;
     }

@@ -31,7 +31,7 @@ use crate::{
 
 /// Files never copied: weights in any format and their indexes (the new ones are written),
 /// and the files written anew.
-pub fn is_weight_file(name: &str) -> bool {
+pub(crate) fn is_weight_file(name: &str) -> bool {
     const WEIGHT_EXT: &[&str] = &[
         ".safetensors",
         ".bin",
@@ -91,7 +91,7 @@ pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(
 /// The pruned model's tensors: main-stack layers renamed to contiguous indices, dropped layers
 /// left out, everything else unchanged; in natural order of the new names. The export writes
 /// them; the perplexity evaluation serves them from the memory map under the same names.
-pub fn pruned_tensors<'m>(
+pub(crate) fn pruned_tensors<'m>(
     model: &'m Model,
     plan: &Plan,
 ) -> Result<Vec<OutTensor<'m>>, ExportError> {

@@ -7,7 +7,7 @@
 use std::{io, path::Path};
 
 /// Renames `from` to `to` unless `to` exists (`AlreadyExists` then, nothing changed).
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     match linux::renameat2(from, to, libc::RENAME_NOREPLACE) {
         Err(e) if unsupported(&e) => {}
@@ -36,7 +36,7 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Atomically swaps `a` and `b` (both must exist). `Ok(false)` when the platform or filesystem
 /// cannot: the caller falls back to moving `b` aside.
-pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     match linux::renameat2(a, b, libc::RENAME_EXCHANGE) {
         Ok(()) => return Ok(true),
@@ -58,7 +58,7 @@ fn unsupported(e: &io::Error) -> bool {
 mod linux {
     use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
 
-    pub fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
+    pub(crate) fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
         let c = |p: &Path| {
             CString::new(p.as_os_str().as_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))

@@ -21,7 +21,7 @@ pub struct OutTensor<'a> {
 }
 
 /// Bytes copied between progress reports, cancel checks and page releases.
-pub const CHUNK: usize = 16 << 20;
+pub(crate) const CHUNK: usize = 16 << 20;
 
 /// Chunks whose reading is requested ahead of the copy (64 MiB in flight; page cache, not
 /// resident in this process).
@@ -29,7 +29,7 @@ const READ_AHEAD: usize = 4;
 
 /// Greedy split: a shard is closed when the next tensor would push its data past `limit`
 /// bytes (a tensor larger than `limit` gets a shard of its own).
-pub fn split_shards(tensors: &[OutTensor<'_>], limit: u64) -> Vec<Range<usize>> {
+pub(crate) fn split_shards(tensors: &[OutTensor<'_>], limit: u64) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::new();
     let mut size = 0u64;
     for (i, t) in tensors.iter().enumerate() {
@@ -49,7 +49,7 @@ pub fn split_shards(tensors: &[OutTensor<'_>], limit: u64) -> Vec<Range<usize>> 
 }
 
 /// `model.safetensors` for one shard, `model-00002-of-00005.safetensors` for several.
-pub fn shard_file_name(i: usize, n: usize) -> String {
+pub(crate) fn shard_file_name(i: usize, n: usize) -> String {
     if n == 1 {
         "model.safetensors".into()
     } else {
@@ -88,7 +88,7 @@ pub fn header(tensors: &[OutTensor<'_>]) -> Vec<u8> {
 
 /// Writes one shard to `path`. After every chunk, `after_chunk(bytes)` is called; an error
 /// from it (cancel, injected failure) stops the copy. The file is synced before returning.
-pub fn write_shard(
+pub(crate) fn write_shard(
     path: &Path,
     model: &Model,
     tensors: &[OutTensor<'_>],

@@ -16,7 +16,7 @@ pub struct UnfrozenGroup {
 
 /// spectrum.py's choice: sort by SNR descending (infinite first; a stable sort, so ties keep
 /// layer order), take `int(len * top_percent / 100)` of them.
-pub fn top_layers(group: &UnfrozenGroup, top_percent: f64) -> Vec<String> {
+pub(crate) fn top_layers(group: &UnfrozenGroup, top_percent: f64) -> Vec<String> {
     let mut sorted: Vec<&(String, f64)> =
         group.modules.iter().filter(|(_, s)| !s.is_nan()).collect();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -26,7 +26,7 @@ impl MemoryEstimate {
 /// softmax), hidden states and MLP T·(6·hidden + 3·intermediate), logits T·vocab (twice:
 /// the model's and the copy scored). The stepped path keeps per-layer K and V caches
 /// (concatenation briefly doubles them) and all logits of the batch.
-pub fn activations(arch: &ArchConfig, window: usize, batch: usize) -> u64 {
+pub(crate) fn activations(arch: &ArchConfig, window: usize, batch: usize) -> u64 {
     let (t, b) = (window as u64, batch as u64);
     let f = 4u64;
     let hidden = t * (6 * arch.hidden as u64 + 3 * arch.intermediate as u64) * f;

@@ -21,7 +21,7 @@ pub mod memory;
 pub mod models;
 mod state;
 pub mod tokens;
-pub mod weights;
+mod weights;
 
 use std::{
     collections::HashMap,
@@ -129,7 +129,7 @@ pub struct Perplexity {
 }
 
 impl Perplexity {
-    pub fn is_original(&self) -> bool {
+    pub(crate) fn is_original(&self) -> bool {
         self.dropped.is_empty()
     }
 }
@@ -183,10 +183,10 @@ pub enum EvalEvent {
 type Sink = Arc<dyn Fn(EvalEvent) + Send + Sync>;
 
 /// Sees every window's logits (`tokens` range × vocab, row-major): for tests and benchmarks.
-pub type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
+pub(crate) type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
 
 /// A running evaluation.
-pub type EvalHandle = crate::spectrum::scan::JobHandle;
+pub(crate) type EvalHandle = crate::spectrum::scan::JobHandle;
 
 /// Evaluates `choices` (each a list of dropped layers; empty = the original) over `tokens` on
 /// a background thread and hands every event to `sink`. Returns at once. Choices of one job
@@ -583,7 +583,7 @@ fn batches(windows: &[Range<usize>], batch: usize) -> Vec<Vec<Range<usize>>> {
 
 /// Σ −log p(token | the ones before it) over a window, from its logits (`len × vocab`), in
 /// f64 (log-sum-exp with the row's maximum subtracted).
-pub fn window_nll(logits: &[f32], vocab: usize, tokens: &[u32]) -> f64 {
+pub(crate) fn window_nll(logits: &[f32], vocab: usize, tokens: &[u32]) -> f64 {
     tokens
         .iter()
         .enumerate()

@@ -56,7 +56,7 @@ enum Family {
 
 /// Rotary frequencies of the Llama family, as transformers computes them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Rope {
+pub(crate) enum Rope {
     Default {
         theta: f64,
     },
@@ -71,7 +71,7 @@ pub enum Rope {
 
 impl Rope {
     /// `inv_freq`, in f32 like transformers' `_compute_*_rope_parameters`.
-    pub fn inv_freq(&self, head_dim: usize) -> Vec<f32> {
+    pub(crate) fn inv_freq(&self, head_dim: usize) -> Vec<f32> {
         let theta = match self {
             Rope::Default { theta } | Rope::Llama3 { theta, .. } => *theta as f32,
         };
@@ -434,7 +434,7 @@ impl ArchConfig {
     }
 
     /// Stepped one token at a time (no candle piece gives every position in one pass).
-    pub fn steps_tokens(&self) -> bool {
+    pub(crate) fn steps_tokens(&self) -> bool {
         matches!(self.family, Family::Gemma2(_) | Family::Phi3(_))
     }
 
@@ -449,7 +449,11 @@ impl ArchConfig {
 
     /// Adds what the family's candle model reads beyond the checkpoint: regrouped query/key
     /// rows and rotary tables (Llama family), the tied output head.
-    pub fn prepare(&self, source: &mut WeightSource, window: usize) -> Result<(), EvalError> {
+    pub(crate) fn prepare(
+        &self,
+        source: &mut WeightSource,
+        window: usize,
+    ) -> Result<(), EvalError> {
         if self.tied {
             source.alias("lm_head.weight", "model.embed_tokens.weight");
         }

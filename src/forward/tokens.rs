@@ -8,7 +8,7 @@ use super::EvalError;
 pub const SAMPLE_TEXT: &str = include_str!("../../assets/sample-en.txt");
 
 /// Where the tokens came from, for reports.
-pub const SAMPLE_NAME: &str = "built-in sample (KJV Genesis 1-4, assets/sample-en.txt)";
+pub(crate) const SAMPLE_NAME: &str = "built-in sample (KJV Genesis 1-4, assets/sample-en.txt)";
 
 /// The tokenizer's own encoding of `text`, without added special tokens (no BOS), as
 /// transformers' `tokenizer(text, add_special_tokens=False)` gives it.

@@ -19,7 +19,7 @@ use crate::{
 
 /// How a served tensor differs from its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transform {
+pub(crate) enum Transform {
     None,
     /// Rows of a query/key projection regrouped from the rotate-half rotary layout of Hugging
     /// Face checkpoints to the interleaved-pairs layout of candle's `llama2_c` model (the
@@ -34,7 +34,7 @@ pub enum Transform {
 /// f32 weights converted so far, by (source tensor, transform): shared by the original and the
 /// pruned model of one evaluation, so the second costs no memory or time.
 #[derive(Debug, Default, Clone)]
-pub struct Converted(Arc<Mutex<HashMap<(String, Transform), Tensor>>>);
+pub(crate) struct Converted(Arc<Mutex<HashMap<(String, Transform), Tensor>>>);
 
 impl Converted {
     fn get(&self, key: &(String, Transform)) -> Option<Tensor> {
@@ -49,11 +49,11 @@ impl Converted {
 }
 
 /// Called with the bytes of each source tensor as it is converted (progress).
-pub type OnLoad = Arc<dyn Fn(u64) + Send + Sync>;
+pub(crate) type OnLoad = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// The names one model sees and where each comes from.
 #[derive(Clone)]
-pub struct WeightSource {
+pub(crate) struct WeightSource {
     model: Arc<Model>,
     /// Served name -> source tensor name.
     names: HashMap<String, String>,
@@ -89,22 +89,12 @@ impl WeightSource {
         }
     }
 
-    /// Every tensor under its own name.
-    pub fn original(model: Arc<Model>, converted: Converted) -> Self {
-        let names = model
-            .tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.name.clone()))
-            .collect();
-        WeightSource::new(model, names, converted)
-    }
-
-    pub fn on_load(mut self, f: Option<OnLoad>) -> Self {
+    pub(crate) fn on_load(mut self, f: Option<OnLoad>) -> Self {
         self.on_load = f;
         self
     }
 
-    pub fn cancel_with(mut self, cancel: CancelToken) -> Self {
+    pub(crate) fn cancel_with(mut self, cancel: CancelToken) -> Self {
         self.cancel = Some(cancel);
         self
     }
@@ -120,11 +110,11 @@ impl WeightSource {
         self.names.contains_key(name) || self.made.contains_key(name)
     }
 
-    pub fn set_transform(&mut self, name: &str, t: Transform) {
+    pub(crate) fn set_transform(&mut self, name: &str, t: Transform) {
         self.transforms.insert(name.to_string(), t);
     }
 
-    pub fn add_made(&mut self, name: &str, t: Tensor) {
+    pub(crate) fn add_made(&mut self, name: &str, t: Tensor) {
         self.made.insert(name.to_string(), t);
     }
 
@@ -137,7 +127,7 @@ impl WeightSource {
         self.names.get(name).and_then(|s| self.model.tensor(s))
     }
 
-    pub fn var_builder(&self) -> VarBuilder<'static> {
+    pub(crate) fn var_builder(&self) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self.clone()), DType::F32, Device::Cpu)
     }
 
@@ -213,7 +203,7 @@ pub type Request = (String, Vec<usize>);
 /// zeros: building the model with it lists every (name, shape) it needs, so missing or
 /// misshapen tensors are reported together, and memory is estimated, before anything loads.
 #[derive(Clone)]
-pub struct Probe {
+pub(crate) struct Probe {
     source: WeightSource,
     asked: Arc<Mutex<Vec<Request>>>,
 }
@@ -226,7 +216,7 @@ impl Probe {
         }
     }
 
-    pub fn var_builder(&self) -> VarBuilder<'static> {
+    pub(crate) fn var_builder(&self) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self.clone()), DType::F32, Device::Cpu)
     }
 
@@ -265,7 +255,7 @@ impl SimpleBackend for Probe {
 }
 
 /// Problems with what a model asked for: each line names the tensor and what is wrong.
-pub fn check_requests(source: &WeightSource, asked: &[Request]) -> Vec<String> {
+pub(crate) fn check_requests(source: &WeightSource, asked: &[Request]) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, shape) in asked {
         match source.entry(name) {

@@ -66,7 +66,7 @@ impl Plan {
 
     /// Refuses plans no writer can honour: nothing kept, layers out of range, unsorted or
     /// repeated drops.
-    pub fn validate(&self) -> Result<(), PlanError> {
+    pub(crate) fn validate(&self) -> Result<(), PlanError> {
         if let Some(&bad) = self.dropped.iter().find(|&&l| l >= self.num_layers) {
             return Err(PlanError::Invalid(format!(
                 "layer {bad} is dropped but {} has only {} layers (0-{})",

@@ -8,11 +8,11 @@
 //! - [`decision`]: the [`Plan`] every writer takes;
 //! - [`model_facts`]: sizes, dtype and mergekit module names of the model being pruned.
 
-pub mod decision;
-pub mod model_facts;
-pub mod ranges;
-pub mod rule;
-pub mod table;
+mod decision;
+mod model_facts;
+mod ranges;
+mod rule;
+mod table;
 
 pub use decision::{MergekitModules, Plan, PlanError};
 pub use model_facts::{Sizes, mergekit_modules, model_dtype, sizes};

@@ -109,7 +109,7 @@ impl Mark {
     }
 
     /// A hand choice the rule disagrees with: what makes the choice differ from the rule's.
-    pub fn is_manual(self) -> bool {
+    pub(crate) fn is_manual(self) -> bool {
         matches!(self, Mark::DropManual | Mark::KeepManual)
     }
 

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// The statistics a scan writes after `snr`, `type` and `method`, in the oracle's order.
-pub const STATS_KEYS: [&str; 6] = [
+pub(crate) const STATS_KEYS: [&str; 6] = [
     "raw_snr",
     "max_singular_value",
     "threshold",
@@ -94,7 +94,7 @@ impl ScanEntry {
 
     /// Puts the extra fields in the order a scan writes them ([`STATS_KEYS`], then others by
     /// name): a parsed file's fields come back sorted by name.
-    pub fn order_extra(&mut self) {
+    pub(crate) fn order_extra(&mut self) {
         let rank = |k: &str| {
             STATS_KEYS
                 .iter()
@@ -135,7 +135,7 @@ pub enum ScanFileError {
 }
 
 /// Formats a float the way Python's `json.dumps` does, so files round-trip through both.
-pub fn python_float(x: f64) -> String {
+pub(crate) fn python_float(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
     } else if x == f64::INFINITY {
@@ -199,7 +199,7 @@ pub fn parse(text: &str, path: &str) -> Result<(ScanLayout, Vec<ScanEntry>), Sca
 }
 
 /// [`parse`] of an already parsed document (e.g. the results inside a part file).
-pub fn parse_value(
+pub(crate) fn parse_value(
     value: &Value,
     path: &str,
 ) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {

@@ -18,7 +18,7 @@ pub enum PyJson {
 
 /// Deeper nesting than any scan file needs. The parser recurses per level, so a hostile file
 /// nested tens of thousands deep would otherwise overflow the stack and abort the process.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PyJsonError {

@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Where the cache lives when nothing else is said: `$SNRSCOPE_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/snrscope`, else the platform's user cache folder (`~/.cache/snrscope`,
 /// `~/Library/Caches/snrscope`, `%LOCALAPPDATA%\snrscope\cache`).
-pub fn default_dir() -> Option<PathBuf> {
+pub(crate) fn default_dir() -> Option<PathBuf> {
     let env = |k: &str| {
         std::env::var_os(k)
             .map(PathBuf::from)
@@ -108,7 +108,7 @@ impl Key {
 
     /// The key of a part of a tensor (the V rows or columns of a fused projection), described
     /// by `part`: a part's values must never be taken for the whole tensor's, or the reverse.
-    pub fn of_part(
+    pub(crate) fn of_part(
         file: &FileIdentity,
         tensor: &TensorEntry,
         method: Method,
@@ -180,7 +180,7 @@ impl Cache {
 
     /// Is the cache folder inside `dir` (or `dir` itself)? A model folder must never receive
     /// cache files.
-    pub fn is_inside(&self, dir: &Path) -> bool {
+    pub(crate) fn is_inside(&self, dir: &Path) -> bool {
         let canon = |p: &Path| {
             // The cache folder may not exist yet: canonicalize its nearest existing ancestor.
             let mut base = p.to_path_buf();
@@ -430,7 +430,7 @@ fn decode(bytes: &[u8], key: &Key, count: usize) -> Result<Vec<f64>, String> {
 }
 
 /// Each shard's identity, looked up once per scan (`None` where the file cannot be read).
-pub fn shard_identities(model: &Model) -> Vec<Option<FileIdentity>> {
+pub(crate) fn shard_identities(model: &Model) -> Vec<Option<FileIdentity>> {
     model
         .shards
         .iter()

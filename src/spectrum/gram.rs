@@ -35,7 +35,7 @@ struct Buffers {
 }
 
 /// Bytes the Gram route allocates for a matrix whose smaller side is `n`.
-pub fn workspace_bytes(n: usize, par: Par) -> usize {
+pub(crate) fn workspace_bytes(n: usize, par: Par) -> usize {
     let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     8 * (n * n + bs * n.saturating_sub(1)) + scratch(n, par).unaligned_bytes_required()
 }
@@ -83,7 +83,7 @@ impl GramSpectrum {
     }
 
     /// The interval `s` certainly lies in, given the eigenvalue error.
-    pub fn interval(&self, s: f64) -> (f64, f64) {
+    pub(crate) fn interval(&self, s: f64) -> (f64, f64) {
         let l = s * s;
         (
             (l - self.eigenvalue_error).max(0.0).sqrt(),

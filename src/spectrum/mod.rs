@@ -4,7 +4,7 @@
 //! scans split over machines ([`parts`]).
 
 pub mod cache;
-pub mod error;
+mod error;
 pub mod gram;
 pub mod parts;
 pub mod scan;

@@ -19,7 +19,7 @@ pub fn work(rows: usize, cols: usize, method: Method) -> f64 {
 
 /// Indices of `work` from the largest to the smallest (ties in index order): the big matrices
 /// start first so that no large one is left running alone at the end.
-pub fn largest_first(work: &[f64]) -> Vec<usize> {
+pub(crate) fn largest_first(work: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..work.len()).collect();
     order.sort_by(|&a, &b| work[b].total_cmp(&work[a]).then(a.cmp(&b)));
     order
@@ -28,7 +28,7 @@ pub fn largest_first(work: &[f64]) -> Vec<usize> {
 /// Should a matrix taken with `left` matrices still untaken get all `threads` inside it? Yes
 /// once fewer remain than the other threads: some of those threads are about to run out of
 /// matrices, and would otherwise idle until this one ends.
-pub fn use_all_threads(left: usize, threads: usize) -> bool {
+pub(crate) fn use_all_threads(left: usize, threads: usize) -> bool {
     left + 1 < threads
 }
 

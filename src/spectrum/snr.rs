@@ -43,7 +43,7 @@ impl SnrStats {
 /// Quantile with linear interpolation over an ascending slice, written the way numpy's
 /// default method evaluates it (virtual index, then a two-sided lerp) so the results agree to
 /// the last bit rather than merely within rounding.
-pub fn quantile_linear(sorted_asc: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile_linear(sorted_asc: &[f64], q: f64) -> f64 {
     let n = sorted_asc.len();
     assert!(n > 0, "quantile of an empty slice");
     // numpy: virtual_index = n*q + (alpha + q*(1 - alpha - beta)) - 1 with alpha = beta = 1.
@@ -199,7 +199,7 @@ pub fn memory_bytes(rows: usize, cols: usize, method: Method, par: Par) -> usize
 }
 
 /// Refuses what no method can take: empty, wrongly sized, or non-finite input.
-pub fn check_matrix(data: &[f64], rows: usize, cols: usize) -> Result<(), SnrError> {
+pub(crate) fn check_matrix(data: &[f64], rows: usize, cols: usize) -> Result<(), SnrError> {
     if rows == 0 || cols == 0 {
         return Err(SnrError::Empty { rows, cols });
     }
@@ -299,7 +299,7 @@ pub const GRAM_TOLERANCE: f64 = 1e-6;
 
 /// Can the Gram spectrum's statistics be trusted to a relative `tolerance`? See
 /// [`gram_uncertainty`].
-pub fn gram_is_conclusive(g: &GramSpectrum, stats: &SnrStats, tolerance: f64) -> bool {
+pub(crate) fn gram_is_conclusive(g: &GramSpectrum, stats: &SnrStats, tolerance: f64) -> bool {
     gram_uncertainty(g, stats).is_some_and(|u| u <= tolerance)
 }
 
@@ -309,7 +309,7 @@ pub fn gram_is_conclusive(g: &GramSpectrum, stats: &SnrStats, tolerance: f64) ->
 /// across the threshold (another signal/noise split) or make the noise sum zero (an infinite
 /// SNR the SVD might not give, or the reverse): then only the SVD can decide. 0 for an
 /// infinite SNR that no value in the intervals can make finite.
-pub fn gram_uncertainty(g: &GramSpectrum, stats: &SnrStats) -> Option<f64> {
+pub(crate) fn gram_uncertainty(g: &GramSpectrum, stats: &SnrStats) -> Option<f64> {
     let s = &g.singular_values;
     if s.is_empty() {
         return None;

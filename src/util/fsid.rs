@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Device and inode on Unix; the canonical path elsewhere (the best the platform offers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileId {
+pub(crate) struct FileId {
     #[cfg(unix)]
     dev: u64,
     #[cfg(unix)]
@@ -21,7 +21,7 @@ impl FileId {
     }
 
     /// The identity of the directory entry itself: a symlink is not followed.
-    pub fn of_entry(path: &Path) -> Option<FileId> {
+    pub(crate) fn of_entry(path: &Path) -> Option<FileId> {
         Self::from_metadata(path, std::fs::symlink_metadata(path).ok()?)
     }
 
@@ -74,7 +74,7 @@ pub fn resolve(path: &Path) -> PathBuf {
 }
 
 /// The identities of `path`'s existing folders from itself (if it exists) up to the root.
-pub fn ancestor_ids(path: &Path) -> Vec<(PathBuf, FileId)> {
+pub(crate) fn ancestor_ids(path: &Path) -> Vec<(PathBuf, FileId)> {
     let resolved = resolve(path);
     resolved
         .ancestors()

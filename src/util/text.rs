@@ -23,7 +23,7 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
 }
 
 /// Whether `s` holds a control character (refused in files snrscope writes for other tools).
-pub fn has_controls(s: &str) -> bool {
+pub(crate) fn has_controls(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
