@@ -63,7 +63,7 @@ fn a_job_reports_progress_then_results_then_finishes() {
     assert_eq!(summary.dropped, FIXTURE_DROPPED);
     assert!(!summary.is_stale(FIXTURE_DROPPED) && summary.is_stale(&[1]));
     assert!(
-        summary.text().starts_with("ppl 588.9 → 853.8 (+45.0 %)"),
+        summary.text().starts_with("ppl 797.1 → 774.9 (-2.8 %)"),
         "{}",
         summary.text()
     );
