@@ -120,7 +120,9 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let total = write_sparse_model(&dir);
     let ids = dir.join("ids.txt");
-    let list: Vec<String> = (0..128).map(|i| ((i * 7919 + 13) % VOCAB).to_string()).collect();
+    let list: Vec<String> = (0..128)
+        .map(|i| ((i * 7919 + 13) % VOCAB).to_string())
+        .collect();
     std::fs::write(&ids, list.join(" ")).unwrap();
     let exe = std::env::current_exe().unwrap();
     let bin = exe
@@ -138,7 +140,14 @@ fn main() {
     let out = Command::new(bin)
         .arg("eval")
         .arg(&dir)
-        .args(["--drop", "2,5", "--max-tokens", "128", "--json", "--token-ids"])
+        .args([
+            "--drop",
+            "2,5",
+            "--max-tokens",
+            "128",
+            "--json",
+            "--token-ids",
+        ])
         .arg(&ids)
         .output()
         .unwrap();
@@ -156,6 +165,10 @@ fn main() {
         v["original"]["tokens_per_second"].as_f64().unwrap_or(0.0),
         rss as f64 / 1e9,
         v["memory_estimate_bytes"].as_u64().unwrap_or(0) as f64 / 1e9,
-        if rss <= 2_000_000_000 { "met" } else { "NOT met" }
+        if rss <= 2_000_000_000 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

@@ -154,10 +154,17 @@ impl ArchSpec {
             .with("sliding_window", json!(16))
             .with(
                 "layer_types",
-                json!(["sliding_attention", "sliding_attention", "full_attention",
-                       "sliding_attention"]),
+                json!([
+                    "sliding_attention",
+                    "sliding_attention",
+                    "full_attention",
+                    "sliding_attention"
+                ]),
             )
-            .with("rope_scaling", json!({"rope_type": "linear", "factor": 2.0}));
+            .with(
+                "rope_scaling",
+                json!({"rope_type": "linear", "factor": 2.0}),
+            );
         vec![
             ArchSpec::base("llama", Arch::Llama, 0x11a),
             llama3,
@@ -367,7 +374,11 @@ impl ArchSpec {
         }
         lin(&mut out, rng, "self_attn.o_proj", h, q);
         if self.flag("attention_bias") {
-            out.push(("self_attn.o_proj.bias".into(), vec![h], gaussian(rng, h, 0.1)));
+            out.push((
+                "self_attn.o_proj.bias".into(),
+                vec![h],
+                gaussian(rng, h, 0.1),
+            ));
         }
         norm(&mut out, rng, "post_attention_layernorm", h);
         if self.arch.is_gemma() {
@@ -395,7 +406,11 @@ impl ArchSpec {
                 experts(&mut out, rng, "mlp", p, Self::MOE_FF);
             }
             _ => {
-                for (p, r, c) in [("gate_proj", ff, h), ("up_proj", ff, h), ("down_proj", h, ff)] {
+                for (p, r, c) in [
+                    ("gate_proj", ff, h),
+                    ("up_proj", ff, h),
+                    ("down_proj", h, ff),
+                ] {
                     lin(&mut out, rng, &format!("mlp.{p}"), r, c);
                     if self.flag("mlp_bias") {
                         out.push((format!("mlp.{p}.bias"), vec![r], gaussian(rng, r, 0.1)));

@@ -31,7 +31,15 @@ fn peak(dir: &Path, ids: &Path) -> u64 {
     let out = Command::new(env!("CARGO_BIN_EXE_snrscope"))
         .args(["eval"])
         .arg(dir)
-        .args(["--drop", "1,2", "--max-tokens", "128", "--threads", "2", "--json"])
+        .args([
+            "--drop",
+            "1,2",
+            "--max-tokens",
+            "128",
+            "--threads",
+            "2",
+            "--json",
+        ])
         .arg("--token-ids")
         .arg(ids)
         .output()
@@ -50,13 +58,19 @@ fn peak(dir: &Path, ids: &Path) -> u64 {
 fn peak_memory_does_not_grow_with_the_layer_count() {
     let tmp = tempfile::tempdir().unwrap();
     let ids = tmp.path().join("ids.txt");
-    let list: Vec<String> = (0..128).map(|i| ((i * 37 + 11) % 2048).to_string()).collect();
+    let list: Vec<String> = (0..128)
+        .map(|i| ((i * 37 + 11) % 2048).to_string())
+        .collect();
     std::fs::write(&ids, list.join(" ")).unwrap();
     let (small, large) = (tmp.path().join("l4"), tmp.path().join("l16"));
     model(&small, 4);
     model(&large, 16);
     let (p4, p16) = (peak(&small, &ids), peak(&large, &ids));
-    println!("peak RSS: 4 layers {} MB, 16 layers {} MB", p4 >> 20, p16 >> 20);
+    println!(
+        "peak RSS: 4 layers {} MB, 16 layers {} MB",
+        p4 >> 20,
+        p16 >> 20
+    );
     assert!(
         p16 < p4 + (40 << 20),
         "16 layers peaked at {} MB, 4 layers at {} MB",

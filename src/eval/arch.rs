@@ -202,7 +202,7 @@ impl Reader<'_> {
             .and_then(Value::as_f64)
             .unwrap_or(1.0);
         let dim = (head_dim as f64 * partial) as usize;
-        if dim == 0 || dim % 2 != 0 || dim > head_dim {
+        if dim == 0 || !dim.is_multiple_of(2) || dim > head_dim {
             return Err(bad(
                 self.path,
                 format!("a rotary dimension of {dim} (head_dim × partial_rotary_factor)"),
@@ -324,9 +324,9 @@ impl ArchConfig {
 
         // Rotary embeddings: one for every layer, Gemma 3 a second for its sliding layers.
         let ropes = if t == "gemma3_text" {
-            let nested = r
-                .value("rope_parameters")
-                .filter(|p| p.get("full_attention").is_some() || p.get("sliding_attention").is_some());
+            let nested = r.value("rope_parameters").filter(|p| {
+                p.get("full_attention").is_some() || p.get("sliding_attention").is_some()
+            });
             let mut full = nested
                 .and_then(|p| p.get("full_attention"))
                 .cloned()
@@ -352,7 +352,11 @@ impl ArchConfig {
             }
             vec![r.rope(&full, head_dim)?, r.rope(&local, head_dim)?]
         } else {
-            let theta = if t == "mixtral" { 1_000_000.0 } else { 10_000.0 };
+            let theta = if t == "mixtral" {
+                1_000_000.0
+            } else {
+                10_000.0
+            };
             let block = r.rope_block(theta)?;
             let kind = block
                 .get("rope_type")
@@ -360,7 +364,10 @@ impl ArchConfig {
                 .and_then(Value::as_str)
                 .unwrap_or("default");
             if t == "phi3" && !matches!(kind, "default" | "longrope" | "su" | "yarn") {
-                return Err(bad(path, format!("rope scaling {kind:?} is not one phi3 accepts")));
+                return Err(bad(
+                    path,
+                    format!("rope scaling {kind:?} is not one phi3 accepts"),
+                ));
             }
             // Phi-3 calls its su/yarn scaling longrope.
             let block = if t == "phi3" && matches!(kind, "su" | "yarn") {
@@ -450,22 +457,27 @@ impl ArchConfig {
         {
             return Err(bad(
                 path,
-                format!(
-                    "num_experts_per_tok {} with {} experts",
-                    m.top_k, m.experts
-                ),
+                format!("num_experts_per_tok {} with {} experts", m.top_k, m.experts),
             ));
         }
         let mlp_only: Vec<usize> = r
             .value("mlp_only_layers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64().map(|v| v as usize))
+                    .collect()
+            })
             .unwrap_or_default();
         let step = r.usize_or("decoder_sparse_step", 1)?.max(1);
         let kinds = (0..layers)
             .map(|i| LayerKind {
                 sliding_window: if slides[i] { sliding } else { None },
-                rope: if t == "gemma3_text" && slides[i] { 1 } else { 0 },
+                rope: if t == "gemma3_text" && slides[i] {
+                    1
+                } else {
+                    0
+                },
                 mlp: match &moe {
                     Some(m)
                         if t == "mixtral"
@@ -631,14 +643,22 @@ mod tests {
         let w: Vec<_> = a.kinds.iter().map(|k| k.sliding_window).collect();
         assert_eq!(w, [None, None, None, None, Some(8), Some(8)]);
         // Mistral slides by 4096 when the key is absent, not at all when it is null.
-        assert_eq!(parse(base("mistral")).unwrap().kinds[0].sliding_window, Some(4096));
+        assert_eq!(
+            parse(base("mistral")).unwrap().kinds[0].sliding_window,
+            Some(4096)
+        );
         let mut m = base("mistral");
         m["sliding_window"] = Value::Null;
         assert_eq!(parse(m).unwrap().kinds[0].sliding_window, None);
         let mut g = base("gemma2");
         g["head_dim"] = json!(16);
         g["sliding_window"] = json!(5);
-        let w: Vec<_> = parse(g).unwrap().kinds.iter().map(|k| k.sliding_window).collect();
+        let w: Vec<_> = parse(g)
+            .unwrap()
+            .kinds
+            .iter()
+            .map(|k| k.sliding_window)
+            .collect();
         assert_eq!(w, [Some(5), None, Some(5), None, Some(5), None]);
     }
 

@@ -27,15 +27,7 @@ impl Attention {
     /// window, each `ld` apart (q, k and v may be column bands of one buffer); writes
     /// len × heads·hd into `out`.
     #[allow(clippy::too_many_arguments)]
-    pub fn window(
-        &self,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        ld: usize,
-        len: usize,
-        out: &mut [f32],
-    ) {
+    pub fn window(&self, q: &[f32], k: &[f32], v: &[f32], ld: usize, len: usize, out: &mut [f32]) {
         let (hd, qd) = (self.head_dim, self.heads * self.head_dim);
         let kvd = ld;
         let group = self.heads / self.kv_heads;

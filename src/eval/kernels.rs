@@ -27,11 +27,7 @@ pub fn matmul_t(
     debug_assert!(x.len() >= m * k && w.len() >= n * k && col + n <= ld);
     let lhs = MatRef::from_row_major_slice(&x[..m * k], m, k);
     let rhs = MatRef::from_row_major_slice(&w[..n * k], n, k).transpose();
-    let par = if parallel {
-        Par::rayon(0)
-    } else {
-        Par::Seq
-    };
+    let par = if parallel { Par::rayon(0) } else { Par::Seq };
     // faer's x86 kernel can write past the last column of a strided destination (seen under
     // valgrind with row stride > columns), so products land in a contiguous block first.
     if ld == n && col == 0 {
@@ -216,7 +212,13 @@ mod tests {
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, NormKind::Rms, &mut out);
         let r = (12.5f32).sqrt();
         assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
-        rms_norm(&[3.0, 4.0], &[0.0, 1.0], 0.0, NormKind::RmsOnePlus, &mut out);
+        rms_norm(
+            &[3.0, 4.0],
+            &[0.0, 1.0],
+            0.0,
+            NormKind::RmsOnePlus,
+            &mut out,
+        );
         assert!((out[1] - 8.0 / r).abs() < 1e-6);
     }
 }
@@ -227,7 +229,12 @@ mod fuzz {
 
     #[test]
     fn products_match_naive_sums() {
-        for (m, k, n, ld, col) in [(5, 64, 64, 128, 0), (5, 64, 32, 128, 64), (300, 16, 17, 40, 3), (1, 7, 300, 300, 0)] {
+        for (m, k, n, ld, col) in [
+            (5, 64, 64, 128, 0),
+            (5, 64, 32, 128, 64),
+            (300, 16, 17, 40, 3),
+            (1, 7, 300, 300, 0),
+        ] {
             let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 - 2.0).collect();
             let mut out = vec![0f32; (m - 1) * ld + col + n];

@@ -51,10 +51,30 @@ pub fn apply(
     let ld = qd + 2 * kvd;
     let mut qkv = vec![0f32; n * ld];
     if arch.fused {
-        rd.project(&name("self_attn.qkv_proj.weight"), 0..ld, &x, n, &mut qkv, ld, 0)?;
+        rd.project(
+            &name("self_attn.qkv_proj.weight"),
+            0..ld,
+            &x,
+            n,
+            &mut qkv,
+            ld,
+            0,
+        )?;
     } else {
-        for (p, col, width) in [("q_proj", 0, qd), ("k_proj", qd, kvd), ("v_proj", qd + kvd, kvd)] {
-            rd.project(&name(&format!("self_attn.{p}.weight")), 0..width, &x, n, &mut qkv, ld, col)?;
+        for (p, col, width) in [
+            ("q_proj", 0, qd),
+            ("k_proj", qd, kvd),
+            ("v_proj", qd + kvd, kvd),
+        ] {
+            rd.project(
+                &name(&format!("self_attn.{p}.weight")),
+                0..width,
+                &x,
+                n,
+                &mut qkv,
+                ld,
+                col,
+            )?;
             if arch.qkv_bias {
                 let b = rd.vector(&name(&format!("self_attn.{p}.bias")))?;
                 add_bias(&mut qkv, ld, col, &b);
@@ -106,7 +126,15 @@ pub fn apply(
     }
     drop(qkv);
     let mut y = vec![0f32; n * h];
-    rd.project(&name("self_attn.o_proj.weight"), 0..h, &attn, n, &mut y, h, 0)?;
+    rd.project(
+        &name("self_attn.o_proj.weight"),
+        0..h,
+        &attn,
+        n,
+        &mut y,
+        h,
+        0,
+    )?;
     drop(attn);
     if arch.o_bias {
         add_bias(&mut y, h, 0, &rd.vector(&name("self_attn.o_proj.bias"))?);
@@ -134,7 +162,10 @@ pub fn apply(
             rms_norm(l.h, &w, eps, arch.norm, &mut x[o * h..o * h + l.h.len()]);
         }
     }
-    let mlp = &lanes.first().map(|l| l.kind.mlp.clone()).unwrap_or(Mlp::Dense);
+    let mlp = &lanes
+        .first()
+        .map(|l| l.kind.mlp.clone())
+        .unwrap_or(Mlp::Dense);
     let mut y = match mlp {
         Mlp::Dense => dense(arch, rd, name, &x, n)?,
         Mlp::Moe(m) => moe(arch, rd, name, m, &x, n)?,
@@ -216,7 +247,15 @@ fn moe(
 ) -> Res<Vec<f32>> {
     let (h, e, ff) = (arch.hidden, m.experts, m.intermediate);
     let mut logits = vec![0f32; n * e];
-    rd.project(&name(&format!("{}.weight", m.router)), 0..e, x, n, &mut logits, e, 0)?;
+    rd.project(
+        &name(&format!("{}.weight", m.router)),
+        0..e,
+        x,
+        n,
+        &mut logits,
+        e,
+        0,
+    )?;
     let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e];
     for (t, row) in logits.chunks(e).enumerate() {
         let (chosen, weights) = route(row, m.top_k, m.normalize);

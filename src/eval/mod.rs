@@ -415,7 +415,10 @@ fn pass(
 ) -> Vec<Option<Result<Perplexity, EvalError>>> {
     let started = Instant::now();
     let dropped = choices[ready.last().map_or(0, |r| r.0)].clone();
-    let tokens_total: usize = plans.iter().map(|p| p.windows.iter().map(|w| w.len()).sum::<usize>()).sum();
+    let tokens_total: usize = plans
+        .iter()
+        .map(|p| p.windows.iter().map(|w| w.len()).sum::<usize>())
+        .sum();
     let bytes_total: u64 = plans
         .first()
         .map(|p| {

@@ -165,9 +165,10 @@ impl Rope {
         let plain = || pos_freqs.iter().map(|p| 1.0 / p).collect::<Vec<f32>>();
         match &self.scaling {
             Scaling::Default | Scaling::Dynamic { .. } => (plain(), 1.0),
-            Scaling::Linear { factor } => {
-                (plain().into_iter().map(|f| f / *factor as f32).collect(), 1.0)
-            }
+            Scaling::Linear { factor } => (
+                plain().into_iter().map(|f| f / *factor as f32).collect(),
+                1.0,
+            ),
             Scaling::Yarn {
                 factor,
                 attention_factor,
@@ -194,8 +195,8 @@ impl Rope {
                     .iter()
                     .enumerate()
                     .map(|(i, &p)| {
-                        let ramp = ((i as f32 - low as f32) / (high as f32 - low as f32))
-                            .clamp(0.0, 1.0);
+                        let ramp =
+                            ((i as f32 - low as f32) / (high as f32 - low as f32)).clamp(0.0, 1.0);
                         let extra = 1.0 - ramp;
                         let interp = 1.0 / (*factor as f32 * p);
                         interp * (1.0 - extra) + (1.0 / p) * extra

@@ -98,7 +98,17 @@ impl Reader<'_> {
             let end = (start + band).min(rows.end);
             buf.clear();
             self.rows_into(name, start..end, &mut buf)?;
-            matmul_t(x, m, k, &buf, end - start, out, ld, col + start - rows.start, true);
+            matmul_t(
+                x,
+                m,
+                k,
+                &buf,
+                end - start,
+                out,
+                ld,
+                col + start - rows.start,
+                true,
+            );
             (self.progress)(((end - start) * k * m) as u64);
             start = end;
         }
@@ -160,11 +170,13 @@ impl ChoicePlan {
     }
 }
 
+/// Sees every window's logits: choice index, global token range, len × vocab row-major.
+pub type LogitsHook<'h> = &'h mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
+
 /// What a caller may watch.
 #[derive(Default)]
 pub struct Hooks<'h> {
-    /// Every window's logits (choice index, global token range, len × vocab).
-    pub logits: Option<&'h mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send)>,
+    pub logits: Option<LogitsHook<'h>>,
     pub hidden: Option<&'h mut dyn HiddenObserver>,
 }
 
