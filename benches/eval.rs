@@ -1,4 +1,4 @@
-//! Forward-pass speed of the perplexity evaluation (candle, f32) against PyTorch's
+//! Forward-pass speed of the perplexity evaluation (snrscope's streamed pass, f32) against PyTorch's
 //! (transformers, float32, eager attention) on the same model, windows and threads, in the same
 //! run, as ratios; and the peak resident set of each.
 //! Run: `cargo bench --bench eval` (the PyTorch side needs python3 with torch and
@@ -16,8 +16,9 @@ use snrscope_testkit::eval_models::{self, ArchSpec};
 
 const WINDOW: usize = 512;
 
-/// tokens/s of the best of two runs of candle's forward over `ids`.
-fn candle_rate(model: &Arc<Model>, ids: &[u32], threads: usize) -> f64 {
+/// tokens/s of the best of two runs of the streamed forward over `ids` (weights read and
+/// converted from the checkpoint inside the timed pass).
+fn rust_rate(model: &Arc<Model>, ids: &[u32], threads: usize) -> f64 {
     let options = EvalOptions {
         threads,
         window: Some(WINDOW),
@@ -119,6 +120,15 @@ fn main() {
     };
     let gemma_dir = tmp.path().join("gemma2");
     eval_models::write_model(&gemma_dir, &gemma).expect("gemma2 model");
+    let phi3 = ArchSpec {
+        name: "phi3".into(),
+        arch: eval_models::Arch::Phi3,
+        seed: 0xf13,
+        extra_config: Default::default(),
+        ..gemma.clone()
+    };
+    let phi3_dir = tmp.path().join("phi3");
+    eval_models::write_model(&phi3_dir, &phi3).expect("phi3 model");
     let cases = [
         (
             "demo (llama, 24 layers, one pass per window)",
@@ -130,10 +140,11 @@ fn main() {
             wide_dir,
             1024,
         ),
-        ("gemma2 (8 layers, stepped per token)", gemma_dir, 1024),
+        ("gemma2 (8 layers × hidden 256)", gemma_dir, 1024),
+        ("phi3 (8 layers × hidden 256)", phi3_dir, 1024),
     ];
     println!(
-        "forward pass, f32, windows of {WINDOW} tokens, best of 2; {cores} cores; ratio = candle tokens/s / torch tokens/s"
+        "forward pass, f32, windows of {WINDOW} tokens, best of 2; {cores} cores; ratio = snrscope tokens/s / torch tokens/s"
     );
     for (name, dir, n_tokens) in cases {
         let model = Arc::new(Model::open(&dir).expect("open"));
@@ -146,7 +157,7 @@ fn main() {
         let ids = tokens::tokenize(&dir.join("tokenizer.json"), &text).expect("tokenize");
         println!("{name}: {} tokens", ids.len());
         for threads in [1, cores] {
-            let c = candle_rate(&model, &ids, threads);
+            let c = rust_rate(&model, &ids, threads);
             let t = torch_rate(&dir, &ids, threads);
             let (rate, ratio, rss) = match t {
                 Some((r, rss)) => (
@@ -157,12 +168,12 @@ fn main() {
                 None => ("n/a".into(), "n/a".into(), "n/a".into()),
             };
             println!(
-                "  {threads} thread(s): candle {c:>8.0} tok/s  torch {rate} tok/s  ratio {ratio}  torch peak RSS {rss}"
+                "  {threads} thread(s): snrscope {c:>8.0} tok/s  torch {rate} tok/s  ratio {ratio}  torch peak RSS {rss}"
             );
         }
     }
     println!(
-        "candle peak RSS (this process, all models): {}",
+        "snrscope peak RSS (this process, all models): {}",
         forward::memory::peak_rss().map_or("n/a".into(), snrscope::util::bytes::human_bytes)
     );
 }

@@ -1,14 +1,20 @@
 //! How much memory an evaluation needs, how much the machine has, and how much was used.
+//!
+//! The streamed pass holds one band of one weight matrix at a time (in f32, plus the mapped
+//! source pages it was read from) and the activations: the hidden states of each lane and one
+//! layer's temporaries for all tokens at once. Neither grows with the layer count.
 
-use super::models::ArchConfig;
+use super::{
+    arch::{ArchConfig, Mlp},
+    attention::TILE,
+};
 
 /// Bytes an evaluation is expected to hold at its peak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Every weight the models read, as f32.
+    /// Weights held at once: the largest band of a matrix in f32, plus its source bytes.
     pub weights: u64,
-    /// The largest window's working set (attention scores, hidden states, logits; KV caches
-    /// on the stepped path).
+    /// Hidden states, one layer's temporaries, attention tiles, the head's logits band.
     pub activations: u64,
 }
 
@@ -21,23 +27,66 @@ impl MemoryEstimate {
     }
 }
 
-/// The working set of one forward over `batch` windows of `window` tokens, in bytes.
-/// Rule of thumb (f32): attention scores heads·T² (three live copies: scores, masked,
-/// softmax), hidden states and MLP T·(6·hidden + 3·intermediate), logits T·vocab (twice:
-/// the model's and the copy scored). The stepped path keeps per-layer K and V caches
-/// (concatenation briefly doubles them) and all logits of the batch.
-pub(crate) fn activations(arch: &ArchConfig, window: usize, batch: usize) -> u64 {
-    let (t, b) = (window as u64, batch as u64);
+/// Largest f32 band of a weight matrix converted at once (64 MiB).
+pub const BAND_ELEMS: usize = 16 << 20;
+
+/// The largest band the pass converts for `arch`, in elements.
+pub fn largest_band(arch: &ArchConfig) -> usize {
+    let (h, ff) = (arch.hidden, arch.intermediate);
+    let moe_ff = arch
+        .kinds
+        .iter()
+        .filter_map(|k| match &k.mlp {
+            Mlp::Moe(m) => Some(m.intermediate),
+            Mlp::Dense => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let largest = [
+        (arch.q_dim() + 2 * arch.kv_dim()) * h,
+        2 * ff * h,
+        2 * moe_ff * h,
+        arch.vocab * h,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    largest.min(BAND_ELEMS)
+}
+
+/// The streamed pass over `tokens` tokens per lane (windows back to back, the longest
+/// `window`), with at most `lanes` lanes alive, on `threads` threads; `logits`: every window's
+/// logits are kept for a caller.
+pub fn streamed(
+    arch: &ArchConfig,
+    tokens: usize,
+    window: usize,
+    lanes: usize,
+    threads: usize,
+    logits: bool,
+) -> MemoryEstimate {
     let f = 4u64;
-    let hidden = t * (6 * arch.hidden as u64 + 3 * arch.intermediate as u64) * f;
-    let logits = 2 * t * arch.vocab as u64 * f;
-    if arch.steps_tokens() {
-        let kv = arch.layers as u64 * 2 * t * (arch.kv_heads * arch.head_dim) as u64 * f;
-        let repeated = 2 * t * (arch.heads * arch.head_dim) as u64 * f;
-        b * (2 * kv + repeated + logits / 2) + b * hidden / t.max(1)
-    } else {
-        let scores = 3 * arch.heads as u64 * t * t * f;
-        scores + hidden + logits
+    let band = largest_band(arch) as u64;
+    let (h, n) = (arch.hidden as u64, (tokens * lanes) as u64);
+    let (qd, kvd) = (arch.q_dim() as u64, arch.kv_dim() as u64);
+    let ff = arch
+        .kinds
+        .iter()
+        .map(|k| match &k.mlp {
+            Mlp::Moe(m) => m.intermediate.max(m.experts) as u64,
+            Mlp::Dense => arch.intermediate as u64,
+        })
+        .max()
+        .unwrap_or(arch.intermediate as u64);
+    let states = n * h * f;
+    // One layer: normed input, q|k|v, attention output, projection, gate and up.
+    let layer = n * (2 * h + qd + 2 * kvd + qd + 2 * ff) * f;
+    let tiles = threads.max(1) as u64 * 2 * TILE as u64 * window as u64 * f;
+    let head_band = (band).min(n * arch.vocab as u64) * f + n * h * f;
+    let kept = if logits { n * arch.vocab as u64 * f } else { 0 };
+    MemoryEstimate {
+        weights: band * (f + 4),
+        activations: states + layer.max(head_band) + tiles + kept,
     }
 }
 

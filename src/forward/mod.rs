@@ -1,46 +1,62 @@
-//! Perplexity of a model and of pruning choices of it, computed on the CPU by candle's models
-//! (f32), the pruned model built in memory from the original's mapped weights: nothing is
-//! written.
+//! Perplexity of a model and of pruning choices of it, computed on the CPU by a forward pass
+//! streamed from the memory-mapped checkpoint (f32), the pruned model's layers read from the
+//! original's files: nothing is written.
 //!
 //! The perplexity is exp(mean negative log-likelihood of each token given the ones before it
 //! in its window). The token ids are cut into back-to-back windows (stride = window) of the
-//! model's context (capped by [`EvalOptions::window`] and the sliding window where candle's
-//! model would differ from transformers'); each window's first token is context only.
+//! model's context (capped by [`EvalOptions::window`]); each window's first token is context
+//! only.
+//!
+//! The pass ([`stream`]) runs all choices of a job together, layer by layer and one weight
+//! matrix band at a time, so memory is a band plus the activations whatever the model's size,
+//! and the layers before a choice's first dropped one are computed once for all choices.
 //!
 //! For the explorer: [`start`] runs a job in the background and reports [`EvalEvent`]s to a
 //! callback (or a channel: [`start_channel`]); [`EvalHandle::cancel`] stops it after the
-//! window (or token step) in flight. [`EvalState`] folds the events into what a screen shows,
-//! and [`PplSummary`] is "ppl 12.31 → 14.08 (+14.4 %)" for the choice it was computed for.
+//! matrix band in flight. [`EvalState`] folds the events into what a screen shows, and
+//! [`PplSummary`] is "ppl 12.31 → 14.08 (+14.4 %)" for the choice it was computed for.
 //!
-//! Modules: [`models`] (supported architectures, candle models), [`weights`] (the weight
-//! source over the memory map), [`tokens`] (tokenizing, windows), [`memory`] (estimates),
-//! `choice` (a mergekit YAML read back as dropped layers), `state` (summary for screens).
+//! Modules: [`arch`] (supported architectures, per-layer behaviour from config.json),
+//! [`source`] (the weight-source trait and the memory-mapped checkpoint), [`stream`] (the
+//! pass: lanes of choices, banded reads), `layer`, `attention`, `head`, [`rope`], `kernels`
+//! (the arithmetic), [`observe`] (the hidden-state hook), [`tokens`] (tokenizing, windows),
+//! [`memory`] (estimates), `choice` (a mergekit YAML read back as dropped layers), `state`
+//! (summary for screens).
 
+pub mod arch;
+mod attention;
 mod choice;
+mod head;
+mod kernels;
+mod layer;
 pub mod memory;
-pub mod models;
+pub mod observe;
+pub mod rope;
+pub mod source;
 mod state;
+pub mod stream;
 pub mod tokens;
-mod weights;
 
 use std::{
-    collections::HashMap,
     ops::Range,
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
+pub use arch::{ArchConfig, SUPPORTED};
 pub use choice::dropped_from_yaml;
 pub use memory::MemoryEstimate;
-pub use models::{ArchConfig, SUPPORTED};
+pub use observe::{HiddenObserver, Site};
 pub use state::{EvalState, PplSummary, format_perplexity};
+pub use stream::Hooks;
 
 use crate::{checkpoint::Model, export, plan::Plan, util::cancel::CancelToken};
-use weights::{Converted, Probe, WeightSource};
+use source::{MappedModel, WeightSource};
+use stream::{ChoicePlan, Reader, Stop};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
@@ -62,9 +78,9 @@ pub enum EvalError {
     #[error("{0}")]
     Choice(String),
     #[error(
-        "not enough memory: evaluating needs about {} ({} of f32 weights + {} for windows of \
-         {window} tokens), but only {} is available; try a smaller --max-tokens (shorter \
-         windows) or a smaller model",
+        "not enough memory: evaluating needs about {} ({} for one weight band in f32 + {} of \
+         activations for {window}-token windows), but only {} is available; try a smaller \
+         --max-tokens",
         crate::util::bytes::human_bytes(estimate.total()),
         crate::util::bytes::human_bytes(estimate.weights),
         crate::util::bytes::human_bytes(estimate.activations),
@@ -87,7 +103,7 @@ pub struct EvalOptions {
     pub window: Option<usize>,
     /// Score only the first N tokens (also caps the window).
     pub max_tokens: Option<usize>,
-    /// Refuse before loading when the estimate exceeds the available memory.
+    /// Refuse before reading weights when the estimate exceeds the available memory.
     pub check_memory: bool,
 }
 
@@ -119,9 +135,11 @@ pub struct Perplexity {
     pub windows: usize,
     /// Longest window, in tokens.
     pub window: usize,
+    /// Checks and the embedding rows, before the first layer.
     pub load_seconds: f64,
+    /// The streamed pass (shared by every choice of the job: they run together).
     pub forward_seconds: f64,
-    /// `tokens_processed / forward_seconds`.
+    /// Tokens through the model per second of the pass, over every choice of the job.
     pub tokens_per_second: f64,
     /// This process's peak resident set when the evaluation ended (whole process).
     pub peak_rss: Option<u64>,
@@ -129,17 +147,19 @@ pub struct Perplexity {
 }
 
 impl Perplexity {
-    pub(crate) fn is_original(&self) -> bool {
+    pub fn is_original(&self) -> bool {
         self.dropped.is_empty()
     }
 }
 
-/// What a running choice is doing.
+/// What a running job is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Converting weights to f32 (bytes of the checkpoint).
+    /// Checking the weights and reading the embedding rows (bytes of the checkpoint the job
+    /// reads in all).
     Loading { bytes_done: u64, bytes_total: u64 },
-    /// Scoring windows.
+    /// The streamed pass. Every token advances together, layer by layer, so `tokens_done` is
+    /// `tokens_total` times the fraction of the pass's work done.
     Scoring {
         tokens_done: usize,
         tokens_total: usize,
@@ -162,14 +182,19 @@ impl Stage {
     }
 }
 
-/// Everything a job reports, in order: progress and one result per choice, then `Finished`
+/// Everything a job reports, in order: progress, one result per choice, then `Finished`
 /// exactly once. A choice interrupted by cancelling gets no result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvalEvent {
     Progress {
+        /// The choice the job is for (the last one: the original runs alongside it).
         dropped: Vec<usize>,
         stage: Stage,
         elapsed: Duration,
+        /// Fraction of the job's work done, 0..=1.
+        fraction: f64,
+        /// Time left at the rate so far, once there is a rate.
+        eta: Option<Duration>,
     },
     Result {
         dropped: Vec<usize>,
@@ -182,15 +207,16 @@ pub enum EvalEvent {
 
 type Sink = Arc<dyn Fn(EvalEvent) + Send + Sync>;
 
-/// Sees every window's logits (`tokens` range × vocab, row-major): for tests and benchmarks.
-pub(crate) type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
+/// Sees every window's logits (choice index, tokens range, len × vocab row-major): for tests
+/// and benchmarks. Asking for them keeps each lane's logits whole, so keep texts short.
+pub type Inspect<'a> = &'a mut (dyn FnMut(usize, Range<usize>, &[f32]) + Send);
 
 /// A running evaluation.
-pub(crate) type EvalHandle = crate::spectrum::scan::JobHandle;
+pub type EvalHandle = crate::spectrum::scan::JobHandle;
 
 /// Evaluates `choices` (each a list of dropped layers; empty = the original) over `tokens` on
-/// a background thread and hands every event to `sink`. Returns at once. Choices of one job
-/// share the converted weights, so original + pruned costs the original's memory once.
+/// a background thread and hands every event to `sink`. Returns at once. The choices of one
+/// job run in one streamed pass.
 pub fn start(
     model: Arc<Model>,
     tokens: Arc<[u32]>,
@@ -204,7 +230,15 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("ppl-eval".into())
         .spawn(move || {
-            run(&model, &tokens, &choices, &options, &token, &sink, None);
+            run(
+                &model,
+                &tokens,
+                &choices,
+                &options,
+                &token,
+                &sink,
+                Hooks::default(),
+            );
         })
         .expect("spawning the evaluation thread");
     EvalHandle::new(cancel, thread)
@@ -236,19 +270,26 @@ pub fn evaluate(
     inspect: Option<Inspect<'_>>,
 ) -> Vec<Option<Result<Perplexity, EvalError>>> {
     let sink: Sink = Arc::new(sink);
-    run(model, tokens, choices, options, cancel, &sink, inspect)
+    let hooks = Hooks {
+        logits: inspect,
+        hidden: None,
+    };
+    run(model, tokens, choices, options, cancel, &sink, hooks)
 }
 
-/// One choice, checked and ready to load.
-struct Prepared {
-    dropped: Vec<usize>,
-    arch: ArchConfig,
-    source: WeightSource,
-    window: usize,
-    windows: Vec<Range<usize>>,
-    /// Source tensors it reads, with their f32 size.
-    reads: HashMap<String, u64>,
-    activations: u64,
+/// [`evaluate`] with every hook: the logits and the hidden states of each layer (for metrics
+/// computed in the same pass).
+pub fn evaluate_hooked(
+    model: &Arc<Model>,
+    tokens: &[u32],
+    choices: &[Vec<usize>],
+    options: &EvalOptions,
+    cancel: &CancelToken,
+    sink: impl Fn(EvalEvent) + Send + Sync + 'static,
+    hooks: Hooks<'_>,
+) -> Vec<Option<Result<Perplexity, EvalError>>> {
+    let sink: Sink = Arc::new(sink);
+    run(model, tokens, choices, options, cancel, &sink, hooks)
 }
 
 fn run(
@@ -258,102 +299,222 @@ fn run(
     options: &EvalOptions,
     cancel: &CancelToken,
     sink: &Sink,
-    mut inspect: Option<Inspect<'_>>,
+    hooks: Hooks<'_>,
 ) -> Vec<Option<Result<Perplexity, EvalError>>> {
     let tokens = &tokens[..options.max_tokens.unwrap_or(usize::MAX).min(tokens.len())];
-    let converted = Converted::default();
-    let mut prepared: Vec<Result<Prepared, EvalError>> = choices
-        .iter()
-        .map(|d| prepare(model, tokens, d, options, &converted))
-        .collect();
-    if options.check_memory
-        && let Some(err) = memory_refusal(&prepared)
-    {
-        for p in prepared.iter_mut().filter(|p| p.is_ok()) {
-            *p = Err(err.clone());
-        }
-    }
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         options.threads
     };
-    let work = || {
-        let mut out = Vec::with_capacity(prepared.len());
-        for (i, p) in prepared.into_iter().enumerate() {
-            if cancel.is_cancelled() {
-                out.push(None);
-                continue;
-            }
-            let dropped = choices[i].clone();
-            let result = p.and_then(|p| {
-                let inspect = inspect
-                    .as_deref_mut()
-                    .map(|f| move |r: Range<usize>, l: &[f32]| f(i, r, l));
-                score(p, tokens, cancel, sink, inspect)
-            });
-            match result {
-                Ok(None) => out.push(None),
-                Ok(Some(r)) => {
-                    sink(EvalEvent::Result {
-                        dropped,
-                        result: Ok(r.clone()),
-                    });
-                    out.push(Some(Ok(r)));
-                }
-                Err(e) => {
-                    sink(EvalEvent::Result {
-                        dropped,
-                        result: Err(e.clone()),
-                    });
-                    out.push(Some(Err(e)));
-                }
-            }
+    let source = MappedModel(model.clone());
+    let mut out: Vec<Option<Result<Perplexity, EvalError>>> = vec![None; choices.len()];
+    let mut ready: Vec<(usize, ChoicePlan)> = Vec::new();
+    for (i, d) in choices.iter().enumerate() {
+        match prepare(model, &source, tokens, d, options) {
+            Ok(p) => ready.push((i, p)),
+            Err(e) => out[i] = Some(Err(e)),
         }
-        out
-    };
-    let out = match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ppl-worker-{i}"))
-        .build()
+    }
+    let source_layers = model.main_stack().map(|s| s.num_layers).unwrap_or(0);
+    let plans: Vec<ChoicePlan> = ready.iter().map(|(_, p)| p.clone()).collect();
+    let (work_total, lanes) = stream::survey(&plans, source_layers);
+    let keep_logits = hooks.logits.is_some();
+    let estimate = plans
+        .iter()
+        .map(|p| {
+            let window = p.windows.iter().map(|w| w.len()).max().unwrap_or(0);
+            let tokens: usize = p.windows.iter().map(|w| w.len()).sum();
+            memory::streamed(&p.arch, tokens, window, lanes, threads, keep_logits)
+        })
+        .max_by_key(|e| e.total());
+    if options.check_memory
+        && let Some(estimate) = estimate
+        && let Some(available) = memory::available()
+        && estimate.total() > available
     {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
-    };
+        let window = plans
+            .iter()
+            .flat_map(|p| p.windows.iter().map(|w| w.len()))
+            .max()
+            .unwrap_or(0);
+        let err = EvalError::TooLarge {
+            estimate,
+            available,
+            window,
+        };
+        for (i, _) in &ready {
+            out[*i] = Some(Err(err.clone()));
+        }
+        ready.clear();
+    }
+    let plans: Vec<ChoicePlan> = ready.iter().map(|(_, p)| p.clone()).collect();
+    if !plans.is_empty() {
+        let work = || {
+            pass(
+                &source,
+                &plans,
+                &ready,
+                choices,
+                tokens,
+                source_layers,
+                work_total,
+                estimate.unwrap_or(MemoryEstimate {
+                    weights: 0,
+                    activations: 0,
+                }),
+                cancel,
+                sink,
+                hooks,
+            )
+        };
+        let results = match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ppl-worker-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(work),
+            Err(_) => work(),
+        };
+        for ((i, _), r) in ready.iter().zip(results) {
+            out[*i] = r;
+        }
+    }
+    for (i, r) in out.iter().enumerate() {
+        if let Some(result) = r {
+            sink(EvalEvent::Result {
+                dropped: choices[i].clone(),
+                result: result.clone(),
+            });
+        }
+    }
     sink(EvalEvent::Finished {
         cancelled: cancel.is_cancelled(),
     });
     out
 }
 
-/// The job's weights (every source tensor any choice reads, once) plus the largest working
-/// set, against what the machine has.
-fn memory_refusal(prepared: &[Result<Prepared, EvalError>]) -> Option<EvalError> {
-    let ok: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
-    let mut reads: HashMap<&str, u64> = HashMap::new();
-    for p in &ok {
-        reads.extend(p.reads.iter().map(|(k, v)| (k.as_str(), *v)));
-    }
-    let largest = ok.iter().max_by_key(|p| p.activations)?;
-    let estimate = MemoryEstimate {
-        weights: reads.values().sum(),
-        activations: largest.activations,
+/// The streamed pass of the job's ready choices, with progress.
+#[allow(clippy::too_many_arguments)]
+fn pass(
+    source: &dyn WeightSource,
+    plans: &[ChoicePlan],
+    ready: &[(usize, ChoicePlan)],
+    choices: &[Vec<usize>],
+    tokens: &[u32],
+    source_layers: usize,
+    work_total: u64,
+    estimate: MemoryEstimate,
+    cancel: &CancelToken,
+    sink: &Sink,
+    mut hooks: Hooks<'_>,
+) -> Vec<Option<Result<Perplexity, EvalError>>> {
+    let started = Instant::now();
+    let dropped = choices[ready.last().map_or(0, |r| r.0)].clone();
+    let tokens_total: usize = plans
+        .iter()
+        .map(|p| p.windows.iter().map(|w| w.len()).sum::<usize>())
+        .sum();
+    let bytes_total: u64 = plans
+        .first()
+        .map(|p| {
+            p.names
+                .values()
+                .filter_map(|n| source.info(n))
+                .map(|i| i.bytes)
+                .sum()
+        })
+        .unwrap_or(0);
+    sink(EvalEvent::Progress {
+        dropped: dropped.clone(),
+        stage: Stage::Loading {
+            bytes_done: 0,
+            bytes_total,
+        },
+        elapsed: Duration::ZERO,
+        fraction: 0.0,
+        eta: None,
+    });
+    let done = AtomicU64::new(0);
+    let last = Mutex::new(Instant::now());
+    let forward_started = Mutex::new(None::<Instant>);
+    let progress = |w: u64| {
+        let d = done.fetch_add(w, Ordering::Relaxed) + w;
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() < Duration::from_millis(50) && d < work_total {
+            return;
+        }
+        *last = Instant::now();
+        let fraction = (d as f64 / work_total.max(1) as f64).min(1.0);
+        let since = forward_started
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .unwrap_or(started)
+            .elapsed();
+        let eta = (fraction > 0.0).then(|| since.mul_f64((1.0 - fraction) / fraction));
+        sink(EvalEvent::Progress {
+            dropped: dropped.clone(),
+            stage: Stage::Scoring {
+                tokens_done: (tokens_total as f64 * fraction) as usize,
+                tokens_total,
+            },
+            elapsed: started.elapsed(),
+            fraction,
+            eta,
+        });
     };
-    let available = memory::available()?;
-    (estimate.total() > available).then_some(EvalError::TooLarge {
-        estimate,
-        available,
-        window: largest.window,
-    })
+    if let Ok(mut s) = forward_started.lock() {
+        *s = Some(Instant::now());
+    }
+    let rd = Reader {
+        src: source,
+        band_elems: memory::BAND_ELEMS,
+        cancel,
+        progress: &progress,
+    };
+    let load_started = Instant::now();
+    let outcome = stream::run(&rd, plans, tokens, source_layers, &mut hooks);
+    let seconds = load_started.elapsed().as_secs_f64();
+    match outcome {
+        Err(Stop::Cancelled) => vec![None; plans.len()],
+        Err(Stop::Failed(e)) => vec![Some(Err(e)); plans.len()],
+        Ok(sums) => plans
+            .iter()
+            .zip(ready)
+            .zip(sums)
+            .map(|((p, (i, _)), (nll, scored))| {
+                let processed: usize = p.windows.iter().map(|w| w.len()).sum();
+                let mean_nll = nll / scored.max(1) as f64;
+                Some(Ok(Perplexity {
+                    dropped: choices[*i].clone(),
+                    layers: p.arch.layers,
+                    perplexity: mean_nll.exp(),
+                    mean_nll,
+                    tokens: scored,
+                    tokens_processed: processed,
+                    windows: p.windows.len(),
+                    window: p.windows.iter().map(|w| w.len()).max().unwrap_or(0),
+                    load_seconds: 0.0,
+                    forward_seconds: seconds,
+                    tokens_per_second: tokens_total as f64 / seconds.max(1e-9),
+                    peak_rss: memory::peak_rss(),
+                    estimate,
+                }))
+            })
+            .collect(),
+    }
 }
 
+/// Checks one choice (config, tokens, every tensor it reads: present, shaped as the config
+/// implies, convertible) without reading a weight.
 fn prepare(
     model: &Arc<Model>,
+    source: &dyn WeightSource,
     tokens: &[u32],
     dropped: &[usize],
     options: &EvalOptions,
-    converted: &Converted,
-) -> Result<Prepared, EvalError> {
+) -> Result<ChoicePlan, EvalError> {
     let config = model.config.as_ref().ok_or_else(|| EvalError::BadConfig {
         path: model.source.clone(),
         problem: "no config.json beside the weights: the architecture is unknown".into(),
@@ -362,17 +523,19 @@ fn prepare(
         .config_path
         .clone()
         .unwrap_or_else(|| model.source.clone());
-    let (config, names) = if dropped.is_empty() {
+    // The type is checked before anything else is looked at.
+    ArchConfig::parse(config, &config_path)?;
+    let stack = model
+        .main_stack()
+        .map_err(|e| EvalError::Choice(e.to_string()))?;
+    let (config, names, layers) = if dropped.is_empty() {
         let names = model
             .tensors
             .iter()
             .map(|t| (t.name.clone(), t.name.clone()))
             .collect();
-        (config.clone(), names)
+        (config.clone(), names, (0..stack.num_layers).collect())
     } else {
-        let stack = model
-            .main_stack()
-            .map_err(|e| EvalError::Choice(e.to_string()))?;
         let plan = Plan {
             model_ref: String::new(),
             stack_prefix: stack.prefix.clone(),
@@ -393,9 +556,19 @@ fn prepare(
             .map(|t| (t.name, t.source.name.clone()))
             .collect();
         let (config, _) = export::prune_config(config, plan.num_layers, &plan.kept());
-        (config, names)
+        (config, names, plan.kept())
     };
     let arch = ArchConfig::parse(&config, &config_path)?;
+    if arch.layers != layers.len() {
+        return Err(EvalError::BadConfig {
+            path: config_path,
+            problem: format!(
+                "num_hidden_layers is {} but the weights have {} layers",
+                arch.layers,
+                layers.len()
+            ),
+        });
+    }
     if let Some((pos, &id)) = tokens
         .iter()
         .enumerate()
@@ -419,171 +592,84 @@ fn prepare(
             tokens.len()
         )));
     }
-    let mut source = WeightSource::new(model.clone(), names, converted.clone());
-    arch.prepare(&mut source, window)?;
-    let probe = Probe::new(source.clone());
-    arch.build(probe.var_builder(), window)
-        .map_err(|e| EvalError::BadWeights {
-            path: model.source.clone(),
-            problem: e.to_string(),
-        })?;
-    let asked = probe.asked();
-    let problems = weights::check_requests(&source, &asked);
-    if !problems.is_empty() {
-        let n = problems.len();
-        let mut list = problems.into_iter().take(8).collect::<Vec<_>>().join("; ");
-        if n > 8 {
-            list.push_str(&format!("; and {} more", n - 8));
-        }
-        return Err(EvalError::BadWeights {
-            path: model.source.clone(),
-            problem: format!(
-                "{n} tensor(s) do not fit the {} config: {list}",
-                arch.model_type
-            ),
-        });
-    }
-    let reads = asked
-        .iter()
-        .filter_map(|(name, _)| source.entry(name))
-        .map(|e| (e.name.clone(), e.num_elements() * 4))
-        .collect();
-    let batch = arch.batch(windows.iter().filter(|r| r.len() == window).count());
-    Ok(Prepared {
-        dropped: dropped.to_vec(),
-        activations: memory::activations(&arch, window, batch),
-        arch,
-        source,
-        window,
-        windows,
-        reads,
-    })
-}
-
-/// Loads and scores one choice; `Ok(None)` when cancelled.
-fn score(
-    p: Prepared,
-    tokens: &[u32],
-    cancel: &CancelToken,
-    sink: &Sink,
-    mut inspect: Option<impl FnMut(Range<usize>, &[f32])>,
-) -> Result<Option<Perplexity>, EvalError> {
-    let started = Instant::now();
-    let bytes_total: u64 = p
-        .reads
-        .keys()
-        .filter_map(|n| p.source.model().tensor(n))
-        .map(|t| t.num_bytes())
-        .sum();
-    let done = Arc::new(AtomicU64::new(0));
-    let on_load: weights::OnLoad = {
-        let (done, sink, dropped) = (done.clone(), sink.clone(), p.dropped.clone());
-        Arc::new(move |bytes| {
-            let d = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-            sink(EvalEvent::Progress {
-                dropped: dropped.clone(),
-                stage: Stage::Loading {
-                    bytes_done: d.min(bytes_total),
-                    bytes_total,
-                },
-                elapsed: started.elapsed(),
-            });
-        })
-    };
-    let source = p
-        .source
-        .clone()
-        .on_load(Some(on_load))
-        .cancel_with(cancel.clone());
-    let net = match p.arch.build(source.var_builder(), p.window) {
-        Ok(net) => net,
-        Err(_) if cancel.is_cancelled() => return Ok(None),
-        Err(e) => return Err(EvalError::Compute(e.to_string())),
-    };
-    let load_seconds = started.elapsed().as_secs_f64();
-
-    let tokens_total: usize = p.windows.iter().map(|r| r.len()).sum();
-    let progress = |tokens_done: usize| {
-        sink(EvalEvent::Progress {
-            dropped: p.dropped.clone(),
-            stage: Stage::Scoring {
-                tokens_done,
-                tokens_total,
-            },
-            elapsed: started.elapsed(),
-        });
-    };
-    progress(0);
-    let forward_started = Instant::now();
-    let (mut nll, mut scored, mut processed) = (0f64, 0usize, 0usize);
-    let vocab = p.arch.vocab;
-    for group in batches(&p.windows, p.arch.batch(p.windows.len())) {
-        let slices: Vec<&[u32]> = group.iter().map(|r| &tokens[r.clone()]).collect();
-        let mut failed = None;
-        let completed = net
-            .run(&slices, cancel, &mut |i, logits| {
-                let r = group[i].clone();
-                if logits.len() != r.len() * vocab {
-                    failed = Some(format!(
-                        "{} logits for a window of {} tokens and a vocabulary of {vocab}",
-                        logits.len(),
-                        r.len()
-                    ));
-                    return;
-                }
-                nll += window_nll(&logits, vocab, &tokens[r.clone()]);
-                scored += r.len() - 1;
-                processed += r.len();
-                if let Some(f) = inspect.as_mut() {
-                    f(r, &logits);
-                }
-            })
-            .map_err(|e| EvalError::Compute(e.to_string()))?;
-        if let Some(f) = failed {
-            return Err(EvalError::Compute(f));
-        }
-        if !completed {
-            return Ok(None);
-        }
-        progress(processed);
-    }
-    let forward_seconds = forward_started.elapsed().as_secs_f64();
-    let mean_nll = nll / scored as f64;
-    Ok(Some(Perplexity {
-        dropped: p.dropped,
-        layers: p.arch.layers,
-        perplexity: mean_nll.exp(),
-        mean_nll,
-        tokens: scored,
-        tokens_processed: processed,
-        windows: p.windows.len(),
-        window: p.window,
-        load_seconds,
-        forward_seconds,
-        tokens_per_second: processed as f64 / forward_seconds.max(1e-9),
-        peak_rss: memory::peak_rss(),
-        estimate: MemoryEstimate {
-            weights: p.reads.values().sum(),
-            activations: p.activations,
+    let prefix = stack.prefix.clone();
+    let base = prefix
+        .strip_suffix(".layers")
+        .unwrap_or("model")
+        .to_string();
+    let embed = format!("{base}.embed_tokens.weight");
+    let plan = ChoicePlan {
+        head: if arch.tied {
+            embed.clone()
+        } else {
+            "lm_head.weight".into()
         },
-    }))
+        norm: format!("{base}.norm.weight"),
+        embed,
+        arch,
+        names,
+        prefix,
+        layers,
+        windows,
+    };
+    check_tensors(&plan, source)?;
+    Ok(plan)
 }
 
-/// Windows run together: up to `batch` of equal length (only the stepped path batches).
-fn batches(windows: &[Range<usize>], batch: usize) -> Vec<Vec<Range<usize>>> {
-    let mut out: Vec<Vec<Range<usize>>> = Vec::new();
-    for r in windows {
-        match out.last_mut() {
-            Some(g) if g.len() < batch && g[0].len() == r.len() => g.push(r.clone()),
-            _ => out.push(vec![r.clone()]),
+/// Every tensor the plan reads, against the checkpoint: all problems in one message.
+fn check_tensors(p: &ChoicePlan, source: &dyn WeightSource) -> Result<(), EvalError> {
+    let a = &p.arch;
+    let mut wanted: Vec<(String, Vec<usize>)> = vec![
+        (p.embed.clone(), vec![a.vocab, a.hidden]),
+        (p.norm.clone(), vec![a.hidden]),
+    ];
+    if p.head != p.embed {
+        wanted.push((p.head.clone(), vec![a.vocab, a.hidden]));
+    }
+    for (j, kind) in a.kinds.iter().enumerate() {
+        for (suffix, shape) in a.layer_tensors(kind) {
+            wanted.push((format!("{}.{j}.{suffix}", p.prefix), shape));
         }
     }
-    out
+    let mut problems = Vec::new();
+    for (served, shape) in &wanted {
+        let Some(src) = p.names.get(served) else {
+            problems.push(format!("{served}: missing"));
+            continue;
+        };
+        match source.info(src) {
+            None => problems.push(format!("{served}: missing")),
+            Some(i) if &i.shape != shape => problems.push(format!(
+                "{served}: shape {:?} (from {src}), but the config implies {shape:?}",
+                i.shape
+            )),
+            Some(source::TensorInfo {
+                unreadable: Some(why),
+                ..
+            }) => problems.push(format!("{served}: {why}")),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let n = problems.len();
+    let mut list = problems.into_iter().take(8).collect::<Vec<_>>().join("; ");
+    if n > 8 {
+        list.push_str(&format!("; and {} more", n - 8));
+    }
+    Err(EvalError::BadWeights {
+        path: source.path().to_path_buf(),
+        problem: format!(
+            "{n} tensor(s) do not fit the {} config: {list}",
+            a.model_type
+        ),
+    })
 }
 
 /// Σ −log p(token | the ones before it) over a window, from its logits (`len × vocab`), in
 /// f64 (log-sum-exp with the row's maximum subtracted).
-pub(crate) fn window_nll(logits: &[f32], vocab: usize, tokens: &[u32]) -> f64 {
+pub fn window_nll(logits: &[f32], vocab: usize, tokens: &[u32]) -> f64 {
     tokens
         .iter()
         .enumerate()
@@ -616,15 +702,5 @@ mod tests {
         let nll = window_nll(&logits, 3, &[2, 1]);
         let expected = (10f64.exp() + 2.0).ln() - 10.0;
         assert!((nll - expected).abs() < 1e-12);
-    }
-
-    #[test]
-    fn batches_group_equal_lengths() {
-        let w = vec![0..4, 4..8, 8..12, 12..14];
-        assert_eq!(
-            batches(&w, 2),
-            vec![vec![0..4, 4..8], vec![8..12], vec![12..14]]
-        );
-        assert_eq!(batches(&w, 1).len(), 4);
     }
 }

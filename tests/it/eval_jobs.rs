@@ -63,7 +63,7 @@ fn a_job_reports_progress_then_results_then_finishes() {
     assert_eq!(summary.dropped, FIXTURE_DROPPED);
     assert!(!summary.is_stale(FIXTURE_DROPPED) && summary.is_stale(&[1]));
     assert!(
-        summary.text().starts_with("ppl 588.9 → 853.8 (+45.0 %)"),
+        summary.text().starts_with("ppl 797.1 → 774.9 (-2.8 %)"),
         "{}",
         summary.text()
     );
@@ -109,4 +109,70 @@ fn a_bad_choice_is_an_error_event_not_a_panic() {
         })
         .expect("an error result");
     assert!(err.contains("keep at least one"), "{err}");
+}
+
+/// Records what the hidden-state hook sees.
+#[derive(Default)]
+struct Seen {
+    /// (choices, layer, source layer, first input value, first output value)
+    layers: Vec<(Vec<usize>, usize, usize, f32, f32)>,
+    finals: Vec<Vec<usize>>,
+}
+
+impl forward::HiddenObserver for Seen {
+    fn layer(&mut self, site: &forward::Site, input: &[f32], output: &[f32]) {
+        assert_eq!(input.len(), output.len());
+        assert_eq!(input.len() % site.hidden, 0);
+        self.layers.push((
+            site.choices.to_vec(),
+            site.layer,
+            site.source_layer,
+            input[0],
+            output[0],
+        ));
+    }
+
+    fn final_norm(&mut self, choices: &[usize], _: &[std::ops::Range<usize>], _: &[f32]) {
+        self.finals.push(choices.to_vec());
+    }
+}
+
+#[test]
+fn the_hidden_state_hook_sees_each_layer_once_per_lane_and_the_shared_prefix_once() {
+    let (_dir, model, ids) = fixture("llama");
+    let mut seen = Seen::default();
+    let results = forward::evaluate_hooked(
+        &model,
+        &ids,
+        &[vec![], vec![2]],
+        &EvalOptions::default(),
+        &snrscope::util::cancel::CancelToken::default(),
+        |_| {},
+        forward::Hooks {
+            logits: None,
+            hidden: Some(&mut seen),
+        },
+    );
+    assert!(results.iter().all(|r| matches!(r, Some(Ok(_)))));
+    // Layers 0 and 1 run once for both choices; then the lanes part: the original runs 2 and
+    // 3, the pruned model runs source layer 3 as its layer 2.
+    let shape: Vec<(Vec<usize>, usize, usize)> = seen
+        .layers
+        .iter()
+        .map(|l| (l.0.clone(), l.1, l.2))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (vec![0, 1], 0, 0),
+            (vec![0, 1], 1, 1),
+            (vec![0], 2, 2),
+            (vec![0], 3, 3),
+            (vec![1], 2, 3),
+        ]
+    );
+    // Each layer's input is the previous one's output, within a lane.
+    assert_eq!(seen.layers[1].3, seen.layers[0].4);
+    assert_eq!(seen.layers[4].3, seen.layers[1].4);
+    assert_eq!(seen.finals.len(), 2);
 }

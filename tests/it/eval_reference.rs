@@ -176,11 +176,18 @@ macro_rules! fixture_tests {
 fixture_tests! {
     llama_matches_transformers => "llama",
     llama3_bf16_tied_rope_scaling_matches_transformers => "llama3-bf16",
+    llama_yarn_with_biases_matches_transformers => "llama-yarn-bias",
+    llama_linear_rope_matches_transformers => "llama-linear",
     mistral_sliding_window_matches_transformers => "mistral",
+    mixtral_experts_and_sliding_window_match_transformers => "mixtral",
     qwen2_f16_tied_bias_matches_transformers => "qwen2-f16",
+    qwen2_sliding_window_by_max_window_layers_matches_transformers => "qwen2-swa",
     qwen3_matches_transformers => "qwen3",
-    gemma2_matches_transformers => "gemma2",
-    phi3_matches_transformers => "phi3",
+    qwen3_moe_matches_transformers => "qwen3-moe",
+    gemma2_alternating_window_softcaps_match_transformers => "gemma2",
+    gemma3_local_global_rope_matches_transformers => "gemma3",
+    phi3_sliding_window_matches_transformers => "phi3",
+    phi3_longrope_partial_rotary_matches_transformers => "phi3-longrope",
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cache;
 mod discovery;
 mod eval_cli;
 mod eval_jobs;
+mod eval_memory;
 mod eval_reference;
 mod export_cli;
 mod export_memory;

@@ -21,7 +21,10 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma2,
+    Gemma3,
     Phi3,
+    Mixtral,
+    Qwen3Moe,
 }
 
 impl Arch {
@@ -32,7 +35,10 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma2 => "gemma2",
+            Arch::Gemma3 => "gemma3_text",
             Arch::Phi3 => "phi3",
+            Arch::Mixtral => "mixtral",
+            Arch::Qwen3Moe => "qwen3_moe",
         }
     }
 
@@ -43,8 +49,15 @@ impl Arch {
             Arch::Qwen2 => "Qwen2ForCausalLM",
             Arch::Qwen3 => "Qwen3ForCausalLM",
             Arch::Gemma2 => "Gemma2ForCausalLM",
+            Arch::Gemma3 => "Gemma3ForCausalLM",
             Arch::Phi3 => "Phi3ForCausalLM",
+            Arch::Mixtral => "MixtralForCausalLM",
+            Arch::Qwen3Moe => "Qwen3MoeForCausalLM",
         }
+    }
+
+    fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma2 | Arch::Gemma3)
     }
 }
 
@@ -95,7 +108,9 @@ impl ArchSpec {
     }
 
     /// The reference set: every supported family, the weight dtypes the loader converts, tied
-    /// and untied heads, Llama 3 rope scaling, sliding windows shorter than the context.
+    /// and untied heads, every rope scaling these types use, sliding windows shorter than the
+    /// windows scored (on every layer, on some by `max_window_layers`, alternating), biases,
+    /// experts.
     pub fn fixtures() -> Vec<ArchSpec> {
         let llama3 = ArchSpec {
             dtype: Dtype::BF16,
@@ -108,20 +123,83 @@ impl ArchSpec {
             json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                    "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
         );
+        let llama_yarn = ArchSpec::base("llama-yarn-bias", Arch::Llama, 0x11a5)
+            .with(
+                "rope_scaling",
+                json!({"rope_type": "yarn", "factor": 4.0,
+                       "original_max_position_embeddings": 16}),
+            )
+            .with("attention_bias", json!(true))
+            .with("mlp_bias", json!(true));
+        let llama_linear = ArchSpec::base("llama-linear", Arch::Llama, 0x11a6)
+            .with("rope_scaling", json!({"type": "linear", "factor": 2.0}));
         let qwen2 = ArchSpec {
             dtype: Dtype::F16,
             tied: true,
             ..ArchSpec::base("qwen2-f16", Arch::Qwen2, 0x0e2)
         };
+        let qwen2_swa = ArchSpec::base("qwen2-swa", Arch::Qwen2, 0x0e4)
+            .with("use_sliding_window", json!(true))
+            .with("sliding_window", json!(16))
+            .with("max_window_layers", json!(2));
+        let phi3_long = ArchSpec::base("phi3-longrope", Arch::Phi3, 0xf15)
+            .with("original_max_position_embeddings", json!(16))
+            .with("partial_rotary_factor", json!(0.5))
+            .with(
+                "rope_scaling",
+                json!({"type": "longrope", "short_factor": [1.0, 1.1, 1.3, 1.6],
+                       "long_factor": [1.5, 2.5, 4.0, 6.0]}),
+            );
+        let gemma3 = ArchSpec::base("gemma3", Arch::Gemma3, 0x9e3)
+            .with("sliding_window", json!(16))
+            .with(
+                "layer_types",
+                json!([
+                    "sliding_attention",
+                    "sliding_attention",
+                    "full_attention",
+                    "sliding_attention"
+                ]),
+            )
+            .with(
+                "rope_scaling",
+                json!({"rope_type": "linear", "factor": 2.0}),
+            );
         vec![
             ArchSpec::base("llama", Arch::Llama, 0x11a),
             llama3,
+            llama_yarn,
+            llama_linear,
             ArchSpec::base("mistral", Arch::Mistral, 0x315).with("sliding_window", json!(32)),
+            ArchSpec::base("mixtral", Arch::Mixtral, 0x313).with("sliding_window", json!(24)),
             qwen2,
+            qwen2_swa,
             ArchSpec::base("qwen3", Arch::Qwen3, 0x0e3),
-            ArchSpec::base("gemma2", Arch::Gemma2, 0x9e2).with("sliding_window", json!(4096)),
+            ArchSpec::base("qwen3-moe", Arch::Qwen3Moe, 0x0e5).with("mlp_only_layers", json!([2])),
+            ArchSpec::base("gemma2", Arch::Gemma2, 0x9e2).with("sliding_window", json!(16)),
+            gemma3,
             ArchSpec::base("phi3", Arch::Phi3, 0xf13).with("sliding_window", json!(40)),
+            phi3_long,
         ]
+    }
+
+    /// Experts of the MoE fixtures, chosen per token, and their width.
+    const EXPERTS: usize = 4;
+    const TOP_K: usize = 2;
+    const MOE_FF: usize = 48;
+
+    fn flag(&self, key: &str) -> bool {
+        self.extra_config
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    fn mlp_only(&self, layer: usize) -> bool {
+        self.extra_config
+            .get("mlp_only_layers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v.as_u64() == Some(layer as u64)))
     }
 
     fn torch_dtype(&self) -> &'static str {
@@ -169,16 +247,39 @@ impl ArchSpec {
                 set("max_window_layers", json!(self.layers));
                 set("use_sliding_window", json!(false));
             }
-            Arch::Gemma2 => {
+            Arch::Gemma2 | Arch::Gemma3 => {
                 set("head_dim", json!(self.head_dim));
                 set("hidden_act", json!("gelu_pytorch_tanh"));
                 set("hidden_activation", json!("gelu_pytorch_tanh"));
-                set("query_pre_attn_scalar", json!(self.head_dim));
-                set("final_logit_softcapping", json!(30.0));
-                set("attn_logit_softcapping", json!(50.0));
                 set("attention_bias", json!(false));
                 set("pad_token_id", json!(0));
                 set("tie_word_embeddings", json!(true));
+                if self.arch == Arch::Gemma2 {
+                    set("query_pre_attn_scalar", json!(self.head_dim));
+                    set("final_logit_softcapping", json!(30.0));
+                    set("attn_logit_softcapping", json!(50.0));
+                } else {
+                    // Not head_dim, as in Gemma 3 27B (and Gemma 2 27B).
+                    set("query_pre_attn_scalar", json!(2 * self.head_dim));
+                    set("rope_theta", json!(1_000_000.0));
+                    set("rope_local_base_freq", json!(10_000.0));
+                    set("final_logit_softcapping", Value::Null);
+                    set("attn_logit_softcapping", Value::Null);
+                }
+            }
+            Arch::Mixtral => {
+                set("num_local_experts", json!(Self::EXPERTS));
+                set("num_experts_per_tok", json!(Self::TOP_K));
+                set("rope_theta", json!(1_000_000.0));
+            }
+            Arch::Qwen3Moe => {
+                set("head_dim", json!(self.head_dim));
+                set("num_experts", json!(Self::EXPERTS));
+                set("num_experts_per_tok", json!(Self::TOP_K));
+                set("moe_intermediate_size", json!(Self::MOE_FF));
+                set("norm_topk_prob", json!(false));
+                set("decoder_sparse_step", json!(1));
+                set("use_sliding_window", json!(false));
             }
             Arch::Phi3 => {
                 set("rope_scaling", Value::Null);
@@ -213,12 +314,12 @@ impl ArchSpec {
             gaussian(&mut rng, v * h, std),
         );
         for l in 0..self.layers {
-            for (module, shape, data) in self.layer_tensors(&mut rng) {
+            for (module, shape, data) in self.layer_tensors(&mut rng, l) {
                 push(format!("model.layers.{l}.{module}"), shape, data);
             }
         }
         push("model.norm.weight".into(), vec![h], self.norm(&mut rng, h));
-        if !self.tied && self.arch != Arch::Gemma2 {
+        if !self.tied && !self.arch.is_gemma() {
             push(
                 "lm_head.weight".into(),
                 vec![v, h],
@@ -230,11 +331,11 @@ impl ArchSpec {
 
     /// Gemma scales by `1 + w`, everyone else by `w`.
     fn norm(&self, rng: &mut Rng, n: usize) -> Vec<f64> {
-        let centre = if self.arch == Arch::Gemma2 { 0.0 } else { 1.0 };
+        let centre = if self.arch.is_gemma() { 0.0 } else { 1.0 };
         (0..n).map(|_| centre + 0.1 * rng.normal()).collect()
     }
 
-    fn layer_tensors(&self, rng: &mut Rng) -> Vec<Generated> {
+    fn layer_tensors(&self, rng: &mut Rng, layer: usize) -> Vec<Generated> {
         let (h, ff, hd) = (self.hidden, self.intermediate, self.head_dim);
         let (q, kv) = (self.heads * hd, self.kv_heads * hd);
         let matrix = |rng: &mut Rng, rows: usize, cols: usize| {
@@ -258,7 +359,7 @@ impl ArchSpec {
                 lin(&mut out, rng, "self_attn.v_proj", kv, h);
             }
         }
-        if self.arch == Arch::Qwen2 {
+        if self.arch == Arch::Qwen2 || self.flag("attention_bias") {
             for (name, n) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
                 out.push((
                     format!("self_attn.{name}.bias"),
@@ -267,24 +368,56 @@ impl ArchSpec {
                 ));
             }
         }
-        if self.arch == Arch::Qwen3 {
+        if matches!(self.arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) {
             norm(&mut out, rng, "self_attn.q_norm", hd);
             norm(&mut out, rng, "self_attn.k_norm", hd);
         }
         lin(&mut out, rng, "self_attn.o_proj", h, q);
+        if self.flag("attention_bias") {
+            out.push((
+                "self_attn.o_proj.bias".into(),
+                vec![h],
+                gaussian(rng, h, 0.1),
+            ));
+        }
         norm(&mut out, rng, "post_attention_layernorm", h);
-        if self.arch == Arch::Gemma2 {
+        if self.arch.is_gemma() {
             norm(&mut out, rng, "pre_feedforward_layernorm", h);
             norm(&mut out, rng, "post_feedforward_layernorm", h);
         }
+        let experts = |out: &mut Vec<Generated>, rng: &mut Rng, base: &str, p: [&str; 3], f| {
+            lin(out, rng, &format!("{base}.gate"), Self::EXPERTS, h);
+            for e in 0..Self::EXPERTS {
+                lin(out, rng, &format!("{base}.experts.{e}.{}", p[0]), f, h);
+                lin(out, rng, &format!("{base}.experts.{e}.{}", p[1]), f, h);
+                lin(out, rng, &format!("{base}.experts.{e}.{}", p[2]), h, f);
+            }
+        };
         match self.arch {
-            Arch::Phi3 => lin(&mut out, rng, "mlp.gate_up_proj", 2 * ff, h),
+            Arch::Phi3 => {
+                lin(&mut out, rng, "mlp.gate_up_proj", 2 * ff, h);
+                lin(&mut out, rng, "mlp.down_proj", h, ff);
+            }
+            Arch::Mixtral => {
+                experts(&mut out, rng, "block_sparse_moe", ["w1", "w3", "w2"], ff);
+            }
+            Arch::Qwen3Moe if !self.mlp_only(layer) => {
+                let p = ["gate_proj", "up_proj", "down_proj"];
+                experts(&mut out, rng, "mlp", p, Self::MOE_FF);
+            }
             _ => {
-                lin(&mut out, rng, "mlp.gate_proj", ff, h);
-                lin(&mut out, rng, "mlp.up_proj", ff, h);
+                for (p, r, c) in [
+                    ("gate_proj", ff, h),
+                    ("up_proj", ff, h),
+                    ("down_proj", h, ff),
+                ] {
+                    lin(&mut out, rng, &format!("mlp.{p}"), r, c);
+                    if self.flag("mlp_bias") {
+                        out.push((format!("mlp.{p}.bias"), vec![r], gaussian(rng, r, 0.1)));
+                    }
+                }
             }
         }
-        lin(&mut out, rng, "mlp.down_proj", h, ff);
         out
     }
 }
