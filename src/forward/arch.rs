@@ -9,23 +9,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{
-    EvalError,
+    error::EvalError,
     kernels::{Activation, NormKind},
     rope::Rope,
+    supported::SUPPORTED,
 };
-
-/// `model_type` values that can be evaluated.
-pub const SUPPORTED: &[&str] = &[
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen3",
-    "qwen3_moe",
-    "gemma2",
-    "gemma3_text",
-    "phi3",
-];
 
 /// How a layer's feed-forward part is laid out.
 #[derive(Debug, Clone, PartialEq)]

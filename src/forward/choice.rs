@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::EvalError;
+use super::error::EvalError;
 
 #[derive(Debug, Deserialize)]
 struct Config {

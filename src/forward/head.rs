@@ -5,7 +5,7 @@
 use super::{
     arch::ArchConfig,
     kernels::{rms_norm, softcap},
-    stream::{Reader, Res},
+    reader::{Reader, Res},
 };
 
 /// Per token of the hidden states: −log p(target), where a token has a target (the next token

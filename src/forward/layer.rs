@@ -7,8 +7,8 @@ use super::{
     arch::{ArchConfig, LayerKind, Mlp, Moe},
     attention::Attention,
     kernels::{add, add_bias, gated, norm_row, rms_norm},
+    reader::{Reader, Res},
     rope::Tables,
-    stream::{Reader, Res},
 };
 
 /// One lane's part in a layer: its hidden states (tokens × hidden, windows back to back) and

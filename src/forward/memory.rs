@@ -9,23 +9,7 @@ use super::{
     attention::TILE,
 };
 
-/// Bytes an evaluation is expected to hold at its peak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryEstimate {
-    /// Weights held at once: the largest band of a matrix in f32, plus its source bytes.
-    pub weights: u64,
-    /// Hidden states, one layer's temporaries, attention tiles, the head's logits band.
-    pub activations: u64,
-}
-
-impl MemoryEstimate {
-    /// Weights and activations, plus a tenth for what the estimate leaves out (allocator
-    /// slack, temporaries).
-    pub fn total(&self) -> u64 {
-        let sum = self.weights + self.activations;
-        sum + sum / 10
-    }
-}
+pub use super::estimate::MemoryEstimate;
 
 /// Largest f32 band of a weight matrix converted at once (64 MiB).
 pub const BAND_ELEMS: usize = 16 << 20;

@@ -1,7 +1,7 @@
 //! What a screen shows of evaluations: the original's perplexity (computed once), the last
 //! choice's, and whether that choice is still the current one.
 
-use super::{EvalEvent, Perplexity, Stage};
+use super::events::{EvalEvent, Perplexity, Stage};
 
 /// `ppl 12.31 → 14.08 (+14.4 %)`, for the choice (`dropped`) it was computed for.
 #[derive(Debug, Clone, PartialEq)]

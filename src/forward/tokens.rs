@@ -2,7 +2,7 @@
 
 use std::{ops::Range, path::Path};
 
-use super::EvalError;
+use super::error::EvalError;
 
 /// The English sample scored when no text is given (see `assets/README.md`).
 pub const SAMPLE_TEXT: &str = include_str!("../../assets/sample-en.txt");
