@@ -26,4 +26,5 @@ pub mod schedule;
 pub mod snr;
 pub mod text;
 pub mod torch_bin;
+pub mod tridiag;
 pub mod ui;
