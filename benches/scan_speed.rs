@@ -20,7 +20,8 @@
 //!
 //! Run: `cargo bench --bench scan_speed` (needs python3 with numpy; ~15 min on 2 idle cores).
 //! `SNRSCOPE_BENCH=yi,reopen` runs a subset (shapes, llama, yi, yi-powerlaw, reopen);
-//! `SNRSCOPE_BENCH_SHAPES=1024x7168,4096x4096` restricts the shapes.
+//! `SNRSCOPE_BENCH_SHAPES=1024x7168,4096x4096` restricts the shapes (1024x4096, 1024x7168,
+//! 1024x16384, 4096x4096, 14336x4096), `SNRSCOPE_BENCH_SPECTRA=gaussian` the spectra.
 
 use std::{
     collections::BTreeMap,
@@ -384,8 +385,16 @@ fn secs<T>(f: impl FnOnce() -> T) -> (f64, T) {
 /// Each shape on a Gaussian and a power-law matrix: numpy, snrscope's Gram route before and
 /// after issue 20, on 1 thread and on all threads.
 fn shapes(base: &Path, cores: usize) {
-    let all = [(1024, 4096), (1024, 7168), (4096, 4096), (14336, 4096)];
+    // 1024x16384: the 405B-shaped v_proj, for the README's estimate.
+    let all = [
+        (1024, 4096),
+        (1024, 7168),
+        (1024, 16384),
+        (4096, 4096),
+        (14336, 4096),
+    ];
     let only = std::env::var("SNRSCOPE_BENCH_SHAPES").unwrap_or_default();
+    let spectra = std::env::var("SNRSCOPE_BENCH_SPECTRA").unwrap_or_default();
     let dir = tempfile::tempdir_in(base).unwrap();
     println!(
         "\nPer shape (BF16 values in f64): seconds for one matrix; 'before' = one-stage reduction \
@@ -411,6 +420,9 @@ fn shapes(base: &Path, cores: usize) {
             continue;
         }
         for spectrum in ["gaussian", "power-law"] {
+            if !spectra.is_empty() && !spectra.split(',').any(|s| s == spectrum) {
+                continue;
+            }
             let mut rng = Rng::new((r * 31 + c) as u64);
             let w: Vec<f64> = match spectrum {
                 "gaussian" => gaussian(&mut rng, r * c, 0.02),

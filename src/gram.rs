@@ -24,11 +24,12 @@ use crate::snr::SnrError;
 use crate::tridiag as two_stage;
 
 /// From this size of the Gram matrix on, the two-stage reduction ([`crate::tridiag`]) replaces
-/// faer's one-stage `tridiag_in_place`. Below it the n×n matrix fits in cache, the one-stage
-/// reduction is not memory-bound, and the two-stage's panel overheads make it no faster
-/// (measured: equal at n = 1024, 2.7× faster at 2048, 3.7× at 4096 on one thread; see
-/// benches/scan_speed.rs).
-pub const TWO_STAGE_FROM: usize = 768;
+/// faer's one-stage `tridiag_in_place`. Up to n = 1024 the n×n matrix (8 MB) stays in cache,
+/// the one-stage reduction is not memory-bound and is as fast or faster (measured on one
+/// thread: equal at 1024, and the v_proj shapes 1024×4096 and 1024×7168 lost 0–40 % in the
+/// Gram route with the two-stage); from 1536 on it falls out of cache and the two-stage wins
+/// (1.6–2× at 1536, 2.7–3.4× at 2048, 3–3.7× at 4096; `benches/scan_speed.rs`).
+pub const TWO_STAGE_FROM: usize = 1280;
 
 /// A worker's reusable Gram buffers (the n×n product and the reduction's buffers), kept
 /// between matrices of the same smaller dimension.

@@ -393,7 +393,7 @@ fn power_law_spectra_stay_on_the_gram_route() {
         (512, 1536, 1.1), // 3.0 decades, wide
         (1536, 512, 1.1), // tall
         (640, 640, 1.1),  // 3.1 decades, square
-        (800, 1600, 1.1), // 3.2 decades, through the two-stage reduction by default
+        (800, 1600, 1.1), // 3.2 decades
     ];
     let mut ws = SvdWorkspace::default();
     for (i, &(r, c, alpha)) in shapes.iter().chain(shapes.iter()).enumerate() {
