@@ -207,20 +207,20 @@ pub fn gram_singular_values(
         1.0,
         par,
     );
-    // W·Wᵀ can overflow for entries near f64's limit (squares, sums of m of them): then the
-    // SVD, which scales, has to decide.
-    let overflowed = GramSpectrum {
+    // W·Wᵀ can overflow for entries near f64's limit (squares, sums of m of them), and the
+    // tridiagonal solver can fail to converge: then the SVD, which scales, has to decide.
+    let undecided = || GramSpectrum {
         singular_values: vec![f64::NAN; n],
         eigenvalue_error: f64::INFINITY,
     };
     if !(0..n).all(|j| b.gram[(j, j)].is_finite()) {
-        return Ok(overflowed);
+        return Ok(undecided());
     }
-    let mut lambdas = match &mut b.reduction {
+    let lambdas = match &mut b.reduction {
         Reduction::TwoStage(ws) => {
             let (diag, sub) =
                 two_stage::tridiagonalize(b.gram.as_mut(), two_stage::DEFAULT_BAND, par, ws);
-            two_stage::tridiagonal_eigenvalues(&diag, &sub).ok_or(SnrError::NoConvergence)?
+            two_stage::tridiagonal_eigenvalues(&diag, &sub)
         }
         Reduction::OneStage { householder, mem } => {
             tridiag::tridiag_in_place(
@@ -248,12 +248,15 @@ pub fn gram_singular_values(
                 MemStack::new(mem),
                 Default::default(),
             )
-            .map_err(|_| SnrError::NoConvergence)?;
-            eig.column_vector().iter().copied().collect::<Vec<f64>>()
+            .ok()
+            .map(|()| eig.column_vector().iter().copied().collect::<Vec<f64>>())
         }
     };
+    let Some(mut lambdas) = lambdas else {
+        return Ok(undecided());
+    };
     if !lambdas.iter().all(|l| l.is_finite()) {
-        return Ok(overflowed);
+        return Ok(undecided());
     }
     // Largest first, as the SVD returns them.
     lambdas.sort_by(|x, y| y.total_cmp(x));
