@@ -155,10 +155,11 @@ impl GramSpectrum {
 /// Both are statistical sizes, not worst cases: a worst-case bound (Weyl, ε·m·‖G‖) exceeds
 /// the measured errors by 10⁴–10⁶ on the heavy-tailed spectra of real weights and would send
 /// every such matrix to the SVD. The factors below (100 and 300, plus 8·ε·λ_max for the
-/// largest eigenvalues' own rounding) put the bound 12–20× above the largest error measured on
-/// Gaussian matrices (where all three terms are of the size of λ_max) and 100–1000× above it
-/// on power-law spectra, where τ and φ are far below λ_max (`tests/gram.rs` checks it on
-/// square, wide, tall, power-law, six-decade, spiked and row-scaled matrices against the SVD).
+/// largest eigenvalues' own rounding) keep the estimate at least 4.7× above every difference
+/// measured against the SVD (on Gaussian matrices, where all three terms are of the size of
+/// λ_max and the SVD's own error is part of the difference) and 240× or more above it on the
+/// values below s_max/100, which carry the SNR's error (`tests/gram.rs`: square, wide, tall,
+/// power-law, BF16, six-decade, spiked and row-scaled matrices, both reductions).
 pub fn eigenvalue_error(n: usize, m: usize, lambdas: &[f64]) -> f64 {
     if n == 0 {
         return 0.0;
