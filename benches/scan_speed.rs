@@ -1,4 +1,12 @@
-//! The scan against numpy, as ratios measured in the same run (issue 10's targets):
+//! The scan against numpy, as ratios measured in the same run (issues 10 and 20):
+//! - per shape (1024x4096, 1024x7168, 4096², 14336x4096), on a Gaussian and a power-law
+//!   (s_k ∝ k^−1.1, BF16) matrix: numpy's `svd(compute_uv=False)` on 1 thread and on all
+//!   threads, snrscope's Gram route before issue 20 (faer's one-stage tridiagonal reduction and
+//!   the old error estimate, plus the SVD wherever that estimate gave up) and after (two-stage
+//!   reduction, sharpened estimate), each on 1 thread and on all threads, and which matrices
+//!   the check leaves to the SVD;
+//! - a Yi-34B-shaped v_proj scan with power-law spectra (60 x 1024x7168 BF16): how many
+//!   matrices the Gram route leaves to the SVD, and its time against numpy;
 //! - a full 7-module Llama-3-8B-shaped layer (q/o 4096², k/v 1024x4096, gate/up 14336x4096,
 //!   down 4096x14336, BF16): `--method gram` and `svd` against numpy's `linalg.svd` on the same
 //!   matrices, the SVD also against the seed's schedule (today); peak RSS of each scan against
@@ -11,7 +19,9 @@
 //! cores, and the faster counts.
 //!
 //! Run: `cargo bench --bench scan_speed` (needs python3 with numpy; ~15 min on 2 idle cores).
-//! `SNRSCOPE_BENCH=yi,reopen` runs a subset (llama, yi, reopen).
+//! `SNRSCOPE_BENCH=yi,reopen` runs a subset (shapes, llama, yi, yi-powerlaw, reopen);
+//! `SNRSCOPE_BENCH_SHAPES=1024x7168,4096x4096` restricts the shapes (1024x4096, 1024x7168,
+//! 1024x16384, 4096x4096, 14336x4096), `SNRSCOPE_BENCH_SPECTRA=gaussian` the spectra.
 
 use std::{
     collections::BTreeMap,
@@ -26,11 +36,12 @@ use rayon::prelude::*;
 use safetensors::Dtype;
 use snrscope::{
     checkpoint::Model,
-    demo::{Rng, encode, gaussian},
+    demo::{Rng, encode, gaussian, with_spectrum},
     spectrum::{
         cache::{Cache, FileIdentity, Key},
+        gram::{GramSpectrum, GramWorkspace, gram_singular_values},
         scan::{self, ScanJob, ScanOptions},
-        snr::{self, Method, SvdWorkspace},
+        snr::{self, GRAM_TOLERANCE, Method, SvdWorkspace},
     },
 };
 
@@ -47,15 +58,37 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// A power-law spectrum, s_k = 0.5·k^−1.1 (k from 1): three decades over 1024 values, four
+/// over 4096, the heavy-tailed shape of trained weights.
+fn power_law_matrix(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f64> {
+    let s: Vec<f64> = (0..rows.min(cols))
+        .map(|k| 0.5 * ((k + 1) as f64).powf(-1.1))
+        .collect();
+    with_spectrum(rng, rows, cols, &s)
+}
+
 /// Writes `tensors` (name, rows, cols) as Gaussian BF16 into `dir/model.safetensors`, with a
 /// config for `layers` layers.
 fn write_model(dir: &Path, tensors: &[(String, usize, usize)], layers: usize, seed: u64) {
+    write_model_with(dir, tensors, layers, seed, |rng, r, c| {
+        gaussian(rng, r * c, 0.02)
+    })
+}
+
+/// As [`write_model`], with each matrix from `make(rng, rows, cols)`.
+fn write_model_with(
+    dir: &Path,
+    tensors: &[(String, usize, usize)],
+    layers: usize,
+    seed: u64,
+    make: impl Fn(&mut Rng, usize, usize) -> Vec<f64>,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = Rng::new(seed);
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, r, c)| {
-            let w = gaussian(&mut rng, r * c, 0.02);
+            let w = make(&mut rng, *r, *c);
             (n.clone(), vec![*r, *c], encode(Dtype::BF16, &w))
         })
         .collect();
@@ -299,6 +332,239 @@ fn yi(base: &Path, cores: usize) {
     }
 }
 
+/// numpy's `svd(compute_uv=False)` seconds on the row-major f64 matrix in `file`, with
+/// OpenBLAS on `threads` threads (None: all).
+fn numpy_file_seconds(
+    file: &Path,
+    rows: usize,
+    cols: usize,
+    threads: Option<usize>,
+) -> Option<f64> {
+    let script = r#"
+import sys, time
+import numpy as np
+a = np.fromfile(sys.argv[1], dtype="<f8").reshape(int(sys.argv[2]), int(sys.argv[3]))
+t = time.perf_counter()
+np.linalg.svd(a, compute_uv=False)
+print(time.perf_counter() - t)
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script])
+        .arg(file)
+        .arg(rows.to_string())
+        .arg(cols.to_string());
+    cmd.env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE");
+    if let Some(n) = threads {
+        cmd.env("OPENBLAS_NUM_THREADS", n.to_string())
+            .env("OMP_NUM_THREADS", n.to_string());
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("numpy failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The error estimate before issue 20 (`8·ε·(√m + n)·λ_max`), to show which matrices the old
+/// check left to the SVD.
+fn old_estimate(g: &GramSpectrum, rows: usize, cols: usize) -> GramSpectrum {
+    let (n, m) = (rows.min(cols) as f64, rows.max(cols) as f64);
+    let lmax = g.singular_values.first().map_or(0.0, |s| s * s);
+    GramSpectrum {
+        singular_values: g.singular_values.clone(),
+        eigenvalue_error: 8.0 * f64::EPSILON * (m.sqrt() + n) * lmax,
+    }
+}
+
+fn secs<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed().as_secs_f64(), r)
+}
+
+/// Each shape on a Gaussian and a power-law matrix: numpy, snrscope's Gram route before and
+/// after issue 20, on 1 thread and on all threads.
+fn shapes(base: &Path, cores: usize) {
+    // 1024x16384: the 405B-shaped v_proj, for the README's estimate.
+    let all = [
+        (1024, 4096),
+        (1024, 7168),
+        (1024, 16384),
+        (4096, 4096),
+        (14336, 4096),
+    ];
+    let only = std::env::var("SNRSCOPE_BENCH_SHAPES").unwrap_or_default();
+    let spectra = std::env::var("SNRSCOPE_BENCH_SPECTRA").unwrap_or_default();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    println!(
+        "\nPer shape (BF16 values in f64): seconds for one matrix; 'before' = one-stage reduction \
+         + old estimate (+ the SVD where it gave up), 'after' = this version (+ the SVD where it \
+         gives up); ratios against numpy's best thread setting"
+    );
+    println!(
+        "{:>11} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "shape",
+        "spectrum",
+        "threads",
+        "np 1thr",
+        "np all",
+        "svd",
+        "before",
+        "after",
+        "gram 1stg",
+        "after/np",
+        "before/np"
+    );
+    for &(r, c) in &all {
+        if !only.is_empty() && !only.split(',').any(|s| s == format!("{r}x{c}")) {
+            continue;
+        }
+        for spectrum in ["gaussian", "power-law"] {
+            if !spectra.is_empty() && !spectra.split(',').any(|s| s == spectrum) {
+                continue;
+            }
+            let mut rng = Rng::new((r * 31 + c) as u64);
+            let w: Vec<f64> = match spectrum {
+                "gaussian" => gaussian(&mut rng, r * c, 0.02),
+                _ => power_law_matrix(&mut rng, r, c),
+            };
+            // As a checkpoint stores it: BF16.
+            let w: Vec<f64> = w
+                .iter()
+                .map(|&x| half::bf16::from_f64(x).to_f64())
+                .collect();
+            let file = dir.path().join("w.f64");
+            std::fs::write(
+                &file,
+                w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+            )
+            .unwrap();
+            let np1 = numpy_file_seconds(&file, r, c, Some(1));
+            let np_all = if cores > 1 {
+                numpy_file_seconds(&file, r, c, None)
+            } else {
+                np1
+            };
+            let np_best = match (np1, np_all) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            for threads in [1, cores] {
+                if threads == cores && cores == 1 && threads != 1 {
+                    continue;
+                }
+                let par = if threads == 1 {
+                    Par::Seq
+                } else {
+                    Par::rayon(threads)
+                };
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut old_ws = GramWorkspace::with_two_stage_from(usize::MAX);
+                    let (t_one, g_one) =
+                        secs(|| gram_singular_values(&w, r, c, par, &mut old_ws).unwrap());
+                    drop(old_ws);
+                    let old = old_estimate(&g_one, r, c);
+                    let old_stats =
+                        snr::stats_from_singular_values(old.singular_values.clone(), r, c);
+                    let old_ok = snr::gram_is_conclusive(&old, &old_stats, GRAM_TOLERANCE);
+                    let mut ws = SvdWorkspace::default();
+                    let (t_after, (after, used)) = secs(|| {
+                        snr::matrix_snr_with(&w, r, c, Method::Gram, par, &mut ws).unwrap()
+                    });
+                    drop(ws);
+                    // The SVD's time only where one of the two checks needs it.
+                    let t_svd = if !old_ok || used == Method::Svd {
+                        let mut ws = SvdWorkspace::default();
+                        let (t, svd) = secs(|| snr::matrix_snr(&w, r, c, par, &mut ws).unwrap());
+                        let rel = (svd.snr_ratio - after.snr_ratio).abs() / svd.snr_ratio.abs();
+                        println!("    ({r}x{c} {spectrum}: snr_ratio vs the SVD {rel:.1e})");
+                        Some(t)
+                    } else {
+                        None
+                    };
+                    let t_before = t_one
+                        + if old_ok {
+                            0.0
+                        } else {
+                            t_svd.unwrap_or(f64::NAN)
+                        };
+                    let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+                    let ratio =
+                        |x: f64| np_best.map_or("-".to_string(), |n| format!("{:.2}", x / n));
+                    println!(
+                        "{:>11} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                        format!("{r}x{c}"),
+                        spectrum,
+                        threads,
+                        f(np1),
+                        f(np_all),
+                        f(t_svd),
+                        format!("{t_before:.2}{}", if old_ok { "" } else { "*" }),
+                        format!(
+                            "{t_after:.2}{}",
+                            if used == Method::Gram { "" } else { "*" }
+                        ),
+                        format!("{t_one:.2}"),
+                        ratio(t_after),
+                        ratio(t_before),
+                    );
+                });
+            }
+        }
+    }
+    println!("  (* = left to the SVD by that version's check)");
+}
+
+/// The issue-20 scenario: a Yi-34B-shaped v_proj scan whose matrices have power-law spectra.
+fn yi_power_law(base: &Path, cores: usize) {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let tensors: Vec<(String, usize, usize)> = (0..60)
+        .map(|l| {
+            (
+                format!("model.layers.{l}.self_attn.v_proj.weight"),
+                1024,
+                7168,
+            )
+        })
+        .collect();
+    write_model_with(dir.path(), &tensors, 60, 35, power_law_matrix);
+    println!("\nYi-34B-shaped v_proj scan, power-law spectra (s_k ∝ k^-1.1, BF16): 60 x 1024x7168");
+    let model = Arc::new(Model::open(dir.path()).unwrap());
+    let jobs = scan::jobs_matching(&model, &regex::Regex::new("v_proj").unwrap());
+    let (gram, _) = timed_scan(&model, &jobs, Method::Gram, cores);
+    let r = scan::scan_blocking(
+        model.clone(),
+        jobs.clone(),
+        ScanOptions {
+            threads: cores,
+            method: Method::Gram,
+            cache: None,
+        },
+    );
+    let left = r.iter().filter(|r| r.method == Method::Svd).count();
+    let finite = r
+        .iter()
+        .filter(|r| r.outcome.as_ref().is_ok_and(|s| s.snr_ratio.is_finite()))
+        .count();
+    println!(
+        "  SHARE left to the SVD: {left} of {} ({finite} finite); gram scan {gram:.1} s",
+        r.len()
+    );
+    match numpy_best(&dir.path().join("model.safetensors"), &jobs, cores, 2) {
+        Some(np) => println!(
+            "  RATIO yi v_proj power-law: gram / numpy = {:.2}; numpy best {np:.1} s",
+            gram / np
+        ),
+        None => println!("  RATIO yi v_proj power-law: numpy not available"),
+    }
+}
+
 /// A 32-layer Llama-3-8B-shaped model as a sparse file (headers, holes for data) and a cache
 /// holding every matrix: what reopening it costs until every bar can be drawn.
 fn reopen(base: &Path) {
@@ -379,18 +645,26 @@ fn main() {
     let base = std::env::var_os("SNRSCOPE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let which = std::env::var("SNRSCOPE_BENCH").unwrap_or_else(|_| "llama,yi,reopen".into());
+    let which = std::env::var("SNRSCOPE_BENCH")
+        .unwrap_or_else(|_| "shapes,llama,yi,yi-powerlaw,reopen".into());
+    let has = |name: &str| which.split(',').any(|w| w.trim() == name);
     println!(
         "scan_speed: {cores} cores; ratios are measured in this run (times are wall clock, the \
          machine may be shared)"
     );
-    if which.contains("reopen") {
+    if has("reopen") {
         reopen(&base);
     }
-    if which.contains("yi") {
+    if has("shapes") {
+        shapes(&base, cores);
+    }
+    if has("yi") {
         yi(&base, cores);
     }
-    if which.contains("llama") {
+    if has("yi-powerlaw") {
+        yi_power_law(&base, cores);
+    }
+    if has("llama") {
         llama(&base, cores);
     }
 }

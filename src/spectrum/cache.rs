@@ -32,6 +32,8 @@ use crate::{
 /// The entry layout; a change makes old entries foreign (ignored), never misread.
 const MAGIC: &[u8; 16] = b"snrscope-cache\n\x01";
 const VERSION_DIR: &str = "v1";
+/// The Gram route's acceptance check, part of a Gram result's key (see [`Key::of_part`]).
+const GRAM_CHECK_VERSION: u32 = 2;
 const EXT: &str = "snr";
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -124,6 +126,12 @@ impl Key {
             shape.join("x"),
             method.name()
         );
+        if method == Method::Gram {
+            // A Gram result is stored only when its check passed; the check became stricter
+            // (tolerance 1e-8 and a new error estimate), so results accepted by the old one are
+            // not taken on trust: they are recomputed under the new key.
+            text.push_str(&format!("gram-check {GRAM_CHECK_VERSION}\n"));
+        }
         if let Some(p) = part {
             text.push_str(&format!("part {p}\n"));
         }

@@ -5,6 +5,9 @@
 //! error of about ε·λ_max, so a singular value s is only known to about ε·s_max²/s.
 //! [`GramSpectrum::resolved`] says when that matters (see `snr::matrix_snr_with`).
 //!
+//! The n×n eigenvalue problem goes through a two-stage tridiagonal reduction
+//! ([`crate::spectrum::tridiag`]) from [`TWO_STAGE_FROM`] on, faer's one-stage reduction below.
+//!
 //! Pure math: no I/O, no threads of our own.
 
 use faer::{
@@ -18,26 +21,65 @@ use faer::{
 };
 
 use super::error::SnrError;
+use super::tridiag as two_stage;
 
-/// A worker's reusable Gram buffers (the n×n product, Householder factors and scratch), kept
+/// From this size of the Gram matrix on, the two-stage reduction ([`crate::spectrum::tridiag`]) replaces
+/// faer's one-stage `tridiag_in_place`. Up to n = 1024 the n×n matrix (8 MB) stays in cache,
+/// the one-stage reduction is not memory-bound and is as fast or faster (measured on one
+/// thread: equal at 1024, and the v_proj shapes 1024×4096 and 1024×7168 lost 0–40 % in the
+/// Gram route with the two-stage); from 1536 on it falls out of cache and the two-stage wins
+/// (1.6–2× at 1536, 2.7–3.4× at 2048, 3–3.7× at 4096; `benches/scan_speed.rs`).
+pub const TWO_STAGE_FROM: usize = 1280;
+
+/// A worker's reusable Gram buffers (the n×n product and the reduction's buffers), kept
 /// between matrices of the same smaller dimension.
 #[derive(Default)]
 pub struct GramWorkspace {
     buffers: Option<Buffers>,
+    /// `Some(n0)`: use the two-stage reduction from n0 on instead of [`TWO_STAGE_FROM`].
+    two_stage_from: Option<usize>,
+}
+
+impl GramWorkspace {
+    /// A workspace that takes the two-stage reduction from `n0` on (`usize::MAX`: never,
+    /// `0`: always), for benchmarks and tests comparing the two.
+    pub fn with_two_stage_from(n0: usize) -> GramWorkspace {
+        GramWorkspace {
+            buffers: None,
+            two_stage_from: Some(n0),
+        }
+    }
+
+    fn two_stage(&self, n: usize) -> bool {
+        n >= self.two_stage_from.unwrap_or(TWO_STAGE_FROM)
+    }
 }
 
 struct Buffers {
     /// The dimension and parallelism degree the buffers were sized for.
     n: (usize, usize),
     gram: Mat<f64>,
-    householder: Mat<f64>,
-    mem: MemBuffer,
+    reduction: Reduction,
+}
+
+enum Reduction {
+    OneStage {
+        householder: Mat<f64>,
+        mem: MemBuffer,
+    },
+    TwoStage(Box<two_stage::Workspace>),
 }
 
 /// Bytes the Gram route allocates for a matrix whose smaller side is `n`.
-pub(crate) fn workspace_bytes(n: usize, par: Par) -> usize {
-    let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
-    8 * (n * n + bs * n.saturating_sub(1)) + scratch(n, par).unaligned_bytes_required()
+pub fn workspace_bytes(n: usize, par: Par) -> usize {
+    let reduction = if n >= TWO_STAGE_FROM {
+        two_stage::workspace_bytes(n, two_stage::DEFAULT_BAND)
+    } else {
+        let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+        8 * bs * n.saturating_sub(1) + scratch(n, par).unaligned_bytes_required()
+    };
+    // The n×n matrix, and the tridiagonal solver's copies (diagonal, subdiagonal, eigenvalues).
+    8 * (n * n + 6 * n) + reduction
 }
 
 fn scratch(n: usize, par: Par) -> StackReq {
@@ -54,12 +96,19 @@ impl GramWorkspace {
             // Release the old n×n before allocating the new one: two large Gram matrices at
             // once would double this worker's peak.
             self.buffers = None;
-            let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+            let reduction = if self.two_stage(n) {
+                Reduction::TwoStage(Box::default())
+            } else {
+                let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+                Reduction::OneStage {
+                    householder: Mat::zeros(bs, n.saturating_sub(1)),
+                    mem: MemBuffer::new(scratch(n, par)),
+                }
+            };
             self.buffers = Some(Buffers {
                 n: (n, par.degree()),
                 gram: Mat::zeros(n, n),
-                householder: Mat::zeros(bs, n.saturating_sub(1)),
-                mem: MemBuffer::new(scratch(n, par)),
+                reduction,
             });
         }
         self.buffers.as_mut().expect("just set")
@@ -92,16 +141,42 @@ impl GramSpectrum {
     }
 }
 
-/// A safe bound on the absolute eigenvalue error of the Gram route for an n×m matrix (n ≤ m)
-/// whose largest eigenvalue is `lambda_max`: forming W·Wᵀ errs by at most about m·ε·‖W‖²
-/// entrywise in the worst case, and the backward-stable tridiagonal eigensolver adds
-/// O(n·ε·‖G‖). Measured errors on Gaussian and power-law matrices are 100–1000× smaller
-/// (tests/gram.rs), so this is conservative: it decides when to fall back to the SVD, never
-/// the values themselves.
-pub fn eigenvalue_error(n: usize, m: usize, lambda_max: f64) -> f64 {
-    // sqrt(m) and n rather than m and n²: blocked summation and Householder reduction grow
-    // errors like the square root of the length in practice; the factor 8 is margin.
-    8.0 * f64::EPSILON * ((m as f64).sqrt() + n as f64) * lambda_max
+/// The absolute error allowed for every eigenvalue of the Gram route for an n×m matrix
+/// (n ≤ m), from its computed eigenvalues `lambdas` (any order).
+///
+/// The error of an eigenvalue λᵢ is, to first order, uᵢᵀ·ΔG·uᵢ for the backward error ΔG of
+/// the whole computation, and ΔG has two parts of different size:
+/// - forming G = W·Wᵀ: entry (j, k) is a sum of m products, whose rounding is about
+///   ε·√m·G_jj on the diagonal (positive terms) and ε·√(G_jj·G_kk) off it (terms of either
+///   sign). Seen from a unit vector that is about ε·(1 + √(m/n))·τ, τ = trace(G)/n;
+/// - the orthogonal reduction and the tridiagonal solver: a backward error of about
+///   ε·√n·‖G‖_F in Frobenius norm, about ε·φ, φ = ‖G‖_F/√n, seen from a unit vector.
+///
+/// Both are statistical sizes, not worst cases: a worst-case bound (Weyl, ε·m·‖G‖) exceeds
+/// the measured errors by 10⁴–10⁶ on the heavy-tailed spectra of real weights and would send
+/// every such matrix to the SVD. The factors below (100 and 300, plus 8·ε·λ_max for the
+/// largest eigenvalues' own rounding) keep the estimate at least 4.7× above every difference
+/// measured against the SVD (on Gaussian matrices, where all three terms are of the size of
+/// λ_max and the SVD's own error is part of the difference) and 240× or more above it on the
+/// values below s_max/100, which carry the SNR's error (`tests/gram.rs`: square, wide, tall,
+/// power-law, BF16, six-decade, spiked and row-scaled matrices, both reductions).
+pub fn eigenvalue_error(n: usize, m: usize, lambdas: &[f64]) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let nf = n as f64;
+    let (mut trace, mut squares, mut lambda_max) = (0.0f64, 0.0f64, 0.0f64);
+    for &l in lambdas {
+        let l = l.max(0.0);
+        trace += l;
+        squares += l * l;
+        lambda_max = lambda_max.max(l);
+    }
+    let tau = trace / nf;
+    let phi = (squares / nf).sqrt();
+    let formation = 100.0 * (1.0 + (m as f64 / nf).sqrt()) * tau;
+    let reduction = 300.0 * phi;
+    f64::EPSILON * (formation + reduction + 8.0 * lambda_max)
 }
 
 /// Singular values of a row-major `rows x cols` matrix via its Gram matrix. Input checks are
@@ -133,40 +208,62 @@ pub fn gram_singular_values(
         1.0,
         par,
     );
-    let stack = MemStack::new(&mut b.mem);
-    tridiag::tridiag_in_place(
-        b.gram.as_mut(),
-        b.householder.as_mut(),
-        par,
-        stack,
-        Default::default(),
-    );
-    let mut diag = Diag::<f64>::zeros(n);
-    let mut sub = Diag::<f64>::zeros(n);
-    for i in 0..n {
-        diag[i] = b.gram[(i, i)];
-        if i + 1 < n {
-            sub[i] = b.gram[(i + 1, i)];
-        }
+    // W·Wᵀ can overflow for entries near f64's limit (squares, sums of m of them), and the
+    // tridiagonal solver can fail to converge: then the SVD, which scales, has to decide.
+    let undecided = || GramSpectrum {
+        singular_values: vec![f64::NAN; n],
+        eigenvalue_error: f64::INFINITY,
+    };
+    if !(0..n).all(|j| b.gram[(j, j)].is_finite()) {
+        return Ok(undecided());
     }
-    let mut eig = Diag::<f64>::zeros(n);
-    evd::tridiagonal_self_adjoint_evd(
-        diag.as_ref(),
-        sub.as_ref(),
-        eig.as_mut(),
-        None,
-        par,
-        MemStack::new(&mut b.mem),
-        Default::default(),
-    )
-    .map_err(|_| SnrError::NoConvergence)?;
-    let mut lambdas: Vec<f64> = eig.column_vector().iter().copied().collect();
+    let lambdas = match &mut b.reduction {
+        Reduction::TwoStage(ws) => {
+            let (diag, sub) =
+                two_stage::tridiagonalize(b.gram.as_mut(), two_stage::DEFAULT_BAND, par, ws);
+            two_stage::tridiagonal_eigenvalues(&diag, &sub)
+        }
+        Reduction::OneStage { householder, mem } => {
+            tridiag::tridiag_in_place(
+                b.gram.as_mut(),
+                householder.as_mut(),
+                par,
+                MemStack::new(mem),
+                Default::default(),
+            );
+            let mut diag = Diag::<f64>::zeros(n);
+            let mut sub = Diag::<f64>::zeros(n);
+            for i in 0..n {
+                diag[i] = b.gram[(i, i)];
+                if i + 1 < n {
+                    sub[i] = b.gram[(i + 1, i)];
+                }
+            }
+            let mut eig = Diag::<f64>::zeros(n);
+            evd::tridiagonal_self_adjoint_evd(
+                diag.as_ref(),
+                sub.as_ref(),
+                eig.as_mut(),
+                None,
+                par,
+                MemStack::new(mem),
+                Default::default(),
+            )
+            .ok()
+            .map(|()| eig.column_vector().iter().copied().collect::<Vec<f64>>())
+        }
+    };
+    let Some(mut lambdas) = lambdas else {
+        return Ok(undecided());
+    };
+    if !lambdas.iter().all(|l| l.is_finite()) {
+        return Ok(undecided());
+    }
     // Largest first, as the SVD returns them.
     lambdas.sort_by(|x, y| y.total_cmp(x));
-    let lambda_max = lambdas.first().copied().unwrap_or(0.0).max(0.0);
     Ok(GramSpectrum {
         // Rounding can push an eigenvalue of a (numerically) singular Gram matrix below zero.
         singular_values: lambdas.iter().map(|&l| l.max(0.0).sqrt()).collect(),
-        eigenvalue_error: eigenvalue_error(n, m, lambda_max),
+        eigenvalue_error: eigenvalue_error(n, m, &lambdas),
     })
 }

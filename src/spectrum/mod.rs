@@ -10,3 +10,4 @@ pub mod parts;
 pub mod scan;
 pub mod schedule;
 pub mod snr;
+pub mod tridiag;
