@@ -13,6 +13,7 @@ pub mod eval;
 pub mod export;
 pub mod fsid;
 pub mod fused;
+pub mod gguf;
 pub mod gram;
 pub mod layers;
 pub mod model;
