@@ -63,8 +63,6 @@ pub struct GgufFile {
     pub tensors: Vec<TensorInfo>,
     /// Absolute offset of the data section (the end of the header, aligned).
     pub data_start: u64,
-    /// Where the tensor infos start (the writer rewrites from here).
-    pub(crate) infos_start: u64,
     pub file_len: u64,
     pub(crate) file: File,
 }
@@ -406,13 +404,14 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
             Value::U32(a) if a != 0 && a % 8 == 0 => a as u64,
             ref v => {
                 return Err(c.bad(format!(
-                    "general.alignment is {v:?}; it must be a uint32, nonzero and a multiple of 8"
+                    "general.alignment is {} {v:?}; it must be a uint32, nonzero and a multiple \
+                     of 8",
+                    type_name(v.type_id())
                 )));
             }
         },
     };
 
-    let infos_start = c.pos;
     let mut tensors = Vec::with_capacity(tensor_count as usize);
     let mut names = HashSet::new();
     for _ in 0..tensor_count {
@@ -508,13 +507,7 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
         metadata,
         tensors,
         data_start,
-        infos_start,
         file_len: len,
         file,
     })
-}
-
-/// For messages: a value's type in words.
-pub(crate) fn value_type_name(v: &Value) -> &'static str {
-    type_name(v.type_id())
 }

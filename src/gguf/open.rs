@@ -85,7 +85,7 @@ impl GgufModel {
                 vec![f]
             }
         };
-        let mut order = Vec::new();
+        let mut order: Vec<(usize, usize)> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for (p, part) in parts.iter().enumerate() {
             for (i, t) in part.tensors.iter().enumerate() {
@@ -194,7 +194,7 @@ pub(crate) fn split_name(path: &Path) -> Option<(String, usize, usize)> {
         return None;
     }
     let (k, n): (usize, usize) = (k.parse().ok()?, n.parse().ok()?);
-    (k >= 1 && k <= n).then(|| (stem.to_string(), k, n))
+    (1..=n).contains(&k).then(|| (stem.to_string(), k, n))
 }
 
 pub(crate) fn split_path(dir: &Path, stem: &str, k: usize, n: usize) -> PathBuf {

@@ -333,7 +333,7 @@ pub fn write_pruned(
     let layout = pruned_layout(model, &options.kept)?;
     let _lock = TargetLock::acquire(out)?;
     let tmp = crate::export::sibling_of_this_process(out, "tmp");
-    let result = write_to(model, &layout, &tmp, progress, cancel).and_then(|()| {
+    let result = write_to(model, &layout, &tmp, out, progress, cancel).and_then(|()| {
         inputs.check(out)?;
         commit(&tmp, out, options.replace)
     });
@@ -380,6 +380,7 @@ fn write_to(
     model: &GgufModel,
     layout: &PrunedLayout,
     tmp: &Path,
+    out: &Path,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &CancelToken,
 ) -> Result<(), GgufError> {
@@ -405,7 +406,7 @@ fn write_to(
             progress(done, total);
             if cancel.is_cancelled() { Err(()) } else { Ok(()) }
         })
-        .map_err(|e| e.unwrap_or_else(|| GgufError::Cancelled { out: tmp.to_path_buf() }))?;
+        .map_err(|e| e.unwrap_or_else(|| GgufError::Cancelled { out: out.to_path_buf() }))?;
         let end = dst + t.source.n_bytes;
         let pad = (end.next_multiple_of(layout.alignment) - end) as usize;
         f.write_all_at(&zeros[..pad], end).map_err(|e| wio("cannot write", e))?;
@@ -512,7 +513,8 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
         let (f, t) = (c(from)?, c(to)?);
         // SAFETY: valid NUL-terminated paths for the duration of the call.
         let r = unsafe {
-            libc::renameat2(
+            libc::syscall(
+                libc::SYS_renameat2,
                 libc::AT_FDCWD,
                 f.as_ptr(),
                 libc::AT_FDCWD,

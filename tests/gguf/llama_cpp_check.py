@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""The body of .ci/llama-cpp-check (manual; see there). For each architecture:
+
+1. a tiny transformers checkpoint (random weights, seeded) with a SentencePiece tokenizer;
+2. llama.cpp's convert_hf_to_gguf.py -> F16, llama.cpp's quantizer -> Q8_0 and Q4_K_M;
+3. snrscope prunes each GGUF (gguf_tool prune, the module's writer);
+4. the independent reference for the same cut: the transformers checkpoint with the layers
+   removed (config edited as snrscope's safetensors export does), converted and quantized the
+   same way (F16, Q8_0); for Q4_K_M, whose type mix depends on the layer count, the full Q4_K_M
+   file rewritten by gguf-py's GGUFWriter without the dropped layers;
+5. checks: llama.cpp loads every pruned file, its logits on a few tokens equal the reference's
+   (bit for bit), and the tensors are the reference's byte for byte.
+
+Prints one line per (architecture, type) and exits non-zero on any difference.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+LLAMA_CPP = Path(os.environ["LLAMA_CPP"])  # llama.cpp's source (for convert_hf_to_gguf.py)
+WORK = Path(sys.argv[1])
+TOOL = ROOT / "target" / "release" / "examples" / "gguf_tool"
+TOKENS = [1, 17, 33, 100, 5, 250, 9, 42]
+
+sys.path.insert(0, str(LLAMA_CPP / "gguf-py"))
+import gguf  # noqa: E402  (llama.cpp's own gguf-py, matching its converter)
+import llama_cpp  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+COMMON = dict(vocab_size=700, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+              bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+ARCHS = {
+    "llama": ("LlamaConfig", {}, [1]),
+    "mistral": ("MistralConfig", {"sliding_window": None}, [2]),
+    "qwen2": ("Qwen2Config", {}, [0, 3]),
+    "qwen3": ("Qwen3Config", {"head_dim": 64}, [1]),
+    "gemma2": ("Gemma2Config", {"head_dim": 64}, [1, 2]),
+    "phi3": ("Phi3Config", {"pad_token_id": 0}, [2]),
+    "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}, [1]),
+}
+Q8_0, Q4_K_M = 7, 15  # llama_ftype
+
+
+def run(*cmd, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def checkpoint(arch, folder, drop):
+    cls, extra, _ = ARCHS[arch]
+    cfg = getattr(transformers, cls)(**{**COMMON, **extra})
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():  # weights with structure worth a forward pass
+            p.add_(torch.randn_like(p) * 0.02)
+    if drop:
+        layers = model.model.layers
+        model.model.layers = torch.nn.ModuleList([l for i, l in enumerate(layers) if i not in drop])
+        model.config.num_hidden_layers = len(model.model.layers)
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = [t for i, t in enumerate(model.config.layer_types)
+                                        if i not in drop]
+    model.save_pretrained(folder, safe_serialization=True)
+    shutil.copy(WORK / "tokenizer.model", folder / "tokenizer.model")
+
+
+def convert(folder, out):
+    run(sys.executable, LLAMA_CPP / "convert_hf_to_gguf.py", folder, "--outtype", "f16",
+        "--outfile", out, env={**os.environ, "PYTHONPATH": str(LLAMA_CPP / "gguf-py")})
+
+
+def quantize(src, dst, ftype):
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.nthread = 2
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), p) != 0:
+        sys.exit(f"llama.cpp could not quantize {src}")
+
+
+def gguf_py_prune(src, dst, drop):
+    """The independent pruned writer: gguf-py reads the file and writes the kept tensors."""
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields["general.architecture"].contents()
+    n = r.fields[f"{arch}.block_count"].contents()
+    kept = [i for i in range(n) if i not in drop]
+    w = gguf.GGUFWriter(str(dst), arch=arch, use_temp_file=False)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k in ("general.architecture",):
+            continue
+        v = f.contents()
+        if k == f"{arch}.block_count":
+            v = len(kept)
+        elif isinstance(v, list) and len(v) == n and k.startswith(arch + "."):
+            v = [v[i] for i in kept]
+        vt = f.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(k, v, vt, sub_type=f.types[-1])
+        else:
+            w.add_key_value(k, v, vt)
+    for t in r.tensors:
+        name = t.name
+        if name.startswith("blk."):
+            layer = int(name.split(".")[1])
+            if layer not in kept:
+                continue
+            name = f"blk.{kept.index(layer)}." + name.split(".", 2)[2]
+        w.add_tensor(name, t.data, raw_shape=list(reversed([int(x) for x in t.shape])),
+                     raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def tensors(path):
+    r = gguf.GGUFReader(str(path))
+    return {t.name: (int(t.tensor_type), [int(x) for x in t.shape], bytes(t.data.tobytes()))
+            for t in r.tensors}
+
+
+def logits(path):
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=32, n_batch=32, logits_all=True,
+                          n_threads=2, verbose=False)
+    llm.eval(TOKENS)
+    out = np.array(llm.scores[:len(TOKENS)], dtype=np.float32)
+    del llm
+    return out
+
+
+def main():
+    import sentencepiece as sp
+    WORK.mkdir(parents=True, exist_ok=True)
+    corpus = WORK / "corpus.txt"
+    corpus.write_text((ROOT / "assets" / "sample-en.txt").read_text())
+    sp.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(WORK / "tokenizer"),
+                                  vocab_size=700, model_type="bpe", byte_fallback=True,
+                                  minloglevel=2, num_threads=1)
+    archs = sys.argv[2].split(",") if len(sys.argv) > 2 else list(ARCHS)
+    failures, rows = 0, []
+    for arch in archs:
+        drop = ARCHS[arch][2]
+        d = WORK / arch
+        shutil.rmtree(d, ignore_errors=True)
+        for name, dr in (("full", []), ("pruned", drop)):
+            (d / name / "model").mkdir(parents=True)
+            checkpoint(arch, d / name / "model", dr)
+            convert(d / name / "model", d / f"{name}-F16.gguf")
+        for src, ftype, q in ((d / "full-F16.gguf", Q8_0, "Q8_0"), (d / "pruned-F16.gguf", Q8_0, "Q8_0"),
+                              (d / "full-F16.gguf", Q4_K_M, "Q4_K_M")):
+            quantize(src, src.with_name(src.name.replace("F16", q)), ftype)
+        for q in ("F16", "Q8_0", "Q4_K_M"):
+            ours = d / f"ours-{q}.gguf"
+            r = run(TOOL, "prune", d / f"full-{q}.gguf", ours, "--drop", ",".join(map(str, drop)))
+            if q == "Q4_K_M":
+                ref = d / f"ref-{q}.gguf"
+                gguf_py_prune(d / f"full-{q}.gguf", ref, drop)
+                how = "gguf-py rewrite of the full Q4_K_M"
+            else:
+                ref = d / f"pruned-{q}.gguf"
+                how = "transformers checkpoint pruned, converted" + (", quantized" if q != "F16" else "")
+            a, b = tensors(ours), tensors(ref)
+            same_tensors = a == b
+            la, lb = logits(ours), logits(ref)
+            diff = float(np.max(np.abs(la - lb)))
+            ok = same_tensors and diff == 0.0
+            failures += not ok
+            types = sorted({gguf.GGMLQuantizationType(t[0]).name for t in a.values()})
+            rows.append(dict(arch=arch, type=q, dropped=drop, tensors=len(a), identical_tensors=same_tensors,
+                             max_abs_logit_diff=diff, types=types, reference=how, ok=ok))
+            print(f"{arch:9} {q:7} drop {drop}: llama.cpp loaded it; {len(a)} tensors "
+                  f"{'identical' if same_tensors else 'DIFFERENT'} to the reference ({how}); "
+                  f"max |logit diff| {diff:.3g} over {len(TOKENS)} tokens; types {','.join(types)}"
+                  f"{'' if ok else '  <-- FAIL'}", flush=True)
+            if not same_tensors:
+                for k in sorted(set(a) | set(b)):
+                    if a.get(k) != b.get(k):
+                        print("   differs:", k, a.get(k, (None, None))[:2], b.get(k, (None, None))[:2])
+    (WORK / "results.json").write_text(json.dumps(rows, indent=1))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
