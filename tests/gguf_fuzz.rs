@@ -14,7 +14,7 @@ mod builder;
 use builder::{Builder, llama};
 use snrscope::gguf::{GgufModel, Tokenizer, can_dequantize, pruned_layout};
 
-const CASES: u64 = 6_000;
+const CASES: u64 = 10_000;
 const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
 const PEAK_RSS_LIMIT_KB: i64 = 512 * 1024;
 

@@ -90,7 +90,7 @@ fn split_parts(n: usize) -> Vec<Builder> {
                     v
                 })
                 .kv_raw("split.tensors.count", {
-                    let mut v = 3u32.to_le_bytes().to_vec(); // int32
+                    let mut v = 5u32.to_le_bytes().to_vec(); // int32
                     v.extend((full.tensors.len() as i32).to_le_bytes());
                     v
                 });

@@ -222,7 +222,7 @@ fn refuses_what_would_lose_data_or_make_no_model() {
     let e = run(opts(d.path().join("no/x.gguf"), &[0], false));
     assert!(e.contains("does not exist"), "{e}");
     let e = run(opts(d.path().to_path_buf(), &[0], false));
-    assert!(e.contains("folder"), "{e}");
+    assert!(e.contains("contains the input"), "{e}");
 
     let cancel = CancelToken::default();
     cancel.cancel();

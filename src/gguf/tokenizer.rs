@@ -70,6 +70,13 @@ impl Tokenizer {
         let kind_name = get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("has no tokenizer (tokenizer.ggml.model)".into()))?;
+        if !matches!(kind_name, "llama" | "gpt2") {
+            return Err(bad(format!(
+                "its tokenizer {} (tokenizer.ggml.model) is not supported; llama \
+                 (SentencePiece) and gpt2 (BPE) are",
+                shown(kind_name)
+            )));
+        }
         let tokens = match get("tokens") {
             Some(Value::Array(Array::Str(t))) => t.clone(),
             _ => return Err(bad("has no tokenizer.ggml.tokens string array".into())),
@@ -128,7 +135,7 @@ impl Tokenizer {
             };
             for (rank, m) in list.iter().enumerate() {
                 // llama.cpp splits at the first space after the first byte.
-                let Some(at) = m.get(1..).and_then(|s| s.find(' ')).map(|p| p + 1) else {
+                let Some(at) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
                     return Err(bad(format!("merge {} has no space", shown(m))));
                 };
                 merges
