@@ -40,7 +40,14 @@ fn main() {
     for round in 0..ROUNDS {
         let dst = dir.join("copy.gguf");
         let t = Instant::now();
-        assert!(Command::new("cp").arg(&src).arg(&dst).status().unwrap().success());
+        assert!(
+            Command::new("cp")
+                .arg(&src)
+                .arg(&dst)
+                .status()
+                .unwrap()
+                .success()
+        );
         assert!(Command::new("sync").arg(&dst).status().unwrap().success());
         let cp = t.elapsed().as_secs_f64();
         std::fs::remove_file(&dst).unwrap();
@@ -119,7 +126,12 @@ fn generate(path: &Path) -> u64 {
     )];
     for l in 0..LAYERS {
         for m in ["attn_q", "attn_k", "attn_v", "attn_output"] {
-            tensors.push((format!("blk.{l}.{m}.weight"), vec![4096, 4096], 1, 4096 * 4096 * 2));
+            tensors.push((
+                format!("blk.{l}.{m}.weight"),
+                vec![4096, 4096],
+                1,
+                4096 * 4096 * 2,
+            ));
         }
     }
     let s = |v: &str, out: &mut Vec<u8>| {

@@ -67,7 +67,10 @@ fn seeds() -> Vec<Vec<u8>> {
         .kv_u32("general.alignment", 32);
     let spm = llama(1)
         .kv_str("tokenizer.ggml.model", "llama")
-        .kv_strs("tokenizer.ggml.tokens", &["<unk>", "\u{2581}", "a", "<0x61>"])
+        .kv_strs(
+            "tokenizer.ggml.tokens",
+            &["<unk>", "\u{2581}", "a", "<0x61>"],
+        )
         .kv_array(
             "tokenizer.ggml.scores",
             builder::F32,
@@ -122,13 +125,21 @@ fn value(rng: &mut Rng, ty: u32, depth: u32, out: &mut Vec<u8>) {
         2 | 3 => out.extend((rng.next() as u16).to_le_bytes()),
         4..=6 => out.extend((rng.next() as u32).to_le_bytes()),
         8 => {
-            let n = if rng.below(8) == 0 { rng.pick(EXTREMES) } else { rng.below(12) };
+            let n = if rng.below(8) == 0 {
+                rng.pick(EXTREMES)
+            } else {
+                rng.below(12)
+            };
             out.extend(n.to_le_bytes());
             out.extend((0..n.min(12)).map(|i| b'a' + i as u8));
         }
         9 => {
             let elem = if depth > 2 { 4 } else { rng.below(14) as u32 };
-            let n = if rng.below(8) == 0 { rng.pick(EXTREMES) } else { rng.below(5) };
+            let n = if rng.below(8) == 0 {
+                rng.pick(EXTREMES)
+            } else {
+                rng.below(5)
+            };
             out.extend(elem.to_le_bytes());
             out.extend(n.to_le_bytes());
             for _ in 0..n.min(5) {
@@ -145,8 +156,22 @@ fn generated(rng: &mut Rng) -> Vec<u8> {
     let n_t = rng.below(5);
     let mut b = b"GGUF".to_vec();
     b.extend(rng.pick(&[2u32, 3, 3, 3]).to_le_bytes());
-    b.extend(if rng.below(10) == 0 { rng.pick(EXTREMES) } else { n_t }.to_le_bytes());
-    b.extend(if rng.below(10) == 0 { rng.pick(EXTREMES) } else { n_kv }.to_le_bytes());
+    b.extend(
+        if rng.below(10) == 0 {
+            rng.pick(EXTREMES)
+        } else {
+            n_t
+        }
+        .to_le_bytes(),
+    );
+    b.extend(
+        if rng.below(10) == 0 {
+            rng.pick(EXTREMES)
+        } else {
+            n_kv
+        }
+        .to_le_bytes(),
+    );
     for i in 0..n_kv {
         let key = rng.pick(&[
             "general.architecture",
@@ -157,21 +182,36 @@ fn generated(rng: &mut Rng) -> Vec<u8> {
             "split.count",
             "x",
         ]);
-        b.extend(builder::string(&format!("{key}{}", if i > 0 && rng.below(2) == 0 { "" } else { "" })));
+        b.extend(builder::string(&format!(
+            "{key}{}",
+            if i > 0 && rng.below(2) == 0 { "" } else { "" }
+        )));
         let ty = rng.below(14) as u32;
         b.extend(ty.to_le_bytes());
         value(rng, ty, 0, &mut b);
     }
     for i in 0..n_t {
         b.extend(builder::string(&format!("blk.{}.attn_v.weight", i)));
-        let nd = if rng.below(10) == 0 { rng.pick(EXTREMES) as u32 } else { rng.below(4) as u32 + 1 };
+        let nd = if rng.below(10) == 0 {
+            rng.pick(EXTREMES) as u32
+        } else {
+            rng.below(4) as u32 + 1
+        };
         b.extend(nd.to_le_bytes());
         for _ in 0..nd.min(6) {
-            let d = if rng.below(6) == 0 { rng.pick(EXTREMES) } else { rng.pick(&[1u64, 2, 32, 256]) };
+            let d = if rng.below(6) == 0 {
+                rng.pick(EXTREMES)
+            } else {
+                rng.pick(&[1u64, 2, 32, 256])
+            };
             b.extend(d.to_le_bytes());
         }
         b.extend((rng.below(42) as u32).to_le_bytes());
-        let off = if rng.below(4) == 0 { rng.pick(EXTREMES) } else { 32 * rng.below(4) };
+        let off = if rng.below(4) == 0 {
+            rng.pick(EXTREMES)
+        } else {
+            32 * rng.below(4)
+        };
         b.extend(off.to_le_bytes());
     }
     b.resize(b.len().next_multiple_of(32), 0);
@@ -234,13 +274,19 @@ fn hostile_headers_are_refused_with_bounded_memory() {
             Err(e) => {
                 refused += 1;
                 let msg = e.to_string();
-                assert!(msg.contains(&name), "case {case}: the error names the file: {msg}");
+                assert!(
+                    msg.contains(&name),
+                    "case {case}: the error names the file: {msg}"
+                );
             }
         }
         std::fs::remove_file(&p).unwrap();
     }
     // Both outcomes are exercised in quantity.
-    assert!(opened > CASES / 20 && refused > CASES / 4, "opened {opened}, refused {refused}");
+    assert!(
+        opened > CASES / 20 && refused > CASES / 4,
+        "opened {opened}, refused {refused}"
+    );
 
     // SAFETY: getrusage fills the struct we pass.
     let peak = unsafe {

@@ -15,7 +15,9 @@ fn open_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Result<GgufMod
 }
 
 fn err(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
-    let e = open_bytes(dir, name, bytes).expect_err("refused").to_string();
+    let e = open_bytes(dir, name, bytes)
+        .expect_err("refused")
+        .to_string();
     assert!(e.contains(name), "the message names the file: {e}");
     e
 }
@@ -38,7 +40,10 @@ fn opens_metadata_tensors_and_shapes() {
     assert_eq!(v[0], 2200.0);
     assert_eq!(v[31], 2231.0);
     let rows = t.dequantize_rows::<f32>(2..3).unwrap();
-    assert_eq!(rows, (16..24).map(|i| 2200.0 + i as f32).collect::<Vec<_>>());
+    assert_eq!(
+        rows,
+        (16..24).map(|i| 2200.0 + i as f32).collect::<Vec<_>>()
+    );
     assert_eq!(
         names::hf_name("llama", &t.info.name).as_deref(),
         Some("model.layers.1.self_attn.k_proj.weight")
@@ -60,10 +65,7 @@ fn honours_the_alignment() {
     for t in m.tensors() {
         assert_eq!(t.byte_range().start % 64, 0, "{}", t.info.name);
     }
-    assert_eq!(
-        m.tensor("output.weight").unwrap().to_f64().unwrap()[0],
-        7.0
-    );
+    assert_eq!(m.tensor("output.weight").unwrap().to_f64().unwrap()[0], 7.0);
 }
 
 fn split_parts(n: usize) -> Vec<Builder> {
@@ -132,7 +134,10 @@ fn split_sets_open_from_any_part_and_from_their_folder() {
     let e = GgufModel::open(&d.path().join("tiny-00001-of-00003.gguf"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tiny-00002-of-00003.gguf") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("tiny-00002-of-00003.gguf") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -148,7 +153,10 @@ fn split_sets_must_agree() {
     let e = GgufModel::open(&d.path().join("x-00001-of-00002.gguf"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("token_embd.weight") && e.contains("also in"), "{e}");
+    assert!(
+        e.contains("token_embd.weight") && e.contains("also in"),
+        "{e}"
+    );
 
     // A part numbered otherwise than its name.
     let d = tempfile::tempdir().unwrap();
@@ -158,7 +166,10 @@ fn split_sets_must_agree() {
     let e = GgufModel::open(&d.path().join("y-00001-of-00002.gguf"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("y-00001-of-00002.gguf") && e.contains("split.no"), "{e}");
+    assert!(
+        e.contains("y-00001-of-00002.gguf") && e.contains("split.no"),
+        "{e}"
+    );
 
     // A part of a set under a plain name.
     let d = tempfile::tempdir().unwrap();
@@ -215,7 +226,10 @@ fn refusals_name_the_file_and_the_problem() {
     }
 
     let e = err(d, "trunc.gguf", &good[..good.len() - 40]);
-    assert!(e.contains("output.weight") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("output.weight") && e.contains("truncated"),
+        "{e}"
+    );
 
     let huge_count = {
         let mut b = good.clone();
@@ -275,7 +289,9 @@ fn refusals_name_the_file_and_the_problem() {
     let e = err(
         d,
         "vtype.gguf",
-        &Builder::new().kv_raw("a", 13u32.to_le_bytes().to_vec()).bytes(),
+        &Builder::new()
+            .kv_raw("a", 13u32.to_le_bytes().to_vec())
+            .bytes(),
     );
     assert!(e.contains("unknown value type 13"), "{e}");
 
@@ -285,6 +301,8 @@ fn refusals_name_the_file_and_the_problem() {
     let e = err(d, "arr.gguf", &Builder::new().kv_raw("a", arr).bytes());
     assert!(e.contains("more than the"), "{e}");
 
-    let e = GgufModel::open(&d.join("absent.gguf")).unwrap_err().to_string();
+    let e = GgufModel::open(&d.join("absent.gguf"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("absent.gguf") && e.contains("no such"), "{e}");
 }

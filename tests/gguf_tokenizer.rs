@@ -13,8 +13,7 @@ fn token_ids_equal_llama_cpp() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("tests/gguf/tokenizer");
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let text = std::fs::read_to_string(root.join("assets/sample-en.txt")).unwrap();
     let ids = expected["ids"].as_object().unwrap();
     assert_eq!(ids.len(), 4);
@@ -36,7 +35,11 @@ fn token_ids_equal_llama_cpp() {
             );
         }
         assert_eq!(got.len(), want.len(), "{file}");
-        assert!(want.len() > 1000, "{file}: the sample gives {} tokens", want.len());
+        assert!(
+            want.len() > 1000,
+            "{file}: the sample gives {} tokens",
+            want.len()
+        );
     }
 }
 
@@ -49,7 +52,10 @@ fn refuses_unknown_vocabularies_by_name() {
     b.extend(3u32.to_le_bytes());
     b.extend(0u64.to_le_bytes());
     b.extend(2u64.to_le_bytes());
-    for (k, v) in [("tokenizer.ggml.model", "rwkv"), ("general.architecture", "rwkv6")] {
+    for (k, v) in [
+        ("tokenizer.ggml.model", "rwkv"),
+        ("general.architecture", "rwkv6"),
+    ] {
         b.extend((k.len() as u64).to_le_bytes());
         b.extend(k.as_bytes());
         b.extend(8u32.to_le_bytes());

@@ -77,7 +77,11 @@ fn pruned_file_equals_the_hand_built_one() {
         .kv_u32s("llama.rope.dimension_sections", &[1, 2, 3, 4]);
     want.tensors = keep_tensors(&b, &[0, 2, 3]);
     assert_eq!(std::fs::read(&out).unwrap(), want.bytes());
-    assert_eq!(dir_names(d.path()), ["m.gguf", "p.gguf"], "no temporary or lock left");
+    assert_eq!(
+        dir_names(d.path()),
+        ["m.gguf", "p.gguf"],
+        "no temporary or lock left"
+    );
 
     let p = GgufModel::open(&out).unwrap();
     assert_eq!(
@@ -214,7 +218,10 @@ fn refuses_what_would_lose_data_or_make_no_model() {
     let e = run(opts(d.path().join("taken.gguf"), &[0], false));
     assert!(e.contains("already exists"), "{e}");
     let e = run(opts(d.path().join("x.gguf"), &[], false));
-    assert!(e.contains("keep at least one") && e.contains("m.gguf"), "{e}");
+    assert!(
+        e.contains("keep at least one") && e.contains("m.gguf"),
+        "{e}"
+    );
     let e = run(opts(d.path().join("x.gguf"), &[0, 3], false));
     assert!(e.contains("layer 3") && e.contains("3 layers"), "{e}");
     let e = run(opts(d.path().join("x.gguf"), &[1, 0], false));
@@ -226,13 +233,25 @@ fn refuses_what_would_lose_data_or_make_no_model() {
 
     let cancel = CancelToken::default();
     cancel.cancel();
-    let e = write_pruned(&m, &opts(d.path().join("c.gguf"), &[0], false), &mut |_, _| {}, &cancel)
-        .unwrap_err()
-        .to_string();
+    let e = write_pruned(
+        &m,
+        &opts(d.path().join("c.gguf"), &[0], false),
+        &mut |_, _| {},
+        &cancel,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("cancelled"), "{e}");
 
-    assert_eq!(std::fs::read(&src).unwrap(), original, "the input is untouched");
-    assert_eq!(std::fs::read_to_string(d.path().join("taken.gguf")).unwrap(), "user's");
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        original,
+        "the input is untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("taken.gguf")).unwrap(),
+        "user's"
+    );
     assert_eq!(
         dir_names(d.path()),
         ["link.gguf", "m.gguf", "taken.gguf"],
@@ -240,8 +259,19 @@ fn refuses_what_would_lose_data_or_make_no_model() {
     );
 
     // With replace, an existing file (not an input) is replaced.
-    write_pruned(&m, &opts(d.path().join("taken.gguf"), &[2], true), &mut |_, _| {}, &CancelToken::default()).unwrap();
-    assert_eq!(GgufModel::open(&d.path().join("taken.gguf")).unwrap().block_count(), Some(1));
+    write_pruned(
+        &m,
+        &opts(d.path().join("taken.gguf"), &[2], true),
+        &mut |_, _| {},
+        &CancelToken::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        GgufModel::open(&d.path().join("taken.gguf"))
+            .unwrap()
+            .block_count(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -259,6 +289,15 @@ fn progress_reaches_the_file_size() {
     )
     .unwrap();
     assert_eq!(last, (s.bytes, s.bytes));
-    assert_eq!(std::fs::metadata(d.path().join("o.gguf")).unwrap().len(), s.bytes);
-    assert!(s.edited.iter().any(|e| e.contains("llama.block_count: 2 -> 1")), "{:?}", s.edited);
+    assert_eq!(
+        std::fs::metadata(d.path().join("o.gguf")).unwrap().len(),
+        s.bytes
+    );
+    assert!(
+        s.edited
+            .iter()
+            .any(|e| e.contains("llama.block_count: 2 -> 1")),
+        "{:?}",
+        s.edited
+    );
 }

@@ -103,15 +103,17 @@ pub fn dequantize<T: Float>(ty: GgmlType, bytes: &[u8], out: &mut [T]) -> Result
     }
     let blocks = bytes.chunks_exact(ts).zip(out.chunks_exact_mut(bs));
     match ty {
-        GgmlType::F32 => blocks.for_each(|(b, y)| {
-            y[0] = T::from_f32(f32::from_le_bytes(b.try_into().unwrap()))
-        }),
-        GgmlType::F64 => blocks.for_each(|(b, y)| {
-            y[0] = T::from_f64(f64::from_le_bytes(b.try_into().unwrap()))
-        }),
+        GgmlType::F32 => {
+            blocks.for_each(|(b, y)| y[0] = T::from_f32(f32::from_le_bytes(b.try_into().unwrap())))
+        }
+        GgmlType::F64 => {
+            blocks.for_each(|(b, y)| y[0] = T::from_f64(f64::from_le_bytes(b.try_into().unwrap())))
+        }
         GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16(b)),
         GgmlType::BF16 => blocks.for_each(|(b, y)| {
-            y[0] = T::from_f32(f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            y[0] = T::from_f32(f32::from_bits(
+                (u16::from_le_bytes([b[0], b[1]]) as u32) << 16,
+            ))
         }),
         GgmlType::Q4_0 => blocks.for_each(|(b, y)| q4_0(b, y)),
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),

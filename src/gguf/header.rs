@@ -246,10 +246,7 @@ impl<'a> Cursor<'a> {
             id::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
             id::ARRAY => Value::Array(self.array_value(key, depth)?),
             other => {
-                return Err(self.bad(format!(
-                    "key {} has unknown value type {other}",
-                    shown(key)
-                )));
+                return Err(self.bad(format!("key {} has unknown value type {other}", shown(key))));
             }
         })
     }
@@ -372,7 +369,11 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
                 v.swap_bytes()
             )));
         }
-        v => return Err(not_gguf(format!("unknown GGUF version {v} (2 and 3 are read)"))),
+        v => {
+            return Err(not_gguf(format!(
+                "unknown GGUF version {v} (2 and 3 are read)"
+            )));
+        }
     }
     let tensor_count = c.u64("the tensor count")?;
     let kv_count = c.u64("the metadata count")?;
@@ -485,7 +486,10 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
     }
     let data_len = len.saturating_sub(data_start);
     for t in &tensors {
-        if t.offset.checked_add(t.n_bytes).is_none_or(|end| end > data_len) {
+        if t.offset
+            .checked_add(t.n_bytes)
+            .is_none_or(|end| end > data_len)
+        {
             return Err(GgufError::malformed(
                 path,
                 format!(

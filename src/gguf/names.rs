@@ -241,10 +241,16 @@ mod tests {
             m("qwen3moe", "blk.2.ffn_gate_exps.weight").as_deref(),
             Some("model.layers.2.mlp.experts.{E}.gate_proj.weight")
         );
-        assert_eq!(m("llama", "output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(
+            m("llama", "output.weight").as_deref(),
+            Some("lm_head.weight")
+        );
         assert_eq!(m("llama", "rope_freqs.weight"), None);
         assert_eq!(layer_of("blk.01.attn_v.weight"), None);
-        assert_eq!(layer_of("blk.12.attn_v.weight"), Some((12, "attn_v.weight")));
+        assert_eq!(
+            layer_of("blk.12.attn_v.weight"),
+            Some((12, "attn_v.weight"))
+        );
     }
 
     /// convert_hf_to_gguf.py's LlamaModel.permute, done by hand for 2 heads of size 4:

@@ -47,7 +47,10 @@ impl TensorRef<'_> {
     }
 
     /// `rows` decoded, row-major (`rows.len() * row_len` values).
-    pub fn dequantize_rows<T: Float + Default>(&self, rows: Range<u64>) -> Result<Vec<T>, GgufError> {
+    pub fn dequantize_rows<T: Float + Default>(
+        &self,
+        rows: Range<u64>,
+    ) -> Result<Vec<T>, GgufError> {
         let info = self.info;
         if !dequant::can_dequantize(info.ggml_type) {
             return Err(GgufError::tensor(
@@ -65,7 +68,10 @@ impl TensorRef<'_> {
             .checked_mul(row_len)
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
-                GgufError::tensor(&self.part.path, format!("tensor {} is too large", shown(&info.name)))
+                GgufError::tensor(
+                    &self.part.path,
+                    format!("tensor {} is too large", shown(&info.name)),
+                )
             })?;
         let mut out = Vec::new();
         out.try_reserve_exact(n).map_err(|_| {
@@ -89,7 +95,10 @@ impl TensorRef<'_> {
             self.part.read_at(bytes.start + row * row_bytes, &mut buf)?;
             let o = (row * row_len) as usize..((row + take) * row_len) as usize;
             dequant::dequantize(info.ggml_type, &buf, &mut out[o]).map_err(|e| {
-                GgufError::tensor(&self.part.path, format!("tensor {}: {e}", shown(&info.name)))
+                GgufError::tensor(
+                    &self.part.path,
+                    format!("tensor {}: {e}", shown(&info.name)),
+                )
             })?;
             row += take;
         }
@@ -111,7 +120,10 @@ impl GgufModel {
     /// A tensor by its GGUF name, or an error naming the file.
     pub fn require(&self, name: &str) -> Result<TensorRef<'_>, GgufError> {
         self.tensor(name).ok_or_else(|| {
-            GgufError::tensor(&self.main().path, format!("has no tensor named {}", shown(name)))
+            GgufError::tensor(
+                &self.main().path,
+                format!("has no tensor named {}", shown(name)),
+            )
         })
     }
 }

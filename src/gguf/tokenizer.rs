@@ -19,14 +19,24 @@ use std::{
     collections::{BinaryHeap, HashMap},
 };
 
-use super::{GgufError, error::shown, metadata::{Array, Value}, open::GgufModel};
+use super::{
+    GgufError,
+    error::shown,
+    metadata::{Array, Value},
+    open::GgufModel,
+};
 
 const TYPE_USER_DEFINED: i32 = 4;
 
 #[derive(Debug)]
 enum Kind {
-    Spm { add_space_prefix: bool },
-    Bpe { split: fancy_regex::Regex, ignore_merges: bool },
+    Spm {
+        add_space_prefix: bool,
+    },
+    Bpe {
+        split: fancy_regex::Regex,
+        ignore_merges: bool,
+    },
 }
 
 /// A vocabulary from a GGUF, ready to tokenize.
@@ -84,18 +94,29 @@ impl Tokenizer {
         let n = tokens.len();
         let scores = match get("scores") {
             Some(Value::Array(Array::F32(s))) if s.len() == n => s.clone(),
-            Some(_) => return Err(bad("tokenizer.ggml.scores is not one float32 per token".into())),
+            Some(_) => {
+                return Err(bad(
+                    "tokenizer.ggml.scores is not one float32 per token".into()
+                ));
+            }
             None => vec![0.0; n],
         };
         let types: Vec<i32> = match get("token_type") {
             Some(Value::Array(a)) if a.len() == n => {
                 (0..n).map(|i| a.int(i).unwrap_or(1) as i32).collect()
             }
-            Some(_) => return Err(bad("tokenizer.ggml.token_type is not one int per token".into())),
+            Some(_) => {
+                return Err(bad(
+                    "tokenizer.ggml.token_type is not one int per token".into()
+                ));
+            }
             None => vec![1; n],
         };
         let id = |k: &str| -> Option<u32> {
-            get(k).and_then(Value::as_usize).filter(|&i| i < n).map(|i| i as u32)
+            get(k)
+                .and_then(Value::as_usize)
+                .filter(|&i| i < n)
+                .map(|i| i as u32)
         };
         let flag = |k: &str| match get(k) {
             Some(Value::Bool(b)) => Some(*b),
@@ -242,7 +263,11 @@ impl Tokenizer {
                 start: at,
                 len: c.len_utf8(),
                 prev: i as isize - 1,
-                next: if at + c.len_utf8() == text.len() { -1 } else { i as isize + 1 },
+                next: if at + c.len_utf8() == text.len() {
+                    -1
+                } else {
+                    i as isize + 1
+                },
             });
         }
         let mut queue = BinaryHeap::new();
@@ -315,7 +340,11 @@ impl Tokenizer {
                     let id = self
                         .to_id
                         .get(&hex)
-                        .or_else(|| std::str::from_utf8(&[b]).ok().and_then(|c| self.to_id.get(c)))
+                        .or_else(|| {
+                            std::str::from_utf8(&[b])
+                                .ok()
+                                .and_then(|c| self.to_id.get(c))
+                        })
                         .copied()
                         .or(self.unk);
                     out.extend(id);
@@ -351,7 +380,11 @@ impl Tokenizer {
                     start: at,
                     len: c.len_utf8(),
                     prev: i as isize - 1,
-                    next: if at + c.len_utf8() == word.len() { -1 } else { i as isize + 1 },
+                    next: if at + c.len_utf8() == word.len() {
+                        -1
+                    } else {
+                        i as isize + 1
+                    },
                 });
             }
             let mut queue = BinaryHeap::new();
@@ -381,7 +414,10 @@ impl Tokenizer {
                 }
                 let joined = &word[syms[l].start..syms[l].start + syms[l].len];
                 let rt = &word[syms[r].start..syms[r].start + syms[r].len];
-                if joined.len() + rt.len() != b.text.len() || !b.text.starts_with(joined) || !b.text.ends_with(rt) {
+                if joined.len() + rt.len() != b.text.len()
+                    || !b.text.starts_with(joined)
+                    || !b.text.ends_with(rt)
+                {
                     continue;
                 }
                 syms[l].len += syms[r].len;

@@ -45,8 +45,11 @@ const NOT_PER_LAYER: &[&str] = &[
 
 /// Architectures whose sliding-window layers llama.cpp computes from the layer index when no
 /// bool array is given (`load_swa_pattern(n, dense_first)` in llama.cpp's `src/models/`).
-const SWA_PATTERNS: &[(&str, u32, bool)] =
-    &[("gemma2", 2, false), ("gemma3", 6, false), ("cohere2", 4, false)];
+const SWA_PATTERNS: &[(&str, u32, bool)] = &[
+    ("gemma2", 2, false),
+    ("gemma3", 6, false),
+    ("cohere2", 4, false),
+];
 
 const COPY_CHUNK: usize = 8 << 20;
 
@@ -118,11 +121,17 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
     if let Some(&bad) = kept.iter().find(|&&l| l >= n_layers) {
         return Err(GgufError::write(
             path,
-            format!("layer {bad} is kept but the model has {n_layers} layers (0-{})", n_layers - 1),
+            format!(
+                "layer {bad} is kept but the model has {n_layers} layers (0-{})",
+                n_layers - 1
+            ),
         ));
     }
     if kept.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(GgufError::write(path, "kept layers must be ascending and distinct"));
+        return Err(GgufError::write(
+            path,
+            "kept layers must be ascending and distinct",
+        ));
     }
     let new_index = |old: usize| kept.binary_search(&old).ok();
 
@@ -142,7 +151,10 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
         let mut new_value = None;
         if key == bc_key {
             new_value = Some(e.value.with_int(kept.len() as u64).ok_or_else(|| {
-                GgufError::write(path, format!("{key} has a type that cannot hold {}", kept.len()))
+                GgufError::write(
+                    path,
+                    format!("{key} has a type that cannot hold {}", kept.len()),
+                )
             })?);
             edited.push(format!("{key}: {n_layers} -> {}", kept.len()));
         } else if key == format!("{arch}.leading_dense_block_count")
@@ -278,7 +290,9 @@ fn raw_bytes(part: &GgufFile, e: &MetaEntry) -> Result<Vec<u8>, GgufError> {
 /// [`SWA_PATTERNS`]); `None` where it does not (or a bool array already spells it out).
 fn swa_flags(model: &GgufModel, arch: &str, n_layers: usize) -> Option<Vec<bool>> {
     let &(_, default, dense_first) = SWA_PATTERNS.iter().find(|p| p.0 == arch)?;
-    let window = model.arch_value("attention.sliding_window").and_then(Value::as_usize);
+    let window = model
+        .arch_value("attention.sliding_window")
+        .and_then(Value::as_usize);
     if window.is_some_and(|w| w == 0) || (arch == "gemma3" && window.is_none()) {
         return None;
     }
@@ -296,7 +310,11 @@ fn swa_at(il: usize, n: u32, dense_first: bool) -> bool {
     if n == 0 {
         return true;
     }
-    if dense_first { il % n != 0 } else { il % n < n - 1 }
+    if dense_first {
+        il % n != 0
+    } else {
+        il % n < n - 1
+    }
 }
 
 /// The kept layers' flags as a bool array, unless llama.cpp would compute the same flags from
@@ -390,7 +408,8 @@ fn write_to(
         .create_new(true)
         .open(tmp)
         .map_err(|e| wio("cannot create", e))?;
-    f.write_all(&layout.header).map_err(|e| wio("cannot write", e))?;
+    f.write_all(&layout.header)
+        .map_err(|e| wio("cannot write", e))?;
     let data_start = layout.header.len() as u64;
     let total = layout.file_len;
     let mut done = data_start;
@@ -401,15 +420,33 @@ fn write_to(
         let part = &model.parts[t.part];
         let src = part.data_range(&t.source);
         let dst = data_start + t.offset;
-        copy_range(part, src.start, &f, dst, t.source.n_bytes, &mut buf, tmp, &mut |n| {
-            done += n;
-            progress(done, total);
-            if cancel.is_cancelled() { Err(()) } else { Ok(()) }
-        })
-        .map_err(|e| e.unwrap_or_else(|| GgufError::Cancelled { out: out.to_path_buf() }))?;
+        copy_range(
+            part,
+            src.start,
+            &f,
+            dst,
+            t.source.n_bytes,
+            &mut buf,
+            tmp,
+            &mut |n| {
+                done += n;
+                progress(done, total);
+                if cancel.is_cancelled() {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .map_err(|e| {
+            e.unwrap_or_else(|| GgufError::Cancelled {
+                out: out.to_path_buf(),
+            })
+        })?;
         let end = dst + t.source.n_bytes;
         let pad = (end.next_multiple_of(layout.alignment) - end) as usize;
-        f.write_all_at(&zeros[..pad], end).map_err(|e| wio("cannot write", e))?;
+        f.write_all_at(&zeros[..pad], end)
+            .map_err(|e| wio("cannot write", e))?;
         done += pad as u64;
     }
     f.set_len(total).map_err(|e| wio("cannot write", e))?;
@@ -446,8 +483,7 @@ fn copy_range(
         }
         if moved == 0 {
             buf.resize(n, 0);
-            part.read_at(src + copied, &mut buf[..n])
-                .map_err(Some)?;
+            part.read_at(src + copied, &mut buf[..n]).map_err(Some)?;
             out.write_all_at(&buf[..n], dst + copied)
                 .map_err(|e| Some(GgufError::write_io(out_path, "cannot write", e)))?;
             moved = n;
@@ -464,7 +500,14 @@ fn kernel_copy(from: &File, src: u64, to: &File, dst: u64, n: usize) -> std::io:
     let (mut off_in, mut off_out) = (src as libc::loff_t, dst as libc::loff_t);
     // SAFETY: both descriptors are open for the call's duration; the offsets are ours.
     let r = unsafe {
-        libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, n, 0)
+        libc::copy_file_range(
+            from.as_raw_fd(),
+            &mut off_in,
+            to.as_raw_fd(),
+            &mut off_out,
+            n,
+            0,
+        )
     };
     if r < 0 {
         Err(std::io::Error::last_os_error())

@@ -81,7 +81,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let text = std::fs::read_to_string(&args[2])?;
             println!("{:?}", tok.encode(&text));
         }
-        _ => return Err("usage: gguf_tool prune IN OUT --drop L,L | snr IN [MODULE] | tokenize IN FILE".into()),
+        _ => {
+            return Err(
+                "usage: gguf_tool prune IN OUT --drop L,L | snr IN [MODULE] | tokenize IN FILE"
+                    .into(),
+            );
+        }
     }
     Ok(())
 }
