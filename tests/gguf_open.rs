@@ -306,3 +306,41 @@ fn refusals_name_the_file_and_the_problem() {
         .to_string();
     assert!(e.contains("absent.gguf") && e.contains("no such"), "{e}");
 }
+
+#[test]
+fn fused_qkv_gives_its_v_rows_and_the_source_repo_is_read() {
+    let d = tempfile::tempdir().unwrap();
+    // phi3-like: 2 heads and 1 key/value head of size 4 over a width of 8: Q 8 rows, K 4, V 4.
+    let b = Builder::new()
+        .kv_str("general.architecture", "phi3")
+        .kv_u32("phi3.block_count", 1)
+        .kv_u32("phi3.embedding_length", 8)
+        .kv_u32("phi3.attention.head_count", 2)
+        .kv_u32("phi3.attention.head_count_kv", 1)
+        .kv_str(
+            "general.source.repo_url",
+            "https://huggingface.co/microsoft/Phi-3-mini-4k-instruct",
+        )
+        .f32_tensor("blk.0.attn_qkv.weight", &[8, 16], 0.0);
+    let m = open_bytes(d.path(), "phi.gguf", &b.bytes()).unwrap();
+    assert_eq!(names::qkv_v_rows(&m, 0).unwrap(), 12..16);
+    let v = m
+        .tensor("blk.0.attn_qkv.weight")
+        .unwrap()
+        .dequantize_rows::<f64>(12..16)
+        .unwrap();
+    assert_eq!(v[0], 96.0, "row 12 starts at value 12 * 8");
+    assert_eq!(
+        m.source_repo().as_deref(),
+        Some("microsoft/Phi-3-mini-4k-instruct")
+    );
+    assert_eq!(
+        names::hf_name("phi3", "blk.0.attn_qkv.weight").as_deref(),
+        Some("model.layers.0.self_attn.qkv_proj.weight")
+    );
+    // Metadata that does not add up is refused with the file named.
+    let bad = b.clone().kv_u32("phi3.attention.key_length", 8);
+    let m = open_bytes(d.path(), "bad.gguf", &bad.bytes()).unwrap();
+    let e = names::qkv_v_rows(&m, 0).unwrap_err().to_string();
+    assert!(e.contains("bad.gguf") && e.contains("16 rows"), "{e}");
+}

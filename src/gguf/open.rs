@@ -176,6 +176,27 @@ impl GgufModel {
         self.order.is_empty()
     }
 
+    /// The Hugging Face repository the model was converted from, for mergekit's `model:`:
+    /// `general.source.repo_url`, else the first `general.base_model.N.repo_url`, when it is a
+    /// `https://huggingface.co/ORG/NAME` address (`ORG/NAME` is returned).
+    pub fn source_repo(&self) -> Option<String> {
+        let from_url = |key: &str| {
+            let url = self.get(key)?.as_str()?;
+            let rest = url
+                .strip_prefix("https://huggingface.co/")
+                .or_else(|| url.strip_prefix("http://huggingface.co/"))?;
+            let mut it = rest.trim_end_matches('/').split('/');
+            let (org, name) = (it.next()?, it.next()?);
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            (ok(org) && ok(name)).then(|| format!("{org}/{name}"))
+        };
+        from_url("general.source.repo_url").or_else(|| from_url("general.base_model.0.repo_url"))
+    }
+
     /// Total bytes of the files.
     pub fn file_bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.file_len).sum()

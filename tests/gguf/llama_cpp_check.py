@@ -60,7 +60,7 @@ def checkpoint(arch, folder, drop):
     cls, extra, _ = ARCHS[arch]
     cfg = getattr(transformers, cls)(**{**COMMON, **extra})
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     with torch.no_grad():
         for p in model.parameters():  # weights with structure worth a forward pass
             p.add_(torch.randn_like(p) * 0.02)
@@ -115,12 +115,74 @@ def gguf_py_prune(src, dst, drop):
             if layer not in kept:
                 continue
             name = f"blk.{kept.index(layer)}." + name.split(".", 2)[2]
-        w.add_tensor(name, t.data, raw_shape=list(reversed([int(x) for x in t.shape])),
-                     raw_dtype=t.tensor_type)
+        w.add_tensor(name, t.data, raw_dtype=t.tensor_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def with_per_layer_arrays(src, dst):
+    """The same model with its head count and feed-forward length as per-layer arrays (as
+    OpenELM-style models ship them; llama.cpp reads either form)."""
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields["general.architecture"].contents()
+    n = r.fields[f"{arch}.block_count"].contents()
+    w = gguf.GGUFWriter(str(dst), arch=arch, use_temp_file=False)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        v, vt = f.contents(), f.types[0]
+        if k in (f"{arch}.attention.head_count", f"{arch}.feed_forward_length"):
+            w.add_key_value(k, [v] * n, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.UINT32)
+        elif vt == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(k, v, vt, sub_type=f.types[-1])
+        else:
+            w.add_key_value(k, v, vt)
+    for t in r.tensors:
+        w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def loads(path):
+    """Whether llama.cpp loads the file (in a child process: a failed load may abort)."""
+    code = ("import llama_cpp,sys; llama_cpp.Llama(model_path=sys.argv[1], n_ctx=32, "
+            "verbose=False)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
+
+
+def against_llama_quantize_prune():
+    """llama.cpp's own `llama-quantize --prune-layers ... copy` (its library call) against
+    snrscope, on the llama model with per-layer arrays."""
+    d = WORK / "llama"
+    src = d / "perlayer-F16.gguf"
+    with_per_layer_arrays(d / "full-F16.gguf", src)
+    theirs, ours = d / "perlayer-llama-quantize.gguf", d / "perlayer-ours.gguf"
+    for f in (theirs, ours):
+        f.unlink(missing_ok=True)
+    import ctypes
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.only_copy = True
+    prune = (ctypes.c_int32 * 2)(1, -1)
+    p.prune_layers = ctypes.cast(prune, ctypes.POINTER(ctypes.c_int32))
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(theirs).encode(), p)
+    run(TOOL, "prune", src, ours, "--drop", "1")
+    rows = []
+    for name, f in (("llama-quantize --prune-layers 1 (copy)", theirs), ("snrscope", ours)):
+        ok, why = loads(f) if f.exists() else (False, f"not written (rc {rc})")
+        arr = gguf.GGUFReader(str(f)).fields["llama.attention.head_count"].contents() if f.exists() else None
+        rows.append(dict(tool=name, loads=ok, head_count=arr, error="" if ok else why))
+        print(f"per-layer arrays, drop [1]: {name}: llama.cpp {'loads it' if ok else 'refuses it: ' + why}; "
+              f"head_count {arr}", flush=True)
+    if rows[1]["loads"]:
+        diff = float(np.max(np.abs(logits(ours) - logits(d / "pruned-F16.gguf"))))
+        print(f"  snrscope's output: max |logit diff| vs the transformers-pruned checkpoint {diff:.3g}")
+        rows[1]["max_abs_logit_diff"] = diff
+    return rows
 
 
 def tensors(path):
@@ -151,14 +213,19 @@ def main():
     for arch in archs:
         drop = ARCHS[arch][2]
         d = WORK / arch
-        shutil.rmtree(d, ignore_errors=True)
-        for name, dr in (("full", []), ("pruned", drop)):
-            (d / name / "model").mkdir(parents=True)
-            checkpoint(arch, d / name / "model", dr)
-            convert(d / name / "model", d / f"{name}-F16.gguf")
-        for src, ftype, q in ((d / "full-F16.gguf", Q8_0, "Q8_0"), (d / "pruned-F16.gguf", Q8_0, "Q8_0"),
-                              (d / "full-F16.gguf", Q4_K_M, "Q4_K_M")):
-            quantize(src, src.with_name(src.name.replace("F16", q)), ftype)
+        # LLAMA_CHECK_REUSE=1 keeps checkpoints and conversions of an earlier run in WORK.
+        if not (os.environ.get("LLAMA_CHECK_REUSE") == "1" and (d / "full-Q4_K_M.gguf").exists()):
+            shutil.rmtree(d, ignore_errors=True)
+            for name, dr in (("full", []), ("pruned", drop)):
+                (d / name / "model").mkdir(parents=True)
+                checkpoint(arch, d / name / "model", dr)
+                convert(d / name / "model", d / f"{name}-F16.gguf")
+            for src, ftype, q in ((d / "full-F16.gguf", Q8_0, "Q8_0"),
+                                  (d / "pruned-F16.gguf", Q8_0, "Q8_0"),
+                                  (d / "full-F16.gguf", Q4_K_M, "Q4_K_M")):
+                quantize(src, src.with_name(src.name.replace("F16", q)), ftype)
+        for f in d.glob("ours-*.gguf"):
+            f.unlink()
         for q in ("F16", "Q8_0", "Q4_K_M"):
             ours = d / f"ours-{q}.gguf"
             r = run(TOOL, "prune", d / f"full-{q}.gguf", ours, "--drop", ",".join(map(str, drop)))
@@ -186,6 +253,8 @@ def main():
                 for k in sorted(set(a) | set(b)):
                     if a.get(k) != b.get(k):
                         print("   differs:", k, a.get(k, (None, None))[:2], b.get(k, (None, None))[:2])
+    if "llama" in archs:
+        rows.append({"llama_quantize_prune": against_llama_quantize_prune()})
     (WORK / "results.json").write_text(json.dumps(rows, indent=1))
     sys.exit(1 if failures else 0)
 
