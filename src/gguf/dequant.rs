@@ -94,7 +94,7 @@ pub fn dequantize<T: Float>(ty: GgmlType, bytes: &[u8], out: &mut [T]) -> Result
         ty.block_size().expect("known") as usize,
         ty.type_size().expect("known") as usize,
     );
-    if out.len() % bs != 0 || bytes.len() != out.len() / bs * ts {
+    if !out.len().is_multiple_of(bs) || bytes.len() != out.len() / bs * ts {
         return Err(DequantError::Length {
             ty,
             bytes: bytes.len(),

@@ -402,7 +402,7 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
     let alignment = match metadata.iter().find(|e| e.key == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some(e) => match e.value {
-            Value::U32(a) if a != 0 && a % 8 == 0 => a as u64,
+            Value::U32(a) if a != 0 && a.is_multiple_of(8) => a as u64,
             ref v => {
                 return Err(c.bad(format!(
                     "general.alignment is {} {v:?}; it must be a uint32, nonzero and a multiple \
@@ -446,7 +446,7 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
             .filter(|&n| n <= i64::MAX as u64)
             .ok_or_else(|| bad_tensor(format!("dimensions {dims:?} overflow")))?;
         let bs = ggml_type.block_size().unwrap_or(1);
-        if dims.first().copied().unwrap_or(1) % bs != 0 {
+        if !dims.first().copied().unwrap_or(1).is_multiple_of(bs) {
             return Err(bad_tensor(format!(
                 "its rows hold {} values, not a multiple of {}'s block of {bs}",
                 dims.first().copied().unwrap_or(1),
@@ -456,7 +456,7 @@ fn parse(path: &Path, file: File, len: u64) -> Result<GgufFile, GgufError> {
         let n_bytes = ggml_type
             .bytes_for(n_elements)
             .ok_or_else(|| bad_tensor(format!("dimensions {dims:?} overflow")))?;
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(bad_tensor(format!(
                 "its data offset {offset} is not a multiple of the alignment {alignment}"
             )));

@@ -174,7 +174,7 @@ impl Tokenizer {
             .filter(|(i, t)| **t == TYPE_USER_DEFINED && !tokens[*i].is_empty())
             .map(|(i, _)| (tokens[i].clone(), i as u32))
             .collect();
-        user_defined.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        user_defined.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         Ok(Tokenizer {
             kind,
             unk: id("unknown_token_id"),

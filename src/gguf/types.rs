@@ -95,7 +95,7 @@ impl GgmlType {
     /// Bytes of `n` values, when `n` is a whole number of blocks and the size fits in u64.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let (bs, ts) = (self.block_size()?, self.type_size()?);
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(ts)

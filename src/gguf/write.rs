@@ -311,7 +311,7 @@ fn swa_at(il: usize, n: u32, dense_first: bool) -> bool {
         return true;
     }
     if dense_first {
-        il % n != 0
+        !il.is_multiple_of(n)
     } else {
         il % n < n - 1
     }
