@@ -185,6 +185,43 @@ def against_llama_quantize_prune():
     return rows
 
 
+def gemma2_sliding_window():
+    """gemma2 with a sliding window shorter than the text, one layer dropped: the writer keeps
+    each layer's attention type (llama.cpp's bool array), converting the pruned checkpoint does
+    not (llama.cpp re-derives the type from the new index). Both against transformers."""
+    d = WORK / "gemma2-swa"
+    shutil.rmtree(d, ignore_errors=True)
+    cls = "Gemma2Config"
+    global ARCHS
+    saved = ARCHS["gemma2"]
+    # Tied embeddings and a query scale of 1/sqrt(head_dim), as llama.cpp's gemma2 graph assumes
+    # (token_embd is its output matrix; the scale is fixed but for the 27B).
+    ARCHS["gemma2"] = (cls, {"head_dim": 64, "sliding_window": 3, "tie_word_embeddings": True,
+                             "query_pre_attn_scalar": 64}, [1])
+    try:
+        for name, dr in (("full", []), ("pruned", [1])):
+            (d / name).mkdir(parents=True)
+            checkpoint("gemma2", d / name, dr)
+            run(sys.executable, LLAMA_CPP / "convert_hf_to_gguf.py", d / name, "--outtype", "f32",
+                "--outfile", d / f"{name}-F32.gguf",
+                env={**os.environ, "PYTHONPATH": str(LLAMA_CPP / "gguf-py")})
+    finally:
+        ARCHS["gemma2"] = saved
+    run(TOOL, "prune", d / "full-F32.gguf", d / "ours-F32.gguf", "--drop", "1")
+    model = transformers.AutoModelForCausalLM.from_pretrained(d / "pruned", dtype=torch.float32,
+                                                              attn_implementation="eager")
+    with torch.no_grad():
+        hf = model(torch.tensor([TOKENS])).logits[0].numpy()
+    out = {}
+    for name, f in (("snrscope-pruned GGUF", d / "ours-F32.gguf"),
+                    ("pruned checkpoint, converted", d / "pruned-F32.gguf")):
+        diff = float(np.max(np.abs(logits(f) - hf)))
+        out[name] = diff
+        print(f"gemma2, sliding window 3, drop [1], F32: llama.cpp on the {name}: max |logit "
+              f"diff| vs transformers' pruned model {diff:.3g}", flush=True)
+    return out
+
+
 def tensors(path):
     r = gguf.GGUFReader(str(path))
     return {t.name: (int(t.tensor_type), [int(x) for x in t.shape], bytes(t.data.tobytes()))
@@ -255,6 +292,8 @@ def main():
                         print("   differs:", k, a.get(k, (None, None))[:2], b.get(k, (None, None))[:2])
     if "llama" in archs:
         rows.append({"llama_quantize_prune": against_llama_quantize_prune()})
+    if "gemma2" in archs:
+        rows.append({"gemma2_sliding_window": gemma2_sliding_window()})
     (WORK / "results.json").write_text(json.dumps(rows, indent=1))
     sys.exit(1 if failures else 0)
 
