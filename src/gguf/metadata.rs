@@ -343,7 +343,7 @@ mod tests {
         Value::Array(Array::U16(vec![1, 2])).encode(&mut out);
         assert_eq!(
             out,
-            [9, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0]
+            [9, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0]
         );
         let a = Array::Str(vec!["a".into(), "b".into(), "c".into()]);
         assert_eq!(a.select(&[2, 0]), Array::Str(vec!["c".into(), "a".into()]));

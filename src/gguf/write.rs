@@ -53,6 +53,11 @@ const SWA_PATTERNS: &[(&str, u32, bool)] = &[
 
 const COPY_CHUNK: usize = 8 << 20;
 
+thread_local! {
+    /// Tests set it to take the buffered path that filesystems without `copy_file_range` use.
+    static FORCE_BUFFERED_COPY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// What to write.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
@@ -470,7 +475,7 @@ fn copy_range(
     tick: &mut dyn FnMut(u64) -> Result<(), ()>,
 ) -> Result<(), Option<GgufError>> {
     let mut copied = 0u64;
-    let mut kernel = cfg!(target_os = "linux");
+    let mut kernel = cfg!(target_os = "linux") && !FORCE_BUFFERED_COPY.with(|f| f.get());
     while copied < len {
         let n = ((len - copied) as usize).min(COPY_CHUNK);
         let mut moved = 0usize;
@@ -625,6 +630,56 @@ impl Drop for TargetLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_buffered_copy_writes_the_same_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("m.gguf");
+        // A one-layer GGUF by hand: one 3 MiB F32 tensor.
+        let n: u64 = 3 << 18;
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        for (k, v) in [("general.architecture", "llama")] {
+            b.extend((k.len() as u64).to_le_bytes());
+            b.extend(k.as_bytes());
+            b.extend(8u32.to_le_bytes());
+            b.extend((v.len() as u64).to_le_bytes());
+            b.extend(v.as_bytes());
+        }
+        let k = "llama.block_count";
+        b.extend((k.len() as u64).to_le_bytes());
+        b.extend(k.as_bytes());
+        b.extend(4u32.to_le_bytes());
+        b.extend(1u32.to_le_bytes());
+        let t = "blk.0.attn_v.weight";
+        b.extend((t.len() as u64).to_le_bytes());
+        b.extend(t.as_bytes());
+        b.extend(1u32.to_le_bytes());
+        b.extend(n.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.resize(b.len().next_multiple_of(32), 0);
+        b.extend((0..n * 4).map(|i| (i * 7 % 251) as u8));
+        std::fs::write(&src, &b).unwrap();
+        let m = GgufModel::open(&src).unwrap();
+        let run = |name: &str, buffered: bool| {
+            FORCE_BUFFERED_COPY.with(|f| f.set(buffered));
+            let opts = PruneOptions {
+                kept: vec![0],
+                out: d.path().join(name),
+                replace: false,
+                inputs: Inputs::new(),
+            };
+            write_pruned(&m, &opts, &mut |_, _| {}, &CancelToken::default()).unwrap();
+            std::fs::read(d.path().join(name)).unwrap()
+        };
+        let kernel = run("a.gguf", false);
+        let buffered = run("b.gguf", true);
+        assert_eq!(kernel, buffered);
+        assert_eq!(kernel, b, "keeping every layer reproduces the file");
+    }
 
     #[test]
     fn swa_patterns_follow_llama_cpp() {
