@@ -147,7 +147,8 @@ fn open_time(dir: &Path) {
     std::fs::write(&path, &h).unwrap();
     // A sparse tail stands for the 2.4 GB of tensor data the infos describe.
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(header_len as u64 + n_t * 4096 * 1024 * 2).unwrap();
+    f.set_len(header_len as u64 + n_t * 4096 * 1024 * 2)
+        .unwrap();
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
