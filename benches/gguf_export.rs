@@ -91,7 +91,9 @@ fn main() {
         "peak RSS of the largest child (cp, sync or the export): {:.1} MB",
         peak_kb as f64 / 1024.0
     );
-    std::fs::remove_file(&src).unwrap();
+    if std::env::var_os("SNRSCOPE_BENCH_KEEP").is_none() {
+        std::fs::remove_file(&src).unwrap();
+    }
     open_time(&dir);
     let _ = std::fs::remove_dir(&dir);
 }
@@ -135,7 +137,7 @@ fn open_time(dir: &Path) {
         s(&format!("t{} k{}", i % 1000, i / 1000), &mut h);
     }
     for i in 0..n_t {
-        s(&format!("blk.{}.attn_v.weight", i / 9), &mut h);
+        s(&format!("blk.{}.t{}.weight", i / 9, i % 9), &mut h);
         h.extend(2u32.to_le_bytes());
         h.extend(4096u64.to_le_bytes());
         h.extend(1024u64.to_le_bytes());

@@ -51,6 +51,9 @@ const SWA_PATTERNS: &[(&str, u32, bool)] = &[
     ("cohere2", 4, false),
 ];
 
+/// Bytes per `copy_file_range` call (no user memory: only progress and cancelling see it) and
+/// per buffered read/write where the kernel cannot copy.
+const KERNEL_CHUNK: usize = 64 << 20;
 const COPY_CHUNK: usize = 8 << 20;
 
 thread_local! {
@@ -477,10 +480,17 @@ fn copy_range(
     let mut copied = 0u64;
     let mut kernel = cfg!(target_os = "linux") && !FORCE_BUFFERED_COPY.with(|f| f.get());
     while copied < len {
-        let n = ((len - copied) as usize).min(COPY_CHUNK);
+        let left = (len - copied) as usize;
+        let n = left.min(COPY_CHUNK);
         let mut moved = 0usize;
         if kernel {
-            match kernel_copy(&part.file, src + copied, out, dst + copied, n) {
+            match kernel_copy(
+                &part.file,
+                src + copied,
+                out,
+                dst + copied,
+                left.min(KERNEL_CHUNK),
+            ) {
                 Ok(0) => kernel = false,
                 Ok(m) => moved = m,
                 Err(_) => kernel = false,
@@ -641,13 +651,12 @@ mod tests {
         b.extend(3u32.to_le_bytes());
         b.extend(1u64.to_le_bytes());
         b.extend(2u64.to_le_bytes());
-        for (k, v) in [("general.architecture", "llama")] {
-            b.extend((k.len() as u64).to_le_bytes());
-            b.extend(k.as_bytes());
-            b.extend(8u32.to_le_bytes());
-            b.extend((v.len() as u64).to_le_bytes());
-            b.extend(v.as_bytes());
-        }
+        let (k, v) = ("general.architecture", "llama");
+        b.extend((k.len() as u64).to_le_bytes());
+        b.extend(k.as_bytes());
+        b.extend(8u32.to_le_bytes());
+        b.extend((v.len() as u64).to_le_bytes());
+        b.extend(v.as_bytes());
         let k = "llama.block_count";
         b.extend((k.len() as u64).to_le_bytes());
         b.extend(k.as_bytes());
