@@ -5,6 +5,7 @@
 
 mod error;
 pub mod fused;
+pub mod gguf;
 mod index;
 pub mod layers;
 mod pickle;

@@ -14,6 +14,7 @@
 mod atomic_dir;
 mod atomic_file;
 mod config_edit;
+mod gguf_out;
 mod guard;
 mod leftovers;
 mod lock;
@@ -35,6 +36,10 @@ use crate::{
 
 pub use atomic_file::write_file_atomically;
 pub(crate) use config_edit::prune_config;
+pub use gguf_out::{
+    OutTensor as GgufOutTensor, PruneOptions, PruneSummary, PrunedLayout, pruned_layout,
+    write_pruned,
+};
 pub use guard::Inputs;
 pub use model_card::format_snr;
 pub(crate) use model_card::model_card;

@@ -9,11 +9,14 @@
 //! - [`golden`]: the models whose oracle SNR is committed under `tests/golden`;
 //! - [`fused_models`]: fused q/k/v layouts and multimodal stacks with planted spectra;
 //! - [`eval_models`]: tiny checkpoints of every type the forward pass supports;
-//! - [`torch_bin`]: the PyTorch `.bin` fixtures and hand-made torch zips.
+//! - [`torch_bin`]: the PyTorch `.bin` fixtures and hand-made torch zips;
+//! - [`gguf_builder`]: GGUF files written from the format's spec, independently of snrscope's
+//!   reader and writer.
 
 pub mod cli;
 pub mod eval_models;
 pub mod fused_models;
+pub mod gguf_builder;
 pub mod golden;
 pub mod memory;
 pub mod models;
