@@ -99,10 +99,14 @@ pub fn read(path: &Path) -> Result<PartFile, String> {
     .map_err(bad)?;
     let n = f.meta.sample_tokens.len();
     let l = f.meta.layers;
+    // The lengths the summary indexes by: a part that lies about them is refused here.
+    let blocks = f.meta.max_block.min(l);
     for s in &f.samples {
         let fits = s.index < n
             && s.stats.tokens == f.meta.sample_tokens[s.index]
             && s.stats.cos_sum.len() == l
+            && s.stats.angular.len() == blocks
+            && s.stats.pruneme_tail.len() == blocks.min(l.saturating_sub(1))
             && s.stats
                 .angular
                 .iter()
@@ -259,7 +263,7 @@ mod tests {
             stats: SampleStats {
                 tokens: 3,
                 cos_sum: vec![index as f64, 1.0],
-                angular: vec![vec![0.1, 0.2, 0.3]],
+                angular: vec![vec![0.1, 0.2]],
                 pruneme_tail: vec![0.4],
             },
         }

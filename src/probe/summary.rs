@@ -109,11 +109,11 @@ fn pruneme_value(s: &SampleStats, layers: usize, n: usize, j: usize) -> f64 {
 
 /// PruneMe's CSV for blocks of n: `block_start,block_end,average_distance`, its row j as
 /// `j+1, j+1+n` (its own numbering; the 0-based layers the row's distance skips are
-/// j+1 … j+n).
+/// j+1 … j+n), with the `\r\n` line ends Python's csv module writes.
 pub fn pruneme_csv(rows: &[f64], n: usize) -> String {
-    let mut out = String::from("block_start,block_end,average_distance\n");
+    let mut out = String::from("block_start,block_end,average_distance\r\n");
     for (j, d) in rows.iter().enumerate() {
-        out.push_str(&format!("{},{},{}\n", j + 1, j + 1 + n, python_float(*d)));
+        out.push_str(&format!("{},{},{}\r\n", j + 1, j + 1 + n, python_float(*d)));
     }
     out
 }
@@ -194,8 +194,8 @@ mod tests {
         let csv = pruneme_csv(&[0.25, 1e-5, f64::NAN, 0.1 + 0.2], 2);
         assert_eq!(
             csv,
-            "block_start,block_end,average_distance\n1,3,0.25\n2,4,1e-05\n3,5,nan\n\
-             4,6,0.30000000000000004\n"
+            "block_start,block_end,average_distance\r\n1,3,0.25\r\n2,4,1e-05\r\n3,5,nan\r\n\
+             4,6,0.30000000000000004\r\n"
         );
     }
 

@@ -25,6 +25,7 @@ mod house;
 mod model_open;
 mod oracle;
 mod parts;
+mod probe_reference;
 mod safety;
 mod scan;
 mod scanfiles;
