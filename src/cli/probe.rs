@@ -157,7 +157,8 @@ pub fn run(args: ProbeArgs) -> color_eyre::Result<ExitCode> {
             }
         }
     }
-    let (all, text_name) = read_samples(&args, &model, arch.context)?;
+    let (all, text_name) = read_samples(&args, &model, arch.context, arch.vocab)?;
+    check_pruneme_batch(args.pruneme_batch, all.len())?;
     let max_block = args
         .max_block
         .map_or(layers, |n| n as usize)
@@ -343,6 +344,7 @@ fn merge(args: &ProbeArgs, started: Instant) -> color_eyre::Result<ExitCode> {
     }
     let merged = probe::merge(read).map_err(|e| eyre!(e))?;
     let meta = merged.meta;
+    check_pruneme_batch(args.pruneme_batch, meta.sample_tokens.len())?;
     if args.max_block.is_some_and(|n| n as usize != meta.max_block) {
         bail!(
             "--max-block is the parts' ({}) when merging",
@@ -406,6 +408,7 @@ fn read_samples(
     args: &ProbeArgs,
     model: &Model,
     context: usize,
+    vocab: usize,
 ) -> color_eyre::Result<(Samples, String)> {
     let count = args.samples.map(|n| n as usize);
     let tokens = args.max_tokens.map(|n| n as usize);
@@ -429,7 +432,7 @@ fn read_samples(
             let t = cap(tokens.unwrap_or(DEFAULT_TOKENS));
             Samples::from_stream(&lists[0], count.unwrap_or(DEFAULT_SAMPLES), t)
         };
-        return check_samples(samples, name);
+        return check_samples(samples, name, vocab);
     }
     let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, args.text.as_deref())?;
     if unknown * 10 > ids.len() {
@@ -449,18 +452,60 @@ fn read_samples(
             samples.len()
         );
     }
-    check_samples(samples, name)
+    check_samples(samples, name, vocab)
 }
 
-fn check_samples(samples: Samples, name: String) -> color_eyre::Result<(Samples, String)> {
-    if let Some((i, r)) = samples.ranges.iter().enumerate().find(|(_, r)| r.len() < 2) {
-        bail!(
-            "{name}: sample {} has {} token(s); every sample needs at least 2",
-            i + 1,
-            r.len()
-        );
+/// Every sample long enough to score, every id within the vocabulary (named by sample and
+/// entry, before any weight is read).
+fn check_samples(
+    samples: Samples,
+    name: String,
+    vocab: usize,
+) -> color_eyre::Result<(Samples, String)> {
+    for (i, r) in samples.ranges.iter().enumerate() {
+        if r.len() < 2 {
+            bail!(
+                "{name}: sample {} has {} token(s); every sample needs at least 2",
+                i + 1,
+                r.len()
+            );
+        }
+        if let Some((j, id)) = samples.ids[r.clone()]
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id as usize >= vocab)
+        {
+            bail!(
+                "{name}: sample {}, entry {}: token id {id} is outside the model's vocabulary \
+                 of {vocab}",
+                i + 1,
+                j + 1
+            );
+        }
     }
     Ok((samples, name))
+}
+
+/// PruneMe averages whole batches only: a batch larger than the samples leaves none.
+fn check_pruneme_batch(batch: Option<u64>, samples: usize) -> color_eyre::Result<()> {
+    if let Some(b) = batch
+        && b as usize > samples
+    {
+        bail!(
+            "--pruneme-batch {b} with {samples} samples: PruneMe leaves out an incomplete \
+             batch, so no batch would remain (use at most {samples})"
+        );
+    }
+    if let Some(b) = batch.map(|b| b as usize)
+        && samples % b != 0
+    {
+        eprintln!(
+            "note: PruneMe's rows leave out the last {} sample(s) (an incomplete batch of \
+             --pruneme-batch {b}), as its DataLoader does",
+            samples % b
+        );
+    }
+    Ok(())
 }
 
 /// One line per layer: Block Influence, the angular distance of the block of one starting

@@ -25,6 +25,8 @@ mod house;
 mod model_open;
 mod oracle;
 mod parts;
+mod probe_cli;
+mod probe_memory;
 mod probe_reference;
 mod safety;
 mod scan;
