@@ -6,6 +6,7 @@ mod common;
 mod eval;
 mod export;
 mod merge;
+mod probe;
 mod scan;
 mod signals;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Perplexity of the original and of the pruned model on a text, on the CPU, without
     /// writing the pruned model.
     Eval(Box<eval::EvalArgs>),
+    /// Layer metrics from activations (Block Influence, angular distances, PruneMe's rows,
+    /// perplexity without each layer) in one streamed forward pass on the CPU.
+    Probe(Box<probe::ProbeArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
         /// Folder to create (must not exist yet, or be empty).
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
         Some(Command::Export(args)) => export::run(*args),
         Some(Command::Cache(args)) => cache::run(args),
         Some(Command::Eval(args)) => eval::run(*args),
+        Some(Command::Probe(args)) => probe::run(*args),
         Some(Command::Demo { dir }) => demo(dir),
         None => crate::ui::run(crate::ui::Explore {
             source: cli.model,

@@ -52,6 +52,7 @@ pub fn start(
             run(
                 &model,
                 &tokens,
+                None,
                 &choices,
                 &options,
                 &token,
@@ -93,7 +94,7 @@ pub fn evaluate(
         logits: inspect,
         hidden: None,
     };
-    run(model, tokens, choices, options, cancel, &sink, hooks)
+    run(model, tokens, None, choices, options, cancel, &sink, hooks)
 }
 
 /// [`evaluate`] with every hook: the logits and the hidden states of each layer (for metrics
@@ -108,19 +109,52 @@ pub fn evaluate_hooked(
     hooks: Hooks<'_>,
 ) -> Vec<Option<Result<Perplexity, EvalError>>> {
     let sink: Sink = Arc::new(sink);
-    run(model, tokens, choices, options, cancel, &sink, hooks)
+    run(model, tokens, None, choices, options, cancel, &sink, hooks)
 }
 
+/// [`evaluate_hooked`] over samples: each range of `tokens` is a window of its own (no
+/// attention across samples, each sample's first token context only), in place of the
+/// back-to-back windows of the options (`window` and `max_tokens` are not used). A sample
+/// longer than the model's context is refused.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_samples(
+    model: &Arc<Model>,
+    tokens: &[u32],
+    samples: &[Range<usize>],
+    choices: &[Vec<usize>],
+    options: &EvalOptions,
+    cancel: &CancelToken,
+    sink: impl Fn(EvalEvent) + Send + Sync + 'static,
+    hooks: Hooks<'_>,
+) -> Vec<Option<Result<Perplexity, EvalError>>> {
+    let sink: Sink = Arc::new(sink);
+    run(
+        model,
+        tokens,
+        Some(samples),
+        choices,
+        options,
+        cancel,
+        &sink,
+        hooks,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     model: &Arc<Model>,
     tokens: &[u32],
+    samples: Option<&[Range<usize>]>,
     choices: &[Vec<usize>],
     options: &EvalOptions,
     cancel: &CancelToken,
     sink: &Sink,
     hooks: Hooks<'_>,
 ) -> Vec<Option<Result<Perplexity, EvalError>>> {
-    let tokens = &tokens[..options.max_tokens.unwrap_or(usize::MAX).min(tokens.len())];
+    let tokens = match samples {
+        Some(_) => tokens,
+        None => &tokens[..options.max_tokens.unwrap_or(usize::MAX).min(tokens.len())],
+    };
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -130,7 +164,7 @@ fn run(
     let mut out: Vec<Option<Result<Perplexity, EvalError>>> = vec![None; choices.len()];
     let mut ready: Vec<(usize, ChoicePlan)> = Vec::new();
     for (i, d) in choices.iter().enumerate() {
-        match prepare(model, &source, tokens, d, options) {
+        match prepare(model, &source, tokens, samples, d, options) {
             Ok(p) => ready.push((i, p)),
             Err(e) => out[i] = Some(Err(e)),
         }
@@ -331,6 +365,7 @@ fn prepare(
     model: &Arc<Model>,
     source: &dyn WeightSource,
     tokens: &[u32],
+    samples: Option<&[Range<usize>]>,
     dropped: &[usize],
     options: &EvalOptions,
 ) -> Result<ChoicePlan, EvalError> {
@@ -400,11 +435,16 @@ fn prepare(
             config_path.display()
         )));
     }
-    let window = arch
-        .context
-        .min(options.window.unwrap_or(usize::MAX))
-        .min(tokens.len());
-    let windows = tokens::windows(tokens.len(), window);
+    let windows = match samples {
+        Some(samples) => sample_windows(samples, tokens.len(), arch.context)?,
+        None => {
+            let window = arch
+                .context
+                .min(options.window.unwrap_or(usize::MAX))
+                .min(tokens.len());
+            tokens::windows(tokens.len(), window)
+        }
+    };
     if windows.is_empty() {
         return Err(EvalError::Choice(format!(
             "{} token(s): at least 2 are needed to score one",
@@ -433,6 +473,33 @@ fn prepare(
     };
     check_tensors(&plan, source)?;
     Ok(plan)
+}
+
+/// Samples as windows: each within the tokens, at least 2 tokens long (one to score), at most
+/// the model's context.
+fn sample_windows(
+    samples: &[Range<usize>],
+    tokens: usize,
+    context: usize,
+) -> Result<Vec<Range<usize>>, EvalError> {
+    for (i, s) in samples.iter().enumerate() {
+        let problem = if s.start > s.end || s.end > tokens {
+            Some(format!("is not within the {tokens} tokens"))
+        } else if s.len() < 2 {
+            Some(format!("has {} token(s); at least 2 are needed", s.len()))
+        } else if s.len() > context {
+            Some(format!(
+                "has {} tokens, more than the model's context of {context}",
+                s.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(EvalError::Choice(format!("sample {} {p}", i + 1)));
+        }
+    }
+    Ok(samples.to_vec())
 }
 
 /// Every tensor the plan reads, against the checkpoint: all problems in one message.

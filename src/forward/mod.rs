@@ -48,7 +48,10 @@ pub use arch::ArchConfig;
 pub use choice::dropped_from_yaml;
 pub use error::EvalError;
 pub use events::{EvalEvent, EvalOptions, Perplexity, Stage};
-pub use job::{EvalHandle, Inspect, evaluate, evaluate_hooked, start, start_channel, window_nll};
+pub use job::{
+    EvalHandle, Inspect, evaluate, evaluate_hooked, evaluate_samples, start, start_channel,
+    window_nll,
+};
 pub use memory::MemoryEstimate;
 pub use observe::{HiddenObserver, Site};
 pub use state::{EvalState, PplSummary, format_perplexity};
