@@ -409,10 +409,7 @@ fn read_samples(
     let tokens = args.max_tokens.map(|n| n as usize);
     let cap = |t: usize| {
         if t > context {
-            eprintln!(
-                "note: samples are cut to the model's context of {context} tokens (--max-tokens \
-                 {t})"
-            );
+            eprintln!("note: samples are cut to the model's context of {context} tokens (not {t})");
         }
         t.min(context)
     };

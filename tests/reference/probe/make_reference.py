@@ -8,7 +8,9 @@ reference's; tests/kit/src/eval_models.rs), written with
     python3 tests/reference/probe/make_reference.py /tmp/eval-fixtures \
         > tests/reference/probe/reference.json
 
-or, to re-check the committed file (numbers within 1e-9, relative for perplexities; exit 1 and
+(`--pruneme-utils PATH/utils.py` runs PruneMe's own compute_block_similarity/utils.py
+instead of the restatement below; the committed file was checked to be unchanged by it), or,
+to re-check the committed file (numbers within 1e-9, relative for perplexities; exit 1 and
 the differences otherwise), as .ci/run does when torch and transformers are installed:
 
     python3 tests/reference/probe/make_reference.py /tmp/eval-fixtures \
@@ -287,9 +289,29 @@ def differences(got, want, path="", out=None):
     return out
 
 
+def use_pruneme_utils(path):
+    """PruneMe's own functions instead of the restatement above: its
+    compute_block_similarity/utils.py (e.g. `git show faee6c9:compute_block_similarity/utils.py`
+    of github.com/arcee-ai/PruneMe), imported from `path`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pruneme_utils", path)
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    global pruneme_block_distances, pruneme_last_tokens
+    pruneme_block_distances = utils.compute_block_distances
+    pruneme_last_tokens = utils.get_last_non_padded_tokens
+    print(f"PruneMe's functions from {path}", file=sys.stderr)
+
+
 def main():
-    root = Path(sys.argv[1])
-    check = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--check" else None
+    args = sys.argv[1:]
+    if "--pruneme-utils" in args:
+        i = args.index("--pruneme-utils")
+        use_pruneme_utils(args[i + 1])
+        del args[i : i + 2]
+    root = Path(args[0])
+    check = args[2] if len(args) > 2 and args[1] == "--check" else None
     manifest = json.loads((root / "manifest.json").read_text())
     torch.set_num_threads(1)
     # Only the numbers and errors on the terminal, not loading bars and config notes.
