@@ -378,3 +378,30 @@ fn refuses_bad_samples_and_an_existing_out_before_the_pass() {
         "{err}"
     );
 }
+
+/// The explorer does not show probe files yet: given one on a terminal, it says so (instead of
+/// a scan file's parse error) and leaves the terminal as it was.
+#[test]
+fn the_explorer_says_a_probe_file_is_not_for_it_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (t, cache) = (tmp.path(), tmp.path().join("cache"));
+    fixture(t, "llama");
+    ok(
+        t,
+        &cache,
+        &["probe", "m", "--token-ids", "ids.json", "--out", "p.json"],
+    );
+    let p = t.join("p.json");
+    let mut term = snrscope_testkit::pty::Pty::spawn(
+        env!("CARGO_BIN_EXE_snrscope"),
+        &[p.as_os_str()],
+        &[("XDG_CACHE_HOME", cache.as_os_str())],
+        160,
+        10,
+    );
+    assert_eq!(term.wait_exit(), 1);
+    assert!(!term.alternate());
+    let s = term.screen().replace('\n', " ");
+    assert!(s.contains("p.json: is a probe file"), "{s}");
+    assert!(s.contains("explorer does not show probe files yet"), "{s}");
+}
