@@ -5,8 +5,13 @@
 //! `snrscope eval MODEL --drop 2,5 --token-ids IDS --max-tokens 128 --json`, and prints its
 //! peak resident set (the issue's bar: ≤ 2 GB), time and tokens/s.
 //!
+//! Then `snrscope probe MODEL --token-ids IDS --max-tokens 128 --pruneme --out P.json` on the
+//! same tokens (one sample of 128; every block size), its peak resident set against the same
+//! bar (the metrics themselves are NaN on zero weights; only memory and time are measured).
+//!
 //! Manual (minutes, not for CI): `cargo build --release && cargo bench --bench eval_34b`.
-//! `SNRSCOPE_BENCH_DIR=DIR` keeps the model there (it takes ~no disk).
+//! `SNRSCOPE_BENCH_DIR=DIR` keeps the model there (it takes ~no disk);
+//! `SNRSCOPE_BENCH_RUN=eval` or `=probe` runs only that command.
 
 use std::{
     fs::File,
@@ -136,10 +141,20 @@ fn main() {
         total as f64 / 1e9,
         dir.display()
     );
+    let run = std::env::var("SNRSCOPE_BENCH_RUN").unwrap_or_default();
+    if run != "probe" {
+        bench_eval(&bin, &dir, &ids);
+    }
+    if run != "eval" {
+        bench_probe(&bin, &dir, &ids);
+    }
+}
+
+fn bench_eval(bin: &Path, dir: &Path, ids: &Path) {
     let started = Instant::now();
     let out = Command::new(bin)
         .arg("eval")
-        .arg(&dir)
+        .arg(dir)
         .args([
             "--drop",
             "2,5",
@@ -148,7 +163,7 @@ fn main() {
             "--json",
             "--token-ids",
         ])
-        .arg(&ids)
+        .arg(ids)
         .output()
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
@@ -165,6 +180,48 @@ fn main() {
         v["original"]["tokens_per_second"].as_f64().unwrap_or(0.0),
         rss as f64 / 1e9,
         v["memory_estimate_bytes"].as_u64().unwrap_or(0) as f64 / 1e9,
+        if rss <= 2_000_000_000 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+fn bench_probe(bin: &Path, dir: &Path, ids: &Path) {
+    let out_file = dir.with_extension("probe.json");
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .arg("probe")
+        .arg(dir)
+        .args([
+            "--max-tokens",
+            "128",
+            "--pruneme",
+            "--no-cache",
+            "--force",
+            "--token-ids",
+        ])
+        .arg(ids)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        std::process::exit(1);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let rss = v["peak_rss_bytes"].as_u64().unwrap_or(0);
+    println!(
+        "snrscope probe --max-tokens 128 --pruneme ({} sample(s), {} tokens, blocks 1..{}): {secs:.0} s \
+         wall, pass {:.0} s, peak RSS {:.2} GB, bar ≤ 2 GB: {}",
+        v["samples"],
+        v["tokens"],
+        v["max_block"],
+        v["timings"]["forward_seconds"].as_f64().unwrap_or(0.0),
+        rss as f64 / 1e9,
         if rss <= 2_000_000_000 {
             "met"
         } else {

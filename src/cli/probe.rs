@@ -33,7 +33,6 @@ Examples:
   snrscope probe MODEL --ppl --out probe.json           # + perplexity without each layer
   snrscope probe MODEL --part 2/4 --out part-2.json     # on each of 4 machines, then:
   snrscope probe --merge part-*.json --out probe.json
-  snrscope probe.json                                   # (the explorer shows it)
 
 Metrics (x_k = the input of layer k; x_L = the last layer's output before the final norm):
   block_influence[i]      1 - mean over all tokens of cos(x_i, x_i+1)      (ShortGPT)
@@ -120,9 +119,7 @@ pub fn run(args: ProbeArgs) -> color_eyre::Result<ExitCode> {
     let model_path = args.model.as_ref().expect("clap requires MODEL");
     if scanfile::looks_like_scan_file(model_path) {
         bail!(
-            "{}: is a JSON file; probing needs the model's weights (give the model folder; \
-             `snrscope {}` shows a probe or scan file)",
-            model_path.display(),
+            "{}: is a JSON file; probing needs the model's weights (give the model folder)",
             model_path.display()
         );
     }
@@ -311,7 +308,7 @@ fn finish(
             }
             eprint!("{}", proposals(meta, m, model));
             eprintln!(
-                "wrote {}{}; `snrscope {} --probe {}` shows it beside the SNR",
+                "wrote {}{}",
                 out.display(),
                 if csvs > 0 {
                     format!(
@@ -321,8 +318,6 @@ fn finish(
                 } else {
                     String::new()
                 },
-                model.display(),
-                out.display()
             );
         }
         None => {
@@ -414,10 +409,7 @@ fn read_samples(
     let tokens = args.max_tokens.map(|n| n as usize);
     let cap = |t: usize| {
         if t > context {
-            eprintln!(
-                "note: samples are cut to the model's context of {context} tokens (--max-tokens \
-                 {t})"
-            );
+            eprintln!("note: samples are cut to the model's context of {context} tokens (not {t})");
         }
         t.min(context)
     };
@@ -497,7 +489,7 @@ fn check_pruneme_batch(batch: Option<u64>, samples: usize) -> color_eyre::Result
         );
     }
     if let Some(b) = batch.map(|b| b as usize)
-        && samples % b != 0
+        && !samples.is_multiple_of(b)
     {
         eprintln!(
             "note: PruneMe's rows leave out the last {} sample(s) (an incomplete batch of \

@@ -183,7 +183,7 @@ impl HiddenObserver for Collector {
             return;
         }
         let rows = self.rows.last().map_or(0, |r| r.end);
-        if self.next != self.layers || rows == 0 || normed.len() % rows != 0 {
+        if self.next != self.layers || rows == 0 || !normed.len().is_multiple_of(rows) {
             self.fail("the final norm came before the last layer".into());
             return;
         }

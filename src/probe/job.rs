@@ -71,9 +71,9 @@ pub fn run_pass(
     );
     let mut results = results.into_iter();
     match results.next().flatten() {
-        None => return Ok(None),
-        Some(Err(e)) => return Err(e),
-        Some(Ok(_)) if cancel.is_cancelled() => return Ok(None),
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) if cancel.is_cancelled() => Ok(None),
         Some(Ok(original)) => {
             let sums = |p: &forward::Perplexity| (p.mean_nll * p.tokens as f64, p.tokens);
             let ppl = options.ppl.then(|| PplSums {

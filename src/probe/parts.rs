@@ -119,6 +119,18 @@ pub fn read(path: &Path) -> Result<PartFile, String> {
             )));
         }
     }
+    // The perplexity sums go with --ppl and a layer count's removals; a part without samples
+    // has none to add.
+    let ppl_fits = match &f.ppl {
+        None => !f.meta.ppl || f.samples.is_empty(),
+        Some(p) => f.meta.ppl && p.without_layer.len() == l,
+    };
+    if !ppl_fits {
+        return Err(bad(format!(
+            "its perplexity sums do not fit the probe it names (--ppl {}, {l} layers)",
+            f.meta.ppl
+        )));
+    }
     Ok(PartFile {
         path: path.to_path_buf(),
         part,
@@ -275,7 +287,10 @@ mod tests {
             Part { index: k, count: 2 },
             meta,
             idx.iter().map(|&i| sample(i)).collect(),
-            None,
+            meta.ppl.then(|| PplSums {
+                original: (1.0, 2),
+                without_layer: vec![(1.0, 2); meta.layers],
+            }),
         );
         std::fs::write(&p, text).unwrap();
         p
@@ -318,5 +333,12 @@ mod tests {
         bad.layers = 5;
         let q = write(dir.path(), 1, &[0], &bad);
         assert!(read(&q).unwrap_err().contains("does not fit"));
+        // Perplexity sums without --ppl, or none with it, do not fit either.
+        let q = write(dir.path(), 1, &[0], &opts);
+        let text = std::fs::read_to_string(&q).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["ppl"] = serde_json::Value::Null;
+        std::fs::write(&q, v.to_string()).unwrap();
+        assert!(read(&q).unwrap_err().contains("perplexity sums do not fit"));
     }
 }

@@ -77,7 +77,7 @@ impl Samples {
         if whole == 0 {
             return Samples {
                 ids: ids.to_vec(),
-                ranges: vec![0..ids.len()],
+                ranges: std::iter::once(0..ids.len()).collect(),
             };
         }
         Samples {

@@ -89,6 +89,14 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
     };
     // Everything that can fail with a plain message fails here, before the screen changes.
     let app = match &args.source {
+        Some(p) if snrscope::probe::looks_like_probe_file(p) => {
+            color_eyre::eyre::bail!(
+                "{}: is a probe file (`snrscope probe`); the explorer does not show probe files \
+                 yet: its JSON holds the metrics, and `snrscope probe MODEL` without --out \
+                 prints them as a table",
+                p.display()
+            );
+        }
         Some(p) if scanfile::looks_like_scan_file(p) => {
             if args.scan.is_some() {
                 color_eyre::eyre::bail!(

@@ -94,7 +94,11 @@ fn token_id_samples_give_the_issue_keys_equal_to_transformers() {
     assert_eq!(p["tokens"], 131);
     assert_eq!(p["layers"], layers);
     assert!(p["timings"]["forward_seconds"].as_f64().unwrap() > 0.0);
-    assert_close("block_influence", &p["block_influence"], &r["block_influence"]);
+    assert_close(
+        "block_influence",
+        &p["block_influence"],
+        &r["block_influence"],
+    );
     // Blocks of 1 and 2 only: "1" has L entries, "2" has L-1.
     let ad = p["angular_distance"].as_object().unwrap();
     assert_eq!(ad.keys().collect::<Vec<_>>(), ["1", "2"]);
@@ -105,14 +109,18 @@ fn token_id_samples_give_the_issue_keys_equal_to_transformers() {
             &r["angular_distance"][n],
         );
     }
-    assert_eq!(p["angular_distance"]["2"].as_array().unwrap().len(), layers - 1);
+    assert_eq!(
+        p["angular_distance"]["2"].as_array().unwrap().len(),
+        layers - 1
+    );
     // PruneMe's rows: L-n of them; and its CSV files beside --out, row for row.
     for n in ["1", "2"] {
         let want = &r["pruneme"]["1"];
         assert_close(&format!("pruneme {n}"), &p["pruneme"][n], &want["rows"][n]);
         let csv = std::fs::read_to_string(t.join(format!("p.pruneme-{n}.csv"))).unwrap();
         let theirs = want["csv"][n].as_str().unwrap();
-        let (ours, theirs): (Vec<&str>, Vec<&str>) = (csv.split("\r\n").collect(), theirs.split("\r\n").collect());
+        let (ours, theirs): (Vec<&str>, Vec<&str>) =
+            (csv.split("\r\n").collect(), theirs.split("\r\n").collect());
         assert_eq!(ours.len(), theirs.len(), "CSV {n}");
         for (a, b) in ours.iter().zip(&theirs) {
             let (a, b): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
@@ -134,8 +142,15 @@ fn token_id_samples_give_the_issue_keys_equal_to_transformers() {
         t,
         &cache,
         &[
-            "probe", "m", "--token-ids", "ids.json", "--pruneme", "--pruneme-batch", "2",
-            "--out", "b.json",
+            "probe",
+            "m",
+            "--token-ids",
+            "ids.json",
+            "--pruneme",
+            "--pruneme-batch",
+            "2",
+            "--out",
+            "b.json",
         ],
     );
     let b = read(&t.join("b.json"));
@@ -151,7 +166,11 @@ fn token_id_samples_give_the_issue_keys_equal_to_transformers() {
     // Without --max-block: every block size, the last a single entry (all layers).
     let ad = b["angular_distance"].as_object().unwrap();
     assert_eq!(ad.len(), layers);
-    assert_close("angular 4", &b["angular_distance"]["4"], &r["angular_distance"]["4"]);
+    assert_close(
+        "angular 4",
+        &b["angular_distance"]["4"],
+        &r["angular_distance"]["4"],
+    );
 }
 
 #[test]
@@ -169,11 +188,7 @@ fn a_second_run_reads_the_cache_and_no_cache_recomputes() {
         assert_eq!(a[k], b[k], "{k}");
     }
     assert_eq!(b["cached"], true);
-    let third = ok(
-        t,
-        &cache,
-        &[&args("c.json")[..], &["--no-cache"]].concat(),
-    );
+    let third = ok(t, &cache, &[&args("c.json")[..], &["--no-cache"]].concat());
     assert!(!third.contains("probe cache"), "{third}");
     // A different block count is another probe, not the cached one.
     let fourth = ok(
@@ -197,8 +212,19 @@ fn parts_merged_equal_the_whole_probe() {
     let tmp = tempfile::tempdir().unwrap();
     let (t, cache) = (tmp.path(), tmp.path().join("cache"));
     fixture(t, "mistral");
-    let common = ["--token-ids", "ids.json", "--ppl", "--threads", "1", "--no-cache"];
-    ok(t, &cache, &[&["probe", "m", "--out", "whole.json"][..], &common].concat());
+    let common = [
+        "--token-ids",
+        "ids.json",
+        "--ppl",
+        "--threads",
+        "1",
+        "--no-cache",
+    ];
+    ok(
+        t,
+        &cache,
+        &[&["probe", "m", "--out", "whole.json"][..], &common].concat(),
+    );
     for k in ["1/2", "2/2"] {
         let out = format!("part-{}.json", &k[..1]);
         ok(
@@ -210,7 +236,14 @@ fn parts_merged_equal_the_whole_probe() {
     ok(
         t,
         &cache,
-        &["probe", "--merge", "part-2.json", "part-1.json", "--out", "merged.json"],
+        &[
+            "probe",
+            "--merge",
+            "part-2.json",
+            "part-1.json",
+            "--out",
+            "merged.json",
+        ],
     );
     let (w, m) = (read(&t.join("whole.json")), read(&t.join("merged.json")));
     // Each sample's numbers do not depend on the samples beside it, and parts keep them
@@ -235,13 +268,24 @@ fn parts_merged_equal_the_whole_probe() {
     }
 
     // A missing part, a part twice, and parts of another sample set are refused.
-    let (code, _, err) = run(t, &cache, &["probe", "--merge", "part-1.json", "--out", "x.json"]);
+    let (code, _, err) = run(
+        t,
+        &cache,
+        &["probe", "--merge", "part-1.json", "--out", "x.json"],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("part-1.json") || err.contains("2/2"), "{err}");
     let (code, _, err) = run(
         t,
         &cache,
-        &["probe", "--merge", "part-1.json", "part-1.json", "--out", "x.json"],
+        &[
+            "probe",
+            "--merge",
+            "part-1.json",
+            "part-1.json",
+            "--out",
+            "x.json",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     std::fs::write(t.join("other.json"), "[[1, 2, 3], [4, 5, 6]]").unwrap();
@@ -249,14 +293,28 @@ fn parts_merged_equal_the_whole_probe() {
         t,
         &cache,
         &[
-            "probe", "m", "--token-ids", "other.json", "--ppl", "--part", "2/2", "--out",
+            "probe",
+            "m",
+            "--token-ids",
+            "other.json",
+            "--ppl",
+            "--part",
+            "2/2",
+            "--out",
             "other-2.json",
         ],
     );
     let (code, _, err) = run(
         t,
         &cache,
-        &["probe", "--merge", "part-1.json", "other-2.json", "--out", "x.json"],
+        &[
+            "probe",
+            "--merge",
+            "part-1.json",
+            "other-2.json",
+            "--out",
+            "x.json",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(!t.join("x.json").exists());
@@ -291,17 +349,59 @@ fn refuses_bad_samples_and_an_existing_out_before_the_pass() {
         &["probe", "m", "--token-ids", "ids.json", "--out", "p.json"],
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
-    assert!(!err.contains("probing"), "refused after the pass started: {err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("probing"),
+        "refused after the pass started: {err}"
+    );
     assert_eq!(std::fs::read_to_string(t.join("p.json")).unwrap(), "mine");
     // More PruneMe batch than samples: no batch would be complete.
     let (code, _, err) = run(
         t,
         &cache,
         &[
-            "probe", "m", "--token-ids", "ids.json", "--pruneme", "--pruneme-batch", "4",
+            "probe",
+            "m",
+            "--token-ids",
+            "ids.json",
+            "--pruneme",
+            "--pruneme-batch",
+            "4",
         ],
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("--pruneme-batch 4") && err.contains("3 samples"), "{err}");
+    assert!(
+        err.contains("--pruneme-batch 4") && err.contains("3 samples"),
+        "{err}"
+    );
+}
+
+/// The explorer does not show probe files yet: given one on a terminal, it says so (instead of
+/// a scan file's parse error) and leaves the terminal as it was.
+#[test]
+fn the_explorer_says_a_probe_file_is_not_for_it_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (t, cache) = (tmp.path(), tmp.path().join("cache"));
+    fixture(t, "llama");
+    ok(
+        t,
+        &cache,
+        &["probe", "m", "--token-ids", "ids.json", "--out", "p.json"],
+    );
+    let p = t.join("p.json");
+    let mut term = snrscope_testkit::pty::Pty::spawn(
+        env!("CARGO_BIN_EXE_snrscope"),
+        &[p.as_os_str()],
+        &[("XDG_CACHE_HOME", cache.as_os_str())],
+        160,
+        10,
+    );
+    assert_eq!(term.wait_exit(), 1);
+    assert!(!term.alternate());
+    let s = term.screen().replace('\n', " ");
+    assert!(s.contains("p.json: is a probe file"), "{s}");
+    assert!(s.contains("explorer does not show probe files yet"), "{s}");
 }

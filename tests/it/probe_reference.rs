@@ -57,7 +57,11 @@ fn csv_rows(text: &str) -> Vec<(usize, usize, f64)> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -158,7 +162,10 @@ fn check_fixture(name: &str) {
     assert!(bi <= TOL, "{name}: Block Influence off by {bi:e}");
     assert!(ad <= TOL, "{name}: angular distance off by {ad:e}");
     assert!(pm <= TOL, "{name}: PruneMe's rows off by {pm:e}");
-    assert!(ppl <= PPL_REL_TOL, "{name}: perplexity off by {ppl:e} (relative)");
+    assert!(
+        ppl <= PPL_REL_TOL,
+        "{name}: perplexity off by {ppl:e} (relative)"
+    );
 }
 
 macro_rules! fixture_tests {

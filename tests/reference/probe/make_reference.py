@@ -8,6 +8,14 @@ reference's; tests/kit/src/eval_models.rs), written with
     python3 tests/reference/probe/make_reference.py /tmp/eval-fixtures \
         > tests/reference/probe/reference.json
 
+(`--pruneme-utils PATH/utils.py` runs PruneMe's own compute_block_similarity/utils.py
+instead of the restatement below; the committed file was checked to be unchanged by it), or,
+to re-check the committed file (numbers within 1e-9, relative for perplexities; exit 1 and
+the differences otherwise), as .ci/run does when torch and transformers are installed:
+
+    python3 tests/reference/probe/make_reference.py /tmp/eval-fixtures \
+        --check tests/reference/probe/reference.json
+
 Method (independent of snrscope's Rust code), for every fixture, float32, eager attention:
 - samples: the fixture text's token ids (the tokenizer's encoding without special tokens), cut
   into three samples of different lengths (SAMPLES below), each run alone (batch of one);
@@ -251,10 +259,64 @@ def probe(folder, samples, pruneme_batches, tmp):
     return out
 
 
+def differences(got, want, path="", out=None):
+    """Where two references differ beyond rounding (the versions may differ)."""
+    out = [] if out is None else out
+    if isinstance(want, dict) and isinstance(got, dict):
+        for k in sorted(set(want) | set(got)):
+            if k in ("versions",):
+                continue
+            if k not in got or k not in want:
+                out.append(f"{path}/{k}: only in one")
+            else:
+                differences(got[k], want[k], f"{path}/{k}", out)
+    elif isinstance(want, list) and isinstance(got, list):
+        if len(got) != len(want):
+            out.append(f"{path}: {len(got)} entries, committed {len(want)}")
+        for i, (a, b) in enumerate(zip(got, want)):
+            differences(a, b, f"{path}[{i}]", out)
+    elif isinstance(want, float) and isinstance(got, (int, float)):
+        tol = 1e-9 * max(1.0, abs(want)) if "perplexity" in path else 1e-9
+        if not abs(got - want) <= tol:
+            out.append(f"{path}: {got!r}, committed {want!r}")
+    elif isinstance(want, str) and "csv" in path:
+        rows = lambda t: [r.split(",") for r in t.split("\r\n")]
+        for a, b in zip(rows(got), rows(want)):
+            if a[:2] != b[:2] or (a[2:] != b[2:] and abs(float(a[2]) - float(b[2])) > 1e-9):
+                out.append(f"{path}: row {a}, committed {b}")
+    elif got != want:
+        out.append(f"{path}: {got!r}, committed {want!r}")
+    return out
+
+
+def use_pruneme_utils(path):
+    """PruneMe's own functions instead of the restatement above: its
+    compute_block_similarity/utils.py (e.g. `git show faee6c9:compute_block_similarity/utils.py`
+    of github.com/arcee-ai/PruneMe), imported from `path`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pruneme_utils", path)
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    global pruneme_block_distances, pruneme_last_tokens
+    pruneme_block_distances = utils.compute_block_distances
+    pruneme_last_tokens = utils.get_last_non_padded_tokens
+    print(f"PruneMe's functions from {path}", file=sys.stderr)
+
+
 def main():
-    root = Path(sys.argv[1])
+    args = sys.argv[1:]
+    if "--pruneme-utils" in args:
+        i = args.index("--pruneme-utils")
+        use_pruneme_utils(args[i + 1])
+        del args[i : i + 2]
+    root = Path(args[0])
+    check = args[2] if len(args) > 2 and args[1] == "--check" else None
     manifest = json.loads((root / "manifest.json").read_text())
     torch.set_num_threads(1)
+    # Only the numbers and errors on the terminal, not loading bars and config notes.
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     out = {
         "generated_by": "tests/reference/probe/make_reference.py",
         "versions": {
@@ -286,6 +348,19 @@ def main():
             f"{name}: BI {['%.4f' % x for x in entry['block_influence']]}",
             file=sys.stderr,
         )
+    if check:
+        committed = json.loads(Path(check).read_text())
+        diffs = differences(json.loads(json.dumps(out)), committed)
+        for d in diffs[:40]:
+            print(d, file=sys.stderr)
+        print(
+            f"{check}: {'matches' if not diffs else f'{len(diffs)} difference(s)'} "
+            f"(torch {torch.__version__}, transformers {transformers.__version__}; committed "
+            f"with torch {committed['versions']['torch']}, transformers "
+            f"{committed['versions']['transformers']})",
+            file=sys.stderr,
+        )
+        sys.exit(1 if diffs else 0)
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
 
