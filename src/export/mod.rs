@@ -78,6 +78,9 @@ pub enum ExportError {
     },
     #[error("cancelled; nothing was written under {}", out.display())]
     Cancelled { out: PathBuf },
+    /// The GGUF being pruned could not be read.
+    #[error(transparent)]
+    Gguf(#[from] crate::checkpoint::gguf::GgufError),
 }
 
 impl ExportError {
