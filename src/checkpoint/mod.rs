@@ -20,8 +20,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use safetensors::Dtype;
-
 use tensor::decode_append;
 
 pub use error::{MatrixError, NoLayerStack, OpenError};
@@ -30,7 +28,7 @@ use layers::LayerLayout;
 use safetensors_header::{list_safetensors, open_shard};
 pub use shard::{Shard, TensorBytes};
 pub use slice::TensorSlice;
-pub use tensor::{TensorEntry, decode_f64, dtype_name};
+pub use tensor::{Dtype, TensorEntry, decode_f64, dtype_name};
 
 /// How a model's weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,18 +291,24 @@ impl Model {
                 ),
             });
         }
-        let es = t.dtype.bitsize() / 8;
         let shard = &self.shards[t.shard];
         out.clear();
         match slice.axis {
             Axis::Rows => {
+                // Quantized rows are whole blocks: rows are byte ranges of every dtype.
+                let row_bytes = t.row_bytes().unwrap_or(0);
                 for r in &slice.ranges {
-                    let start = t.range.start + r.start * cols * es;
-                    let end = t.range.start + r.end * cols * es;
+                    let start = t.range.start + r.start * row_bytes;
+                    let end = t.range.start + r.end * row_bytes;
                     decode_append(t.dtype, &shard.map(start..end)?, out);
                 }
             }
             Axis::Cols => {
+                // Columns cut through quantized blocks; no fused layout of a GGUF needs them.
+                let Dtype::Plain(d) = t.dtype else {
+                    return Err(unsupported());
+                };
+                let es = d.bitsize() / 8;
                 // One map from the first selected byte to the last; only the selected columns
                 // of each row are decoded (touched).
                 let (first, last) = (
