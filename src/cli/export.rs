@@ -304,6 +304,7 @@ fn saved_scan_for(
     args: &ExportArgs,
 ) -> color_eyre::Result<SnrTable> {
     let (_, entries) = scanfile::read(path)?;
+    let entries = scanfile::to_model_names(model, entries);
     let table = SnrTable::from_scan(&entries, &path.display().to_string())?;
     let stack = model.main_stack()?;
     if table.stack_prefix != stack.prefix || table.num_layers != stack.num_layers {

@@ -400,7 +400,10 @@ pub(crate) fn check_target(out: &Path, inputs: &Inputs, replace: bool) -> Result
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(bad(format!("its folder {} does not exist", parent.display())));
+        return Err(bad(format!(
+            "its folder {} does not exist",
+            parent.display()
+        )));
     }
     inputs.check(out)?;
     if out.is_dir() {

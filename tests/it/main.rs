@@ -18,6 +18,7 @@ mod fuzz_torch_bin;
 mod gguf_dequant;
 mod gguf_fuzz;
 mod gguf_open;
+mod gguf_scan;
 mod gguf_tokenizer;
 mod gguf_write;
 mod gram;

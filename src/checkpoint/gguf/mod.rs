@@ -14,6 +14,7 @@
 mod dequant;
 mod error;
 mod header;
+mod hf_config;
 mod metadata;
 pub mod names;
 mod open;
@@ -25,6 +26,7 @@ pub use dequant::{DequantError, Float, can_dequantize, dequantize};
 pub use error::GgufError;
 pub(crate) use error::shown;
 pub use header::{GgufFile, TensorInfo};
+pub use hf_config::hf_config;
 pub(crate) use metadata::encode_str;
 pub use metadata::{Array, MetaEntry, Value};
 pub use open::{GgufModel, TensorRef};

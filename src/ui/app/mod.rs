@@ -414,7 +414,11 @@ impl App {
                 out.push(e);
             }
         }
-        out
+        // A GGUF model's scan names modules as llama.cpp does (`blk.3.attn_v`).
+        match self.model() {
+            Some(model) => scanfile::to_file_keys(model, out),
+            None => out,
+        }
     }
 
     // ---- messages ----
