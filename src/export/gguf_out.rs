@@ -387,7 +387,7 @@ pub fn write_pruned(
 
 /// Refuses a target that is not a file name in an existing folder, is an input, is a folder,
 /// or exists (unless `replace`).
-pub(crate) fn check_target(out: &Path, inputs: &Inputs, replace: bool) -> Result<(), ExportError> {
+pub fn check_target(out: &Path, inputs: &Inputs, replace: bool) -> Result<(), ExportError> {
     let bad = |problem: String| ExportError::BadTarget {
         out: out.to_path_buf(),
         problem,
