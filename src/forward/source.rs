@@ -8,7 +8,7 @@ use std::{ops::Range, path::Path, sync::Arc};
 use rayon::prelude::*;
 use safetensors::Dtype as Plain;
 
-use crate::checkpoint::{Dtype, Model, dtype_name, gguf};
+use crate::checkpoint::{Dtype, Fixup, Model, dtype_name, gguf, gguf::names::QkPermutation};
 
 /// A tensor as the pass sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +96,10 @@ impl WeightSource for MappedModel {
             ));
         }
         let start = out.len();
+        let fixup = model.gguf.as_ref().and_then(|g| g.fixup(name));
+        if let Some(Fixup::Permuted(p)) = fixup {
+            return permuted_rows(model, t, &bytes, p, rows, out);
+        }
         out.resize(start + rows.len() * row_len, 0.0);
         match t.dtype {
             Dtype::Plain(dtype) => {
@@ -125,8 +129,57 @@ impl WeightSource for MappedModel {
                 }
             }
         }
+        if fixup == Some(Fixup::PlusOne) {
+            // Gemma's converter stored its norm weights as 1 + w.
+            out[start..].iter_mut().for_each(|x| *x -= 1.0);
+        }
         Ok(())
     }
+}
+
+/// Rows `rows` of an arch-`llama` GGUF's `attn_q`/`attn_k` (or their biases) in Hugging
+/// Face's order: each row is read from the GGUF row the converter moved it to.
+fn permuted_rows(
+    model: &Model,
+    t: &crate::checkpoint::TensorEntry,
+    bytes: &[u8],
+    p: QkPermutation,
+    rows: Range<usize>,
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
+    let name = &t.name;
+    let n_rows = t.shape.first().copied().unwrap_or(1);
+    let row_len: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+    if p.n_heads * p.head_dim != n_rows || p.head_dim % 2 != 0 {
+        return Err(format!(
+            "{}: tensor {name} has {n_rows} rows, but its {} heads of {} need {}; its row \
+             order cannot be undone",
+            model.source.display(),
+            p.n_heads,
+            p.head_dim,
+            p.n_heads * p.head_dim
+        ));
+    }
+    let row_bytes = bytes.len() / n_rows.max(1);
+    let start = out.len();
+    out.resize(start + rows.len() * row_len, 0.0);
+    for (k, r) in rows.enumerate() {
+        let g = p.gguf_row(r);
+        let src = &bytes[g * row_bytes..(g + 1) * row_bytes];
+        let dst = &mut out[start + k * row_len..start + (k + 1) * row_len];
+        match t.dtype {
+            Dtype::Plain(d) => decode(d, src, dst),
+            Dtype::Ggml(g) if t.shape.len() >= 2 => gguf::dequantize(g, src, dst)
+                .map_err(|e| format!("{}: tensor {name}: {e}", model.source.display()))?,
+            Dtype::Ggml(_) => {
+                return Err(format!(
+                    "{}: tensor {name} is a quantized vector whose row order cannot be undone",
+                    model.source.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the pass can convert a dtype to f32.

@@ -283,7 +283,7 @@ fn run_eval(
 }
 
 fn read_text(model: &Model, setup: &EvalSetup) -> Result<EvalText, String> {
-    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, setup.text.as_deref())
+    let (ids, name, unknown) = forward::tokens::model_text_tokens(model, setup.text.as_deref())
         .map_err(|e| e.to_string())?;
     Ok(EvalText {
         tokens: ids.into(),

@@ -16,6 +16,7 @@ mod fused;
 mod fuzz_readers;
 mod fuzz_torch_bin;
 mod gguf_dequant;
+mod gguf_eval;
 mod gguf_export_cli;
 mod gguf_fuzz;
 mod gguf_open;
