@@ -99,3 +99,82 @@ fn e_writes_a_pruned_gguf_and_w_saves_gguf_names() {
     assert_eq!(d.kind, DialogKind::Yaml);
     assert_eq!(d.field("model"), Some(""));
 }
+
+/// This process's bytes read through read(2) and the like (`rchar` of /proc/self/io).
+fn bytes_read() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/io").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Opening a GGUF and drawing the first frame reads its header only: on a 64 GiB model (a
+/// sparse file: 32 layers of four 512 MiB F16 matrices) the bytes read stay near the
+/// header's size and the resident memory does not grow by any tensor's size.
+#[test]
+fn first_frame_reads_only_the_header() {
+    snrscope_testkit::memory::in_own_process(
+        "ui::tests::gguf::first_frame_reads_only_the_header",
+        || {
+            use snrscope_testkit::gguf_builder::Builder;
+            let tmp = TempDir::new().unwrap();
+            let path = tmp.path().join("big.gguf");
+            let (hidden, layers) = (16384u64, 32);
+            let meta = Builder::new()
+                .kv_str("general.architecture", "llama")
+                .kv_u32("llama.block_count", layers)
+                .kv_u32("llama.embedding_length", hidden as u32)
+                .kv_u32("llama.attention.head_count", 128)
+                .kv_u32("llama.attention.head_count_kv", 128);
+            let mut tensors = Vec::new();
+            for l in 0..layers {
+                for m in ["attn_q", "attn_k", "attn_v", "attn_output"] {
+                    tensors.push((
+                        format!("blk.{l}.{m}.weight"),
+                        vec![hidden, hidden],
+                        1, // F16
+                        hidden * hidden * 2,
+                    ));
+                }
+            }
+            meta.write_sparse(&path, &tensors);
+            let size = std::fs::metadata(&path).unwrap().len();
+            assert!(size > 64 << 30, "{size}");
+
+            let rss0 = snrscope_testkit::memory::status_kb("VmRSS:");
+            let read0 = bytes_read();
+            let model = Arc::new(Model::open(&path).unwrap());
+            let mut app = App::for_model(
+                model,
+                AppOptions {
+                    autoscan: false,
+                    ..AppOptions::default()
+                },
+            )
+            .unwrap();
+            app.handle(Msg::Resize(120, 40));
+            let mut terminal =
+                ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+            terminal
+                .draw(|f| crate::ui::view::render(f, &mut app))
+                .unwrap();
+            let read = bytes_read() - read0;
+            let rss = snrscope_testkit::memory::status_kb("VmRSS:").saturating_sub(rss0);
+            eprintln!("64 GiB GGUF: {read} bytes read, RSS +{rss} KiB to the first frame");
+            let screen: String = terminal
+                .backend()
+                .buffer()
+                .content()
+                .iter()
+                .map(|c| c.symbol())
+                .collect();
+            assert!(screen.contains("big"), "the frame names the model");
+            assert!(
+                read < 1 << 20,
+                "{read} bytes read (the header and the buffered reads of it)"
+            );
+            assert!(rss < 64 << 10, "RSS grew by {rss} KiB");
+        },
+    );
+}
