@@ -139,6 +139,9 @@ fn listed_name(arch: &str, gguf_name: &str) -> String {
     }
 }
 
+/// A tensor as listed: its name, shape, byte range, and expert index in a stacked tensor.
+type Listed = (String, Vec<usize>, std::ops::Range<usize>, Option<usize>);
+
 /// Opens `path` (a `.gguf` file, a split part, or a folder holding one model) as a [`Model`].
 pub(crate) fn open(path: &Path) -> Result<Model, OpenError> {
     let file = GgufModel::open(path)?;
@@ -179,8 +182,7 @@ pub(crate) fn open(path: &Path) -> Result<Model, OpenError> {
         let (start, end) = (range.start as usize, range.end as usize);
         let shape: Vec<usize> = t.info.shape().iter().map(|&d| d as usize).collect();
         let dtype = dtype_of(t.info.ggml_type);
-        let mut entries: Vec<(String, Vec<usize>, std::ops::Range<usize>, Option<usize>)> =
-            Vec::new();
+        let mut entries: Vec<Listed> = Vec::new();
         if hf.contains("{E}") && shape.len() == 3 {
             let per = (end - start) / shape[0].max(1);
             for e in 0..shape[0] {

@@ -150,7 +150,7 @@ fn permuted_rows(
     let name = &t.name;
     let n_rows = t.shape.first().copied().unwrap_or(1);
     let row_len: usize = t.shape.iter().skip(1).product::<usize>().max(1);
-    if p.n_heads * p.head_dim != n_rows || p.head_dim % 2 != 0 {
+    if p.n_heads * p.head_dim != n_rows || !p.head_dim.is_multiple_of(2) {
         return Err(format!(
             "{}: tensor {name} has {n_rows} rows, but its {} heads of {} need {}; its row \
              order cannot be undone",

@@ -156,9 +156,7 @@ fn first_frame_reads_only_the_header() {
             app.handle(Msg::Resize(120, 40));
             let mut terminal =
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
-            terminal
-                .draw(|f| crate::ui::view::render(f, &mut app))
-                .unwrap();
+            terminal.draw(|f| crate::ui::view::render(f, &app)).unwrap();
             let read = bytes_read() - read0;
             let rss = snrscope_testkit::memory::status_kb("VmRSS:").saturating_sub(rss0);
             eprintln!("64 GiB GGUF: {read} bytes read, RSS +{rss} KiB to the first frame");
