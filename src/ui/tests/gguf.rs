@@ -176,3 +176,88 @@ fn first_frame_reads_only_the_header() {
         },
     );
 }
+
+/// `p` on a GGUF: the text tokenized by the GGUF's own vocabulary (here a character-level
+/// SentencePiece one, so the ids are known by hand), the perplexity that of the checkpoint the
+/// GGUF was converted from on those ids.
+#[test]
+fn p_scores_a_gguf_with_its_own_tokenizer() {
+    use snrscope::forward::{self, EvalOptions};
+    use snrscope_testkit::gguf_convert::{convert_llama, small_llama};
+
+    let tmp = TempDir::new().unwrap();
+    let spec = small_llama();
+    let st = tmp.path().join("st");
+    snrscope_testkit::eval_models::write_model(&st, &spec).unwrap();
+    let gguf = tmp.path().join("m.gguf");
+    convert_llama(&spec, &gguf, false, true);
+    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
+    let text: Vec<&str> = words.iter().cycle().take(30).copied().collect();
+    let text = text.join(" ");
+    let file = tmp.path().join("t.txt");
+    std::fs::write(&file, &text).unwrap();
+    // "▁the▁cat...": ▁ is 3, a..z are 4..29.
+    let by_hand: Vec<u32> = text
+        .split(' ')
+        .flat_map(|w| std::iter::once(3).chain(w.bytes().map(|c| (c - b'a') as u32 + 4)))
+        .collect();
+
+    let setup = crate::ui::eval_text::EvalSetup {
+        text: Some(file),
+        max_tokens: 1000,
+        window: Some(48),
+        threads: 2,
+    };
+    let model = Arc::new(Model::open(&gguf).unwrap());
+    let mut app = Session::new(
+        App::for_model(
+            model,
+            AppOptions {
+                autoscan: true,
+                threads: 2,
+                eval: setup.clone(),
+                ..AppOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    app.drain();
+    app.handle(key(KeyCode::Char('p')));
+    app.drain();
+    let tokens = app
+        .evals()
+        .text
+        .as_ref()
+        .expect("the text was read")
+        .tokens
+        .clone();
+    assert_eq!(&tokens[..], &by_hand[..]);
+    let ppl = app
+        .evals()
+        .state
+        .original
+        .clone()
+        .expect("computed")
+        .perplexity;
+
+    let checkpoint = Arc::new(Model::open(&st).unwrap());
+    let r = forward::evaluate(
+        &checkpoint,
+        &by_hand,
+        &[vec![]],
+        &EvalOptions {
+            threads: 2,
+            window: setup.window,
+            max_tokens: Some(setup.max_tokens),
+            check_memory: true,
+        },
+        &snrscope::util::cancel::CancelToken::default(),
+        |_| {},
+        None,
+    );
+    let want = r[0].clone().unwrap().unwrap().perplexity;
+    assert!(
+        (ppl - want).abs() <= 1e-9 * want,
+        "GGUF in the explorer {ppl} vs its checkpoint {want}"
+    );
+}
