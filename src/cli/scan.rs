@@ -145,7 +145,17 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                 entries.iter().filter(|e| e.snr.is_infinite()).count()
             );
         }
-        None => print!("{}", table(&jobs, &results)),
+        None => {
+            // A GGUF model's modules as llama.cpp names them (`attn_v`), as in its scan files.
+            let shown: Vec<ScanJob> = jobs
+                .iter()
+                .map(|j| ScanJob {
+                    module_type: scanfile::type_of(&model.scan_key(&j.module)),
+                    ..j.clone()
+                })
+                .collect();
+            print!("{}", table(&shown, &results))
+        }
     }
     for e in entries.iter().filter(|e| e.error.is_some()) {
         eprintln!(

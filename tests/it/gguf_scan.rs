@@ -235,3 +235,21 @@ fn opened_as_a_model_with_hugging_face_names_and_shapes() {
         format!("model.layers.1.{derived}")
     );
 }
+
+#[test]
+fn the_table_names_modules_as_llama_cpp_does() {
+    let (code, stdout, stderr) = crate::snrscope()
+        .args([
+            "scan".to_string(),
+            fixture("snr-phi3.gguf").display().to_string(),
+        ])
+        .run()
+        .parts();
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].contains("attn_v ⊂ attn_qkv") && rows[0].contains("128x256"),
+        "{stdout}"
+    );
+}
