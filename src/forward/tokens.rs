@@ -120,9 +120,15 @@ pub fn model_text_tokens(
         ),
     };
     let tok = crate::checkpoint::gguf::Tokenizer::from_model(&g.file).map_err(|e| {
+        // The GGUF's message names its file already.
+        let path = g.file.main().path.clone();
+        let text = e.to_string();
+        let problem = text
+            .strip_prefix(&format!("{}: ", path.display()))
+            .unwrap_or(&text);
         EvalError::Tokenizer {
-            path: model.source.clone(),
-            problem: format!("{e} (pass --token-ids to score ids instead)"),
+            problem: format!("{problem} (pass --token-ids to score ids instead)"),
+            path,
         }
     })?;
     let ids = tok.encode(&body);

@@ -65,6 +65,18 @@ fn f32_gguf_equals_its_checkpoint_and_q8_0_is_close() {
     );
     assert!(rel(st_pruned, st_full) > 1e-3, "dropping a layer shows");
 
+    // Without a vocabulary in the file, the text cannot be tokenized: said once, with the way out.
+    let (code, _, stderr) = crate::snrscope()
+        .args(["eval".to_string(), f32_gguf.display().to_string()])
+        .run()
+        .parts();
+    assert_ne!(code, 0);
+    assert_eq!(stderr.matches("m-f32.gguf").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no tokenizer") && stderr.contains("--token-ids"),
+        "{stderr}"
+    );
+
     let (q_full, _) = perplexities(&q8_gguf, &ids, None);
     assert!(q_full.is_finite());
     assert!(
