@@ -71,7 +71,7 @@ impl App {
         let reason = if unknown > 0 {
             Some(format!(
                 "{unknown} layer(s) have no {} SNR yet (not scanned, or failed): they will be kept",
-                self.drive_module().name
+                self.drive_module().label
             ))
         } else if dropped == 0 {
             let size = self.model().map_or(0, |m| m.total_bytes());

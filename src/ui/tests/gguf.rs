@@ -57,6 +57,10 @@ fn type_into(app: &mut Session, text: &str) {
 fn e_writes_a_pruned_gguf_and_w_saves_gguf_names() {
     let (t, mut app) = scanned_gguf();
     assert_eq!(app.choice().selection().dropped(), vec![13, 14]);
+    // The screen names the module as llama.cpp does.
+    assert_eq!(app.module().name, "self_attn.v_proj");
+    assert_eq!(app.module().label, "attn_v");
+    assert_eq!(app.module().tab_label(true), "[attn_v]");
 
     app.handle(key(KeyCode::Char('e')));
     let d = dialog(&app);
