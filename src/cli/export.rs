@@ -120,7 +120,7 @@ enum Source {
     ScanFile(Vec<scanfile::ScanEntry>),
 }
 
-pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
+pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
     let cancel = CancelToken::default();
     super::signals::cancel_on_signals(&cancel);
     let input = args.model.display().to_string();
@@ -144,6 +144,10 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             eprintln!("warning: {}", escape_controls(w));
         }
         inputs = Inputs::of_model(&model).merge(&inputs);
+        // A GGUF's module type may be given by its llama.cpp name (`--module attn_v`).
+        if let (Some(_), Some(m)) = (&model.gguf, &args.module) {
+            args.module = Some(module_for(&model, model.main_stack()?, Some(m))?);
+        }
         match (&model.gguf, &args.model_out, &args.gguf_out) {
             (Some(_), Some(out), _) => bail!(
                 "{input}: is a GGUF; it is pruned to a GGUF file (--gguf-out {}), not to a \

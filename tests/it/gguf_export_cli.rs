@@ -214,3 +214,36 @@ fn a_saved_scan_with_gguf_names_drives_the_export() {
     let b = GgufModel::open(&tmp.path().join("p.gguf")).unwrap();
     assert_eq!(b.block_count(), Some(13));
 }
+
+#[test]
+fn module_by_its_llama_cpp_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture_copy(tmp.path());
+    let (code, stdout, stderr) = crate::snrscope()
+        .args([
+            "export",
+            "m.gguf",
+            "--module",
+            "attn_v",
+            "--rule",
+            "lowest:2",
+            "--yaml",
+            "p.yml",
+            "--model-name",
+            "org/base",
+        ])
+        .cwd(tmp.path())
+        .run()
+        .parts();
+    assert_eq!(code, 0, "{stderr}");
+    // The two lowest finite attn_v SNR of the fixture (tests/gguf/snr.oracle.json): the random
+    // K-quant layers 12 and 11.
+    assert!(stdout.contains("kept: [0,11) [13,15)"), "{stdout}");
+    let (code, _, stderr) = crate::snrscope()
+        .args(["export", "m.gguf", "--module", "attn_q", "--yaml", "q.yml"])
+        .cwd(tmp.path())
+        .run()
+        .parts();
+    assert_ne!(code, 0);
+    assert!(stderr.contains("attn_q"), "{stderr}");
+}
