@@ -17,7 +17,7 @@ pub enum OpenError {
     #[error("{path}: {problem}")]
     BadIndex { path: PathBuf, problem: String },
     #[error(
-        "{path}: not a .safetensors or PyTorch .bin file (a model is a folder with config.json, a .safetensors file or a pytorch_model.bin; scan files are .json)"
+        "{path}: not a .safetensors, PyTorch .bin or .gguf file (a model is a folder with config.json, a .safetensors file, a pytorch_model.bin or a GGUF; scan files are .json)"
     )]
     NotSafetensors { path: PathBuf },
     #[error("{dir}: no .safetensors file (nor pytorch_model.bin) in this folder")]
@@ -45,6 +45,9 @@ pub enum OpenError {
     },
     #[error("{index}: names shard {shard}, which does not exist")]
     MissingShard { index: PathBuf, shard: String },
+    /// A GGUF that cannot be opened (header, split set, folder).
+    #[error(transparent)]
+    Gguf(#[from] super::gguf::GgufError),
     #[error("tensor {name} is stored twice: in {first} and in {second}")]
     DuplicateTensor {
         name: String,
@@ -67,7 +70,9 @@ pub enum MatrixError {
     NotFound(String),
     #[error("{name} has shape {shape:?}, not a 2-D matrix")]
     NotMatrix { name: String, shape: Vec<usize> },
-    #[error("{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16)")]
+    #[error(
+        "{name} has dtype {dtype}, which cannot be scanned (only F64, F32, F16, BF16 and the GGUF types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K-Q6_K, Q8_K)"
+    )]
     UnsupportedDtype { name: String, dtype: String },
     #[error("{path}: {problem}")]
     Unreadable { path: PathBuf, problem: String },

@@ -74,6 +74,8 @@ impl Stack {
             "attention.v_proj",
             "attention.wv",
             "attn.attention.v_proj",
+            // llama.cpp's name, in a scan file of a GGUF model.
+            "attn_v",
         ];
         for p in PREFERRED {
             if self.modules.contains_key(*p) {

@@ -4,6 +4,7 @@
 //! [`crate::checkpoint::torch_bin`]).
 
 mod error;
+mod from_gguf;
 pub mod fused;
 pub mod gguf;
 mod index;
@@ -20,17 +21,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use safetensors::Dtype;
-
 use tensor::decode_append;
 
 pub use error::{MatrixError, NoLayerStack, OpenError};
+pub use from_gguf::{Fixup, GgufSide};
 use index::{check_index_matches, read_json, read_weight_map, shard_names};
 use layers::LayerLayout;
 use safetensors_header::{list_safetensors, open_shard};
 pub use shard::{Shard, TensorBytes};
 pub use slice::TensorSlice;
-pub use tensor::{TensorEntry, decode_f64, dtype_name};
+pub use tensor::{Dtype, TensorEntry, decode_f64, dtype_name};
 
 /// How a model's weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub enum WeightFormat {
     /// PyTorch `.bin` (torch.save's zip). Read like safetensors (each tensor is a byte range
     /// of the file); an export writes safetensors.
     PytorchBin,
+    /// llama.cpp's GGUF (see `from_gguf`): tensors under their Hugging Face names, each a byte
+    /// range of its part file; an export writes a pruned GGUF.
+    Gguf,
 }
 
 /// An opened model: headers parsed, data mapped but untouched.
@@ -60,6 +63,8 @@ pub struct Model {
     by_name: HashMap<String, usize>,
     pub layout: LayerLayout,
     pub warnings: Vec<String>,
+    /// For a GGUF model: the file, each tensor's GGUF name, the converter's changes to undo.
+    pub gguf: Option<Box<GgufSide>>,
 }
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -78,6 +83,11 @@ impl Model {
                 source: e,
             },
         })?;
+        if meta.is_dir() && !source.join("config.json").is_file() && from_gguf::holds_gguf(&source)
+            || !meta.is_dir() && from_gguf::is_gguf_name(&source)
+        {
+            return from_gguf::open(&source);
+        }
         let (dir, shard_names, index_path, config_path, format) = if meta.is_dir() {
             let dir = source.clone();
             let config_path = dir.join("config.json");
@@ -110,6 +120,9 @@ impl Model {
                 )
             } else if dir.join(BIN_FILE).is_file() {
                 (vec![BIN_FILE.to_string()], None, WeightFormat::PytorchBin)
+            } else if from_gguf::holds_gguf(&dir) {
+                // A config.json beside a GGUF (a download of both): the GGUF is the model.
+                return from_gguf::open(&source);
             } else {
                 return Err(OpenError::NoSafetensors { dir });
             };
@@ -146,6 +159,7 @@ impl Model {
             let (shard, entries) = match format {
                 WeightFormat::Safetensors => open_shard(&path, file_name, shards.len())?,
                 WeightFormat::PytorchBin => torch_bin::open_shard(&path, file_name, shards.len())?,
+                WeightFormat::Gguf => unreachable!("GGUF models are opened by from_gguf"),
             };
             for e in entries {
                 if let Some(&first) = owner.get(&e.name) {
@@ -168,6 +182,35 @@ impl Model {
             check_index_matches(index, weight_map, &shards, &tensors, &mut warnings)?;
         }
         let index_path = index_path.map(|(p, _)| p);
+        Ok(Model::assemble(
+            source,
+            dir,
+            config,
+            config_path,
+            index_path,
+            format,
+            shards,
+            tensors,
+            warnings,
+            None,
+        ))
+    }
+
+    /// The model from its opened parts: tensors in natural name order, the layer stacks and
+    /// the fused layouts found.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        source: PathBuf,
+        dir: PathBuf,
+        config: Option<serde_json::Value>,
+        config_path: Option<PathBuf>,
+        index_path: Option<PathBuf>,
+        format: WeightFormat,
+        shards: Vec<Shard>,
+        mut tensors: Vec<TensorEntry>,
+        mut warnings: Vec<String>,
+        gguf: Option<Box<GgufSide>>,
+    ) -> Model {
         tensors.sort_by(|a, b| layers::natural_cmp(&a.name, &b.name));
         let by_name: HashMap<String, usize> = tensors
             .iter()
@@ -184,7 +227,7 @@ impl Model {
         warnings.extend(layout.warnings.iter().cloned());
         let shape_of = |name: &str| by_name.get(name).map(|&i: &usize| tensors[i].shape.clone());
         warnings.extend(fused::derive(config.as_ref(), &mut layout, &shape_of));
-        Ok(Model {
+        Model {
             source,
             dir,
             config,
@@ -196,7 +239,35 @@ impl Model {
             by_name,
             layout,
             warnings,
-        })
+            gguf,
+        }
+    }
+
+    /// How a tensor is named in its file: its GGUF name for a GGUF model (`blk.3.attn_v.weight`),
+    /// else the name itself. For messages.
+    pub fn file_name_of(&self, name: &str) -> String {
+        self.gguf
+            .as_ref()
+            .and_then(|g| g.gguf_name(name))
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// The key a scan file gives `module`: its GGUF module for a GGUF model (`blk.3.attn_v`),
+    /// else the module itself.
+    pub fn scan_key(&self, module: &str) -> String {
+        self.gguf
+            .as_ref()
+            .and_then(|g| g.gguf_module(module))
+            .unwrap_or_else(|| module.to_string())
+    }
+
+    /// The module a scan-file key names in this model (the inverse of [`Model::scan_key`]);
+    /// a key that is not a GGUF module is returned as it is.
+    pub fn module_of_key(&self, key: &str) -> String {
+        self.gguf
+            .as_ref()
+            .and_then(|g| g.hf_module(key))
+            .unwrap_or_else(|| key.to_string())
     }
 
     /// The transformer's main layer stack (see [`layers::discover`]).
@@ -293,18 +364,24 @@ impl Model {
                 ),
             });
         }
-        let es = t.dtype.bitsize() / 8;
         let shard = &self.shards[t.shard];
         out.clear();
         match slice.axis {
             Axis::Rows => {
+                // Quantized rows are whole blocks: rows are byte ranges of every dtype.
+                let row_bytes = t.row_bytes().unwrap_or(0);
                 for r in &slice.ranges {
-                    let start = t.range.start + r.start * cols * es;
-                    let end = t.range.start + r.end * cols * es;
+                    let start = t.range.start + r.start * row_bytes;
+                    let end = t.range.start + r.end * row_bytes;
                     decode_append(t.dtype, &shard.map(start..end)?, out);
                 }
             }
             Axis::Cols => {
+                // Columns cut through quantized blocks; no fused layout of a GGUF needs them.
+                let Dtype::Plain(d) = t.dtype else {
+                    return Err(unsupported());
+                };
+                let es = d.bitsize() / 8;
                 // One map from the first selected byte to the last; only the selected columns
                 // of each row are decoded (touched).
                 let (first, last) = (
@@ -347,8 +424,13 @@ impl Model {
         self.tensors.iter().map(TensorEntry::num_elements).sum()
     }
 
-    /// Display name: the folder (or file) name.
+    /// Display name: the folder (or file) name; a GGUF's file name without `.gguf`.
     pub fn name(&self) -> String {
+        if let Some(g) = &self.gguf
+            && !self.source.is_dir()
+        {
+            return from_gguf::display_name(g);
+        }
         let p = if self.source.is_dir() {
             &self.source
         } else {

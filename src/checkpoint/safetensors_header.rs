@@ -67,7 +67,7 @@ pub(crate) fn open_shard(
         .into_iter()
         .map(|(name, info)| TensorEntry {
             name,
-            dtype: info.dtype,
+            dtype: info.dtype.into(),
             shape: info.shape.clone(),
             shard: shard_index,
             range: data_start + info.data_offsets.0..data_start + info.data_offsets.1,

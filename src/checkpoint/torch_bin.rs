@@ -275,7 +275,7 @@ fn entry_for(
     };
     Ok(TensorEntry {
         name: t.name,
-        dtype: t.dtype,
+        dtype: t.dtype.into(),
         shape: t.shape,
         shard,
         range: a..b,

@@ -65,8 +65,22 @@ pub fn module_for(
     stack: &Stack,
     requested: Option<&str>,
 ) -> color_eyre::Result<String> {
+    // A GGUF model's module types may be given as llama.cpp names them (`attn_v`).
+    let by_file_name = |m: &str| {
+        stack.modules.iter().find_map(|(t, layers)| {
+            let (l, tensor) = layers.iter().next()?;
+            let module = match stack.derived.contains_key(t) {
+                true => format!("{}.{l}.{t}", stack.prefix),
+                false => tensor.strip_suffix(".weight")?.to_string(),
+            };
+            (snrscope::scanfile::type_of(&model.scan_key(&module)) == m).then(|| t.clone())
+        })
+    };
     Ok(match requested {
         Some(m) if stack.modules.contains_key(m) => m.to_string(),
+        Some(m) if model.gguf.is_some() && by_file_name(m).is_some() => {
+            by_file_name(m).expect("found just now")
+        }
         Some(m) => bail!(
             "{}: no module type {m:?} in `{}`; available: {}",
             model.source.display(),

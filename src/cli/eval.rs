@@ -43,8 +43,9 @@ weight band at a time, so memory stays near 1 GB whatever the model's size.
 Exit codes: 0 done, 1 error (bad input, not enough memory, unsupported model), 2 usage,
 128+N stopped by signal N (130 for Ctrl-C).")]
 pub struct EvalArgs {
-    /// Model folder (config.json + .safetensors + tokenizer.json), or a .safetensors file with
-    /// its config.json beside it.
+    /// Model folder (config.json + .safetensors + tokenizer.json), a .safetensors file with
+    /// its config.json beside it, or a GGUF (its config and tokenizer from its metadata;
+    /// quantized matrices dequantized one band at a time).
     pub model: PathBuf,
     /// Drop these layers, e.g. `12,20-21` (with --rule: in addition to the rule's).
     #[arg(long, value_name = "LAYERS", value_parser = parse_layers)]
@@ -164,7 +165,7 @@ fn read_tokens(args: &EvalArgs, model: &Model) -> color_eyre::Result<(Vec<u32>, 
     if let Some(p) = &args.token_ids {
         return Ok((forward::tokens::read_token_ids(p)?, p.display().to_string()));
     }
-    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, args.text.as_deref())?;
+    let (ids, name, unknown) = forward::tokens::model_text_tokens(model, args.text.as_deref())?;
     if unknown * 10 > ids.len() {
         eprintln!(
             "note: {unknown} of {} tokens are the tokenizer's unknown token: the text is mostly \

@@ -34,6 +34,7 @@ Examples:
   snrscope export scan.json --yaml prune.yml
   snrscope export MODEL --scan saved-scan.json --model-out ./pruned
   snrscope export MODEL --unfrozen-yaml spectrum.yml --top-percent 25
+  snrscope export MODEL.gguf --drop 0,5 --gguf-out pruned.gguf
 
 Without an output flag the plan is printed and nothing is written. Outputs are never written
 into, over or around the input model (checked by file identity, so links and bind mounts count),
@@ -46,7 +47,8 @@ Ctrl-C, SIGTERM and SIGHUP stop cleanly: nothing is left under the output names.
 signal N (130 for Ctrl-C).")]
 pub struct ExportArgs {
     /// Model folder (config.json + .safetensors or pytorch_model.bin), a .safetensors or .bin
-    /// file (the pruned model is always written as safetensors), or a scan JSON
+    /// file (the pruned model is always written as safetensors), a GGUF (a .gguf file, any
+    /// part of a split set, or a folder holding one; pruned with --gguf-out), or a scan JSON
     /// (Spectrum / laserQlora layout; plans without the weights).
     pub model: PathBuf,
     /// Write mergekit's passthrough config (one slice per run of kept layers) to this file.
@@ -60,6 +62,11 @@ pub struct ExportArgs {
     /// under a temporary name and renamed when complete.
     #[arg(long, value_name = "DIR")]
     pub model_out: Option<PathBuf>,
+    /// For a GGUF model: write the pruned model as one GGUF file (kept layers byte for byte
+    /// in their own types, renumbered; block_count and every per-layer metadata array
+    /// shortened). Built beside it under a temporary name and renamed when complete.
+    #[arg(long, value_name = "FILE", conflicts_with = "model_out")]
+    pub gguf_out: Option<PathBuf>,
     /// Write Spectrum's training selection (top --top-percent of layers by SNR per module
     /// type) to this file. With a model, scans every module type of the main layer stack.
     #[arg(long, value_name = "FILE")]
@@ -113,7 +120,7 @@ enum Source {
     ScanFile(Vec<scanfile::ScanEntry>),
 }
 
-pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
+pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
     let cancel = CancelToken::default();
     super::signals::cancel_on_signals(&cancel);
     let input = args.model.display().to_string();
@@ -123,10 +130,10 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     }
     let source = if scanfile::looks_like_scan_file(&args.model) {
         let (_, entries) = scanfile::read(&args.model)?;
-        if let Some(out) = &args.model_out {
+        if let Some(out) = args.model_out.as_ref().or(args.gguf_out.as_ref()) {
             bail!(
-                "{input}: is a scan file; --model-out {} needs the model's weights (give the \
-                 model folder instead)",
+                "{input}: is a scan file; {} needs the model's weights (give the model \
+                 instead)",
                 out.display()
             );
         }
@@ -137,15 +144,46 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             eprintln!("warning: {}", escape_controls(w));
         }
         inputs = Inputs::of_model(&model).merge(&inputs);
-        if let Some(out) = &args.model_out {
+        // A GGUF's module type may be given by its llama.cpp name (`--module attn_v`).
+        if let (Some(_), Some(m)) = (&model.gguf, &args.module) {
+            args.module = Some(module_for(&model, model.main_stack()?, Some(m))?);
+        }
+        match (&model.gguf, &args.model_out, &args.gguf_out) {
+            (Some(_), Some(out), _) => bail!(
+                "{input}: is a GGUF; it is pruned to a GGUF file (--gguf-out {}), not to a \
+                 safetensors folder",
+                out.with_extension("gguf").display()
+            ),
+            (None, _, Some(out)) => bail!(
+                "{input}: is not a GGUF; --gguf-out {} needs a .gguf model (--model-out writes \
+                 a pruned safetensors folder)",
+                out.display()
+            ),
             // Before a scan that may take minutes, not after it.
-            export::check_output_folder(&inputs, out, args.force)?;
+            (_, Some(out), _) => export::check_output_folder(&inputs, out, args.force)?,
+            (_, _, Some(out)) => export::check_gguf_target(out, &inputs, args.force)?,
+            _ => {}
         }
         Source::Model(Arc::new(model))
     };
     check_outputs(&args, &inputs)?;
 
-    let model_ref = args.model_name.clone().unwrap_or_else(|| input.clone());
+    let model_ref = match (&args.model_name, &source) {
+        (Some(name), _) => name.clone(),
+        // mergekit reads the Hugging Face model a GGUF was converted from, not the GGUF.
+        (None, Source::Model(m)) if m.gguf.is_some() => {
+            match m.gguf.as_ref().and_then(|g| g.file.source_repo()) {
+                Some(repo) => repo,
+                None if args.yaml.is_some() => bail!(
+                    "{input}: a GGUF names no Hugging Face model it was converted from \
+                     (general.source.repo_url, general.base_model.*); mergekit's YAML needs \
+                     one: pass --model-name ORG/NAME"
+                ),
+                None => input.clone(),
+            }
+        }
+        (None, _) => input.clone(),
+    };
     let choice = Request {
         module: args.module.clone(),
         rule: args.rule,
@@ -184,7 +222,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
 
     // Only --yaml and --model-out need a plan: a Spectrum selection is still written when, say,
     // every layer's SNR is infinite.
-    let pruning = args.yaml.is_some() || args.model_out.is_some();
+    let pruning = args.yaml.is_some() || args.model_out.is_some() || args.gguf_out.is_some();
     let plan = match plan::make_plan(&table, &choice, &model_ref, &dtype) {
         Ok(mut p) => {
             if let Source::Model(model) = &source {
@@ -254,6 +292,53 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
         }
         wrote_any = true;
     }
+    if let (Some(plan), Some(out), Source::Model(model)) = (&plan, &args.gguf_out, &source)
+        && let Some(gguf) = &model.gguf
+    {
+        let kept: Vec<usize> = (0..plan.num_layers)
+            .filter(|l| !plan.dropped.contains(l))
+            .collect();
+        let options = export::PruneOptions {
+            kept,
+            out: out.clone(),
+            replace: args.force,
+            inputs: inputs.clone(),
+        };
+        let bar = bytes_bar("writing");
+        bar.set_message(out.display().to_string());
+        let result = export::write_pruned(
+            &gguf.file,
+            &options,
+            &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+            &cancel,
+        );
+        bar.finish_and_clear();
+        match result {
+            Ok(s) => {
+                for n in s.notes.iter().chain(&s.edited) {
+                    eprintln!("note: {}", escape_controls(n));
+                }
+                eprintln!(
+                    "wrote {} ({} tensors, {} bytes)",
+                    s.out.display(),
+                    s.tensors,
+                    s.bytes
+                );
+            }
+            Err(e @ ExportError::Cancelled { .. }) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(super::signals::exit_code()));
+            }
+            Err(e @ ExportError::Io { .. }) => {
+                return Err(eyre!("{e}; nothing was written under {}", out.display()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        wrote_any = true;
+    }
     if let Some(path) = &args.unfrozen_yaml {
         export::write_unfrozen_yaml(&groups, args.top_percent, path, &inputs, args.force)?;
         eprintln!(
@@ -304,6 +389,7 @@ fn saved_scan_for(
     args: &ExportArgs,
 ) -> color_eyre::Result<SnrTable> {
     let (_, entries) = scanfile::read(path)?;
+    let entries = scanfile::to_model_names(model, entries);
     let table = SnrTable::from_scan(&entries, &path.display().to_string())?;
     let stack = model.main_stack()?;
     if table.stack_prefix != stack.prefix || table.num_layers != stack.num_layers {
@@ -350,7 +436,7 @@ fn saved_scan_for(
 /// As `snrscope scan`: 3 when finished but some matrices could not be scanned.
 fn finish(wrote_any: bool, failed: usize) -> ExitCode {
     if !wrote_any {
-        eprintln!("nothing written: pass --yaml, --model-out or --unfrozen-yaml");
+        eprintln!("nothing written: pass --yaml, --model-out, --gguf-out or --unfrozen-yaml");
     }
     if failed > 0 {
         ExitCode::from(3)
@@ -374,10 +460,15 @@ fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
             );
         }
     }
-    let outputs: Vec<&PathBuf> = [&args.yaml, &args.unfrozen_yaml, &args.model_out]
-        .into_iter()
-        .flatten()
-        .collect();
+    let outputs: Vec<&PathBuf> = [
+        &args.yaml,
+        &args.unfrozen_yaml,
+        &args.model_out,
+        &args.gguf_out,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for (i, a) in outputs.iter().enumerate() {
         if outputs[..i]
             .iter()

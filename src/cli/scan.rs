@@ -119,6 +119,8 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
         .zip(&full)
         .map(|(job, r)| ScanEntry::from_matrix_result(job, r.as_ref()))
         .collect();
+    // A GGUF model's scan names modules as llama.cpp does (`blk.3.attn_v`).
+    let entries = scanfile::to_file_keys(&model, entries);
     let failed = entries.iter().filter(|e| e.error.is_some()).count();
     match &args.out {
         Some(path) => {
@@ -129,7 +131,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                         method: args.scanning.method,
                         model_fingerprint: parts::fingerprint(&model),
                         model: model_path.display().to_string(),
-                        all_modules: all_jobs.iter().map(|j| j.module.clone()).collect(),
+                        all_modules: all_jobs.iter().map(|j| model.scan_key(&j.module)).collect(),
                     },
                     &entries,
                 ),
@@ -143,7 +145,17 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
                 entries.iter().filter(|e| e.snr.is_infinite()).count()
             );
         }
-        None => print!("{}", table(&jobs, &results)),
+        None => {
+            // A GGUF model's modules as llama.cpp names them (`attn_v`), as in its scan files.
+            let shown: Vec<ScanJob> = jobs
+                .iter()
+                .map(|j| ScanJob {
+                    module_type: scanfile::type_of(&model.scan_key(&j.module)),
+                    ..j.clone()
+                })
+                .collect();
+            print!("{}", table(&shown, &results))
+        }
     }
     for e in entries.iter().filter(|e| e.error.is_some()) {
         eprintln!(

@@ -20,12 +20,12 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{Read, Seek, Write},
+    io::Write,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
 
-use super::Inputs;
+use super::{ExportError, Inputs, leftovers, lock::TargetLock, rename::rename_noreplace};
 use crate::{
     checkpoint::gguf::{
         Array, GgufError, GgufFile, GgufModel, MetaEntry, TensorInfo, Value, encode_str,
@@ -82,6 +82,8 @@ pub struct PruneSummary {
     pub bytes: u64,
     /// Metadata keys that were changed, added or dropped, with what happened.
     pub edited: Vec<String>,
+    /// Leftovers of interrupted runs removed beside the target, and the like.
+    pub notes: Vec<String>,
 }
 
 /// One output tensor: where its bytes come from and where they go.
@@ -107,37 +109,34 @@ pub struct PrunedLayout {
 }
 
 /// Computes the pruned file's header and tensor placement (no data is read).
-pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, GgufError> {
+pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, ExportError> {
     let main = model.main();
     let path = &main.path;
     let arch = model
         .arch()
-        .ok_or_else(|| GgufError::write(path, "has no general.architecture; cannot prune it"))?
+        .ok_or_else(|| bad_model(path, "has no general.architecture; cannot prune it"))?
         .to_string();
     let bc_key = format!("{arch}.block_count");
     let n_layers = model
         .get(&bc_key)
         .and_then(Value::as_usize)
-        .ok_or_else(|| GgufError::write(path, format!("has no integer {}", shown(&bc_key))))?;
+        .ok_or_else(|| bad_model(path, format!("has no integer {}", shown(&bc_key))))?;
     if kept.is_empty() {
-        return Err(GgufError::write(
-            path,
-            format!("the plan drops all {n_layers} layers; keep at least one"),
-        ));
+        return Err(ExportError::InvalidPlan(format!(
+            "the plan drops all {n_layers} layers of {}; keep at least one",
+            path.display()
+        )));
     }
     if let Some(&bad) = kept.iter().find(|&&l| l >= n_layers) {
-        return Err(GgufError::write(
-            path,
-            format!(
-                "layer {bad} is kept but the model has {n_layers} layers (0-{})",
-                n_layers - 1
-            ),
-        ));
+        return Err(ExportError::InvalidPlan(format!(
+            "layer {bad} is kept but {} has {n_layers} layers (0-{})",
+            path.display(),
+            n_layers - 1
+        )));
     }
     if kept.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(GgufError::write(
-            path,
-            "kept layers must be ascending and distinct",
+        return Err(ExportError::InvalidPlan(
+            "kept layers must be ascending and distinct".into(),
         ));
     }
     let new_index = |old: usize| kept.binary_search(&old).ok();
@@ -158,7 +157,7 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
         let mut new_value = None;
         if key == bc_key {
             new_value = Some(e.value.with_int(kept.len() as u64).ok_or_else(|| {
-                GgufError::write(
+                bad_model(
                     path,
                     format!("{key} has a type that cannot hold {}", kept.len()),
                 )
@@ -226,7 +225,7 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
         let name = match layer_of(&t.info.name) {
             Some((n, rest)) => {
                 if n >= n_layers {
-                    return Err(GgufError::write(
+                    return Err(bad_model(
                         &t.part.path,
                         format!(
                             "tensor {} belongs to layer {n}, but {bc_key} is {n_layers}",
@@ -249,7 +248,7 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
         });
         offset = (offset + t.info.n_bytes)
             .checked_next_multiple_of(alignment)
-            .ok_or_else(|| GgufError::write(path, "the output would be too large"))?;
+            .ok_or_else(|| bad_model(path, "the pruned file would be too large"))?;
     }
 
     let mut header = Vec::new();
@@ -278,6 +277,13 @@ pub fn pruned_layout(model: &GgufModel, kept: &[usize]) -> Result<PrunedLayout, 
         alignment,
         edited,
     })
+}
+
+fn bad_model(path: &Path, problem: impl Into<String>) -> ExportError {
+    ExportError::BadModel {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
 }
 
 fn encode_kv(key: &str, v: &Value) -> Vec<u8> {
@@ -341,13 +347,16 @@ fn renumbered_swa(flags: &[bool], kept: &[usize], arch: &str) -> Option<Value> {
 }
 
 /// Writes the pruned GGUF. `progress(done, total)` gets bytes; `cancel` stops the copy and
-/// removes what was written.
+/// removes what was written. The target's safety is the folder export's: the input is never
+/// the output, nothing is replaced unless `replace`, one writer per target (the same lock
+/// file, so a GGUF and a folder export of one name exclude each other), leftovers of killed
+/// runs removed first.
 pub fn write_pruned(
     model: &GgufModel,
     options: &PruneOptions,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &CancelToken,
-) -> Result<PruneSummary, GgufError> {
+) -> Result<PruneSummary, ExportError> {
     let out = &options.out;
     let mut inputs = options.inputs.clone();
     inputs.add(&model.source);
@@ -357,7 +366,8 @@ pub fn write_pruned(
     check_target(out, &inputs, options.replace)?;
     let layout = pruned_layout(model, &options.kept)?;
     let _lock = TargetLock::acquire(out)?;
-    let tmp = crate::export::sibling_of_this_process(out, "tmp");
+    let notes = leftovers::clean(out);
+    let tmp = super::sibling_of_this_process(out, "tmp");
     let result = write_to(model, &layout, &tmp, out, progress, cancel).and_then(|()| {
         inputs.check(out)?;
         commit(&tmp, out, options.replace)
@@ -371,32 +381,38 @@ pub fn write_pruned(
         tensors: layout.tensors.len(),
         bytes: layout.file_len,
         edited: layout.edited,
+        notes,
     })
 }
 
-fn check_target(out: &Path, inputs: &Inputs, replace: bool) -> Result<(), GgufError> {
+/// Refuses a target that is not a file name in an existing folder, is an input, is a folder,
+/// or exists (unless `replace`).
+pub fn check_target(out: &Path, inputs: &Inputs, replace: bool) -> Result<(), ExportError> {
+    let bad = |problem: String| ExportError::BadTarget {
+        out: out.to_path_buf(),
+        problem,
+    };
     if out.file_name().is_none_or(|n| n == "." || n == "..") {
-        return Err(GgufError::write(out, "not a file name"));
+        return Err(bad("not a file name".into()));
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(GgufError::write(
-            out,
-            format!("its folder {} does not exist", parent.display()),
-        ));
+        return Err(bad(format!(
+            "its folder {} does not exist",
+            parent.display()
+        )));
     }
     inputs.check(out)?;
     if out.is_dir() {
-        return Err(GgufError::write(out, "is a folder, not a file"));
+        return Err(bad("is a folder, not a file".into()));
     }
     if !replace && out.symlink_metadata().is_ok() {
-        return Err(crate::export::ExportError::TargetExists {
+        return Err(ExportError::TargetExists {
             path: out.to_path_buf(),
-        }
-        .into());
+        });
     }
     Ok(())
 }
@@ -408,8 +424,8 @@ fn write_to(
     out: &Path,
     progress: &mut dyn FnMut(u64, u64),
     cancel: &CancelToken,
-) -> Result<(), GgufError> {
-    let wio = |action, e| GgufError::write_io(tmp, action, e);
+) -> Result<(), ExportError> {
+    let wio = |action, e| ExportError::io(tmp, action, e);
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -446,7 +462,7 @@ fn write_to(
             },
         )
         .map_err(|e| {
-            e.unwrap_or_else(|| GgufError::Cancelled {
+            e.unwrap_or_else(|| ExportError::Cancelled {
                 out: out.to_path_buf(),
             })
         })?;
@@ -475,7 +491,7 @@ fn copy_range(
     buf: &mut Vec<u8>,
     out_path: &Path,
     tick: &mut dyn FnMut(u64) -> Result<(), ()>,
-) -> Result<(), Option<GgufError>> {
+) -> Result<(), Option<ExportError>> {
     let mut copied = 0u64;
     let mut kernel = cfg!(target_os = "linux") && !FORCE_BUFFERED_COPY.with(|f| f.get());
     while copied < len {
@@ -497,9 +513,10 @@ fn copy_range(
         }
         if moved == 0 {
             buf.resize(n, 0);
-            part.read_at(src + copied, &mut buf[..n]).map_err(Some)?;
+            part.read_at(src + copied, &mut buf[..n])
+                .map_err(|e| Some(e.into()))?;
             out.write_all_at(&buf[..n], dst + copied)
-                .map_err(|e| Some(GgufError::write_io(out_path, "cannot write", e)))?;
+                .map_err(|e| Some(ExportError::io(out_path, "cannot write", e)))?;
             moved = n;
         }
         copied += moved as u64;
@@ -535,7 +552,8 @@ fn kernel_copy(_: &File, _: u64, _: &File, _: u64, _: usize) -> std::io::Result<
     Ok(0)
 }
 
-fn commit(tmp: &Path, out: &Path, replace: bool) -> Result<(), GgufError> {
+fn commit(tmp: &Path, out: &Path, replace: bool) -> Result<(), ExportError> {
+    // Replacing a file by rename is atomic: the target name never goes missing.
     let r = if replace {
         std::fs::rename(tmp, out)
     } else {
@@ -543,13 +561,12 @@ fn commit(tmp: &Path, out: &Path, replace: bool) -> Result<(), GgufError> {
     };
     r.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            crate::export::ExportError::TargetChanged {
+            ExportError::TargetChanged {
                 path: out.to_path_buf(),
                 what: "appeared while it was being written".into(),
             }
-            .into()
         } else {
-            GgufError::write_io(out, "cannot rename the finished file into place", e)
+            ExportError::io(out, "cannot rename the finished file into place", e)
         }
     })?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
@@ -558,82 +575,6 @@ fn commit(tmp: &Path, out: &Path, replace: bool) -> Result<(), GgufError> {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// Renames unless `to` exists (the export module's rule, for files: `renameat2(NOREPLACE)` on
-/// Linux, else a hard link, which never replaces).
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::{ffi::CString, os::unix::ffi::OsStrExt};
-        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-        let (f, t) = (c(from)?, c(to)?);
-        // SAFETY: valid NUL-terminated paths for the duration of the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                f.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) {
-            return Err(e);
-        }
-    }
-    std::fs::hard_link(from, to)?;
-    std::fs::remove_file(from)
-}
-
-/// `.NAME.snrscope-lock` beside the target, held (flock) while writing; the same file and rule
-/// as the export's lock, so a GGUF export and a folder export of one name exclude each other.
-struct TargetLock {
-    path: PathBuf,
-    file: File,
-}
-
-impl TargetLock {
-    fn acquire(target: &Path) -> Result<TargetLock, GgufError> {
-        let path = crate::export::sibling(target, "lock");
-        let io = |e| GgufError::write_io(&path, "cannot create the lock file beside the output", e);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                return Err(crate::export::ExportError::Busy {
-                    out: target.to_path_buf(),
-                    holder: pid.trim().to_string(),
-                }
-                .into());
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(TargetLock { path, file })
-    }
-}
-
-impl Drop for TargetLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = self.file.unlock();
-    }
 }
 
 #[cfg(test)]

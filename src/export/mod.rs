@@ -37,8 +37,8 @@ use crate::{
 pub use atomic_file::write_file_atomically;
 pub(crate) use config_edit::prune_config;
 pub use gguf_out::{
-    OutTensor as GgufOutTensor, PruneOptions, PruneSummary, PrunedLayout, pruned_layout,
-    write_pruned,
+    OutTensor as GgufOutTensor, PruneOptions, PruneSummary, PrunedLayout,
+    check_target as check_gguf_target, pruned_layout, write_pruned,
 };
 pub use guard::Inputs;
 pub use model_card::format_snr;
@@ -78,6 +78,9 @@ pub enum ExportError {
     },
     #[error("cancelled; nothing was written under {}", out.display())]
     Cancelled { out: PathBuf },
+    /// The GGUF being pruned could not be read.
+    #[error(transparent)]
+    Gguf(#[from] crate::checkpoint::gguf::GgufError),
 }
 
 impl ExportError {

@@ -6,9 +6,9 @@
 use std::{ops::Range, path::Path, sync::Arc};
 
 use rayon::prelude::*;
-use safetensors::Dtype;
+use safetensors::Dtype as Plain;
 
-use crate::checkpoint::{Model, dtype_name};
+use crate::checkpoint::{Dtype, Fixup, Model, dtype_name, gguf, gguf::names::QkPermutation};
 
 /// A tensor as the pass sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,13 +50,13 @@ impl WeightSource for MappedModel {
         Some(TensorInfo {
             shape: t.shape.clone(),
             bytes: t.num_bytes(),
-            unreadable: (!matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64))
-                .then(|| {
-                    format!(
-                        "dtype {} cannot be evaluated (only F32, F16, BF16, F64)",
-                        dtype_name(t.dtype)
-                    )
-                }),
+            unreadable: (!readable(t.dtype)).then(|| {
+                format!(
+                    "dtype {} cannot be evaluated (only F32, F16, BF16, F64 and the ggml types \
+                     snrscope dequantizes)",
+                    dtype_name(t.dtype)
+                )
+            }),
         })
     }
 
@@ -65,18 +65,13 @@ impl WeightSource for MappedModel {
         let t = model
             .tensor(name)
             .ok_or_else(|| format!("{}: no tensor {name}", model.source.display()))?;
-        let width = match t.dtype {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::BF16 => 2,
-            Dtype::F64 => 8,
-            d => {
-                return Err(format!(
-                    "{}: tensor {name} has dtype {}, which cannot be evaluated",
-                    model.source.display(),
-                    dtype_name(d)
-                ));
-            }
-        };
+        if !readable(t.dtype) {
+            return Err(format!(
+                "{}: tensor {name} has dtype {}, which cannot be evaluated",
+                model.source.display(),
+                dtype_name(t.dtype)
+            ));
+        }
         let row_len: usize = t.shape.iter().skip(1).product::<usize>().max(1);
         let n_rows = t.shape.first().copied().unwrap_or(1);
         if rows.start > rows.end || rows.end > n_rows {
@@ -88,41 +83,127 @@ impl WeightSource for MappedModel {
         // The whole tensor is mapped (address space only); only the asked rows are touched,
         // and the map is dropped before returning, so resident memory stays at the band.
         let bytes = model.bytes(t).map_err(|e| e.to_string())?;
-        let expected = t.num_elements() as usize * width;
-        if bytes.len() != expected {
+        let expected = match t.dtype {
+            Dtype::Plain(d) => Some(t.num_elements() * (d.bitsize() / 8) as u64),
+            Dtype::Ggml(g) => g.bytes_for(t.num_elements()),
+        };
+        if expected != Some(bytes.len() as u64) {
             return Err(format!(
-                "{}: tensor {name} holds {} bytes, its shape and dtype need {expected}",
+                "{}: tensor {name} holds {} bytes, its shape and dtype need {}",
                 model.source.display(),
-                bytes.len()
+                bytes.len(),
+                expected.map_or("another size".into(), |e| e.to_string())
             ));
         }
-        let band = &bytes[rows.start * row_len * width..rows.end * row_len * width];
         let start = out.len();
+        let fixup = model.gguf.as_ref().and_then(|g| g.fixup(name));
+        if let Some(Fixup::Permuted(p)) = fixup {
+            return permuted_rows(model, t, &bytes, p, rows, out);
+        }
         out.resize(start + rows.len() * row_len, 0.0);
-        let dtype = t.dtype;
-        const BLOCK: usize = 1 << 14;
-        out[start..]
-            .par_chunks_mut(BLOCK)
-            .zip(band.par_chunks(BLOCK * width))
-            .for_each(|(o, b)| decode(dtype, b, o));
+        match t.dtype {
+            Dtype::Plain(dtype) => {
+                let width = dtype.bitsize() / 8;
+                let band = &bytes[rows.start * row_len * width..rows.end * row_len * width];
+                const BLOCK: usize = 1 << 14;
+                out[start..]
+                    .par_chunks_mut(BLOCK)
+                    .zip(band.par_chunks(BLOCK * width))
+                    .for_each(|(o, b)| decode(dtype, b, o));
+            }
+            Dtype::Ggml(g) => {
+                // Rows are whole blocks, so each row is decoded on its own (in parallel); a
+                // quantized vector is decoded whole and the asked part kept.
+                let row_bytes = bytes.len() / n_rows.max(1);
+                if t.shape.len() < 2 {
+                    let mut all = vec![0f32; t.num_elements() as usize];
+                    gguf::dequantize(g, &bytes, &mut all).map_err(|e| e.to_string())?;
+                    out[start..].copy_from_slice(&all[rows.clone()]);
+                } else {
+                    let band = &bytes[rows.start * row_bytes..rows.end * row_bytes];
+                    out[start..]
+                        .par_chunks_mut(row_len)
+                        .zip(band.par_chunks(row_bytes))
+                        .try_for_each(|(o, b)| gguf::dequantize(g, b, o))
+                        .map_err(|e| format!("{}: tensor {name}: {e}", model.source.display()))?;
+                }
+            }
+        }
+        if fixup == Some(Fixup::PlusOne) {
+            // Gemma's converter stored its norm weights as 1 + w.
+            out[start..].iter_mut().for_each(|x| *x -= 1.0);
+        }
         Ok(())
     }
 }
 
+/// Rows `rows` of an arch-`llama` GGUF's `attn_q`/`attn_k` (or their biases) in Hugging
+/// Face's order: each row is read from the GGUF row the converter moved it to.
+fn permuted_rows(
+    model: &Model,
+    t: &crate::checkpoint::TensorEntry,
+    bytes: &[u8],
+    p: QkPermutation,
+    rows: Range<usize>,
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
+    let name = &t.name;
+    let n_rows = t.shape.first().copied().unwrap_or(1);
+    let row_len: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+    if p.n_heads * p.head_dim != n_rows || !p.head_dim.is_multiple_of(2) {
+        return Err(format!(
+            "{}: tensor {name} has {n_rows} rows, but its {} heads of {} need {}; its row \
+             order cannot be undone",
+            model.source.display(),
+            p.n_heads,
+            p.head_dim,
+            p.n_heads * p.head_dim
+        ));
+    }
+    let row_bytes = bytes.len() / n_rows.max(1);
+    let start = out.len();
+    out.resize(start + rows.len() * row_len, 0.0);
+    for (k, r) in rows.enumerate() {
+        let g = p.gguf_row(r);
+        let src = &bytes[g * row_bytes..(g + 1) * row_bytes];
+        let dst = &mut out[start + k * row_len..start + (k + 1) * row_len];
+        match t.dtype {
+            Dtype::Plain(d) => decode(d, src, dst),
+            Dtype::Ggml(g) if t.shape.len() >= 2 => gguf::dequantize(g, src, dst)
+                .map_err(|e| format!("{}: tensor {name}: {e}", model.source.display()))?,
+            Dtype::Ggml(_) => {
+                return Err(format!(
+                    "{}: tensor {name} is a quantized vector whose row order cannot be undone",
+                    model.source.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the pass can convert a dtype to f32.
+fn readable(d: Dtype) -> bool {
+    match d {
+        Dtype::Plain(p) => matches!(p, Plain::F32 | Plain::F16 | Plain::BF16 | Plain::F64),
+        Dtype::Ggml(g) => gguf::can_dequantize(g),
+    }
+}
+
 /// Little-endian `bytes` of `dtype` into `out` (same element count).
-fn decode(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
+fn decode(dtype: Plain, bytes: &[u8], out: &mut [f32]) {
     match dtype {
-        Dtype::F32 => {
+        Plain::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
-        Dtype::BF16 => {
+        Plain::BF16 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                 *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
             }
         }
-        Dtype::F16 => {
+        Plain::F16 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                 *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
             }
@@ -144,7 +225,7 @@ mod tests {
         let mut out = [0f32; 2];
         let v = [half::bf16::from_f32(1.5), half::bf16::from_f32(-3.25)];
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        decode(Dtype::BF16, &bytes, &mut out);
+        decode(Plain::BF16, &bytes, &mut out);
         assert_eq!(out, [1.5, -3.25]);
     }
 }

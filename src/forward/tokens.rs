@@ -100,6 +100,47 @@ pub fn text_tokens(
     Ok((ids, name, unknown))
 }
 
+/// [`text_tokens`] for an opened model: a GGUF's own vocabulary (its metadata, tokenizing as
+/// llama.cpp does), else the tokenizer.json of the model's folder.
+pub fn model_text_tokens(
+    model: &crate::checkpoint::Model,
+    text: Option<&Path>,
+) -> Result<(Vec<u32>, String, usize), EvalError> {
+    let Some(g) = &model.gguf else {
+        return text_tokens(&model.dir, text);
+    };
+    let (body, name) = match text {
+        Some(p) => (
+            std::borrow::Cow::Owned(read_text(p)?),
+            p.display().to_string(),
+        ),
+        None => (
+            std::borrow::Cow::Borrowed(SAMPLE_TEXT),
+            SAMPLE_NAME.to_string(),
+        ),
+    };
+    let tok = crate::checkpoint::gguf::Tokenizer::from_model(&g.file).map_err(|e| {
+        // The GGUF's message names its file already.
+        let path = g.file.main().path.clone();
+        let text = e.to_string();
+        let problem = text
+            .strip_prefix(&format!("{}: ", path.display()))
+            .unwrap_or(&text);
+        EvalError::Tokenizer {
+            problem: format!("{problem} (pass --token-ids to score ids instead)"),
+            path,
+        }
+    })?;
+    let ids = tok.encode(&body);
+    if ids.len() < 2 {
+        return Err(EvalError::Text {
+            path: name.into(),
+            problem: format!("{} token(s); at least 2 are needed", ids.len()),
+        });
+    }
+    Ok((ids, name, 0))
+}
+
 /// Reads a text file as UTF-8.
 pub fn read_text(path: &Path) -> Result<String, EvalError> {
     let bad = |problem: String| EvalError::Text {

@@ -1,11 +1,9 @@
 //! What a plan records about the model it prunes: parameter and byte totals before and after,
 //! the dtype mergekit should write, and the module names mergekit gives a multimodal model.
 
-use safetensors::Dtype;
-
 use super::decision::MergekitModules;
 use crate::checkpoint::{
-    Model,
+    Dtype, Model,
     layers::{self, Stack},
 };
 
@@ -142,8 +140,8 @@ pub fn model_dtype(model: &Model) -> String {
         return d.strip_prefix("torch.").unwrap_or(&d).to_string();
     }
     match model.dominant_dtype() {
-        Some(Dtype::F16) => "float16",
-        Some(Dtype::F32 | Dtype::F64) => "float32",
+        Some(Dtype::Plain(safetensors::Dtype::F16)) => "float16",
+        Some(Dtype::Plain(safetensors::Dtype::F32 | safetensors::Dtype::F64)) => "float32",
         _ => "bfloat16",
     }
     .to_string()

@@ -3,9 +3,12 @@
 //! Python's `json` writes infinity and NaN as the bare tokens `Infinity` and `NaN`; their
 //! readers expect them, so the writer emits them and the reader accepts them.
 
+mod keys;
 pub mod pyjson;
 
 use std::{fmt::Write as _, path::Path};
+
+pub use keys::{to_file_keys, to_model_names};
 
 use crate::scanfile::pyjson::PyJson as Value;
 

@@ -453,7 +453,7 @@ mod tests {
     fn key(name: &str) -> Key {
         let t = TensorEntry {
             name: name.into(),
-            dtype: safetensors::Dtype::BF16,
+            dtype: safetensors::Dtype::BF16.into(),
             shape: vec![2, 3],
             shard: 0,
             range: 100..112,
@@ -505,7 +505,7 @@ mod tests {
         let base = key("a.weight");
         let t = TensorEntry {
             name: "a.weight".into(),
-            dtype: safetensors::Dtype::BF16,
+            dtype: safetensors::Dtype::BF16.into(),
             shape: vec![2, 3],
             shard: 0,
             range: 100..112,
@@ -519,7 +519,7 @@ mod tests {
         t2.range = 104..116;
         assert_ne!(Key::new(&id, &t2, Method::Svd).hash, base.hash);
         let mut t3 = t.clone();
-        t3.dtype = safetensors::Dtype::F16;
+        t3.dtype = safetensors::Dtype::F16.into();
         assert_ne!(Key::new(&id, &t3, Method::Svd).hash, base.hash);
         let mut t4 = t;
         t4.shape = vec![3, 2];

@@ -8,7 +8,7 @@ use std::{collections::VecDeque, path::PathBuf, sync::Arc};
 use crossbeam_channel::Sender;
 use snrscope::{
     checkpoint::Model,
-    export::{self, ExportOptions, ExportProgress},
+    export::{self, ExportOptions, ExportProgress, ExportSummary},
     forward::{self, EvalEvent, EvalOptions},
     plan::Plan,
     spectrum::scan::{self, ScanHandle},
@@ -153,6 +153,7 @@ impl Executor {
             Content::Model { model, plan } => {
                 let mut options = ExportOptions::new(path.clone());
                 options.force = job.replace;
+                options.inputs = job.inputs.clone();
                 self.start_export(model.clone(), plan.clone(), options);
                 return Outcome::Started(path);
             }
@@ -174,8 +175,12 @@ impl Executor {
                 let mut progress = move |p: ExportProgress| {
                     let _ = progress_tx.send(Msg::Export(ExportMsg::Progress(p)));
                 };
-                let r = export::export_model(&model, &plan, &options, &mut progress, &token)
-                    .map_err(|e| e.to_string());
+                let r = match &model.gguf {
+                    // A GGUF is pruned to one GGUF file (see export::write_pruned).
+                    Some(_) => export_gguf(&model, &plan, &options, &mut progress, &token),
+                    None => export::export_model(&model, &plan, &options, &mut progress, &token),
+                }
+                .map_err(|e| e.to_string());
                 let _ = tx.send(Msg::Export(ExportMsg::Done(r)));
             });
         if let Err(e) = spawned {
@@ -186,6 +191,45 @@ impl Executor {
         }
         self.export = Some(cancel);
     }
+}
+
+/// The pruned GGUF of a GGUF model, reported as a one-shard export.
+fn export_gguf(
+    model: &Model,
+    plan: &Plan,
+    options: &ExportOptions,
+    progress: &mut dyn FnMut(ExportProgress),
+    cancel: &CancelToken,
+) -> Result<ExportSummary, export::ExportError> {
+    let gguf = model.gguf.as_ref().expect("called for a GGUF model");
+    let prune = export::PruneOptions {
+        kept: (0..plan.num_layers)
+            .filter(|l| !plan.dropped.contains(l))
+            .collect(),
+        out: options.out.clone(),
+        replace: options.force,
+        inputs: options.inputs.clone(),
+    };
+    let s = export::write_pruned(
+        &gguf.file,
+        &prune,
+        &mut |bytes_done, bytes_total| {
+            progress(ExportProgress {
+                bytes_done,
+                bytes_total,
+            })
+        },
+        cancel,
+    )?;
+    Ok(ExportSummary {
+        out: s.out,
+        shards: 1,
+        tensors: s.tensors,
+        bytes: s.bytes,
+        copied: Vec::new(),
+        skipped: Vec::new(),
+        notes: s.notes.into_iter().chain(s.edited).collect(),
+    })
 }
 
 /// The job's thread: the text first (unless known), then the forward passes.
@@ -239,7 +283,7 @@ fn run_eval(
 }
 
 fn read_text(model: &Model, setup: &EvalSetup) -> Result<EvalText, String> {
-    let (ids, name, unknown) = forward::tokens::text_tokens(&model.dir, setup.text.as_deref())
+    let (ids, name, unknown) = forward::tokens::model_text_tokens(model, setup.text.as_deref())
         .map_err(|e| e.to_string())?;
     Ok(EvalText {
         tokens: ids.into(),

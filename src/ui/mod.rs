@@ -128,6 +128,7 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
             match &args.scan {
                 Some(scan) => {
                     let (_, entries) = scanfile::read(scan)?;
+                    let entries = scanfile::to_model_names(&model, entries);
                     App::for_model_with_scan(model, scan, &entries, options)?
                 }
                 None => App::for_model(model, options)?,

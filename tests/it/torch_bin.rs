@@ -74,7 +74,7 @@ fn dtypes_styles_and_views_are_what_the_fixtures_claim() {
     for (name, dtype) in expect {
         let p = pair(name);
         let m = Model::open(&p.bin).unwrap();
-        assert_eq!(m.dominant_dtype(), Some(dtype), "{name}");
+        assert_eq!(m.dominant_dtype(), Some(dtype.into()), "{name}");
     }
     // q, k and v of a layer share one storage: consecutive ranges of one zip entry.
     let p = pair("f64_fused_views");
@@ -168,7 +168,7 @@ fn integer_buffers_and_offset_views_read_exactly() {
     );
     let m = Model::open(&path).unwrap();
     let ids = m.tensor("embeddings.position_ids").unwrap();
-    assert_eq!((ids.dtype, &ids.shape), (Dtype::I64, &vec![1, 6]));
+    assert_eq!((ids.dtype, &ids.shape), (Dtype::I64.into(), &vec![1, 6]));
     assert_eq!(&*m.bytes(ids).unwrap(), &longs[..]);
     let v = m.tensor("model.layers.0.self_attn.v_proj.weight").unwrap();
     assert_eq!(&*m.bytes(v).unwrap(), &floats[16..]);

@@ -1,5 +1,6 @@
-//! Why a GGUF could not be opened, read or written. Every message names the file at fault and
-//! the problem, with names from the file escaped (a tensor name is attacker-chosen text).
+//! Why a GGUF could not be opened or read (the pruned GGUF's own errors are the export's).
+//! Every message names the file at fault and the problem, with names from the file escaped (a
+//! tensor name is attacker-chosen text).
 
 use std::path::{Path, PathBuf};
 
@@ -26,19 +27,6 @@ pub enum GgufError {
     /// rows out of range).
     #[error("{}: {problem}", path.display())]
     Tensor { path: PathBuf, problem: String },
-    /// The pruned output cannot be written (bad plan, target exists, input would be touched).
-    #[error("{}: {problem}", path.display())]
-    Write { path: PathBuf, problem: String },
-    #[error("{}: {action}: {}", path.display(), crate::util::text::io_reason(source))]
-    WriteIo {
-        path: PathBuf,
-        action: &'static str,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Export(#[from] crate::export::ExportError),
-    #[error("cancelled; nothing was written under {}", out.display())]
-    Cancelled { out: PathBuf },
 }
 
 impl GgufError {
@@ -67,21 +55,6 @@ impl GgufError {
         GgufError::Tensor {
             path: path.to_path_buf(),
             problem: problem.into(),
-        }
-    }
-
-    pub(crate) fn write(path: &Path, problem: impl Into<String>) -> GgufError {
-        GgufError::Write {
-            path: path.to_path_buf(),
-            problem: problem.into(),
-        }
-    }
-
-    pub(crate) fn write_io(path: &Path, action: &'static str, source: std::io::Error) -> GgufError {
-        GgufError::WriteIo {
-            path: path.to_path_buf(),
-            action,
-            source,
         }
     }
 }

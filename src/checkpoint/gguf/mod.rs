@@ -2,8 +2,8 @@
 //! model), dequantizing tensors one at a time, llama.cpp ↔ Hugging Face names and shapes,
 //! and the tokenizer stored in the metadata.
 //!
-//! Self-contained: it uses the rest of the crate only for error text and the export's input
-//! guard. The integration (model opening, scans, export, explorer, forward pass) calls:
+//! Self-contained: it uses the rest of the crate only for error text (it must not import
+//! `export`, which imports `checkpoint`). The integration (model opening, scans, export, explorer, forward pass) calls:
 //! - [`GgufModel::open`], [`GgufModel::tensors`] / [`GgufModel::tensor`] ([`TensorRef`]: info,
 //!   part file, byte range), [`GgufModel::get`] for metadata;
 //! - [`TensorRef::to_f64`] / [`TensorRef::to_f32`] / [`TensorRef::dequantize_rows`];
@@ -14,6 +14,7 @@
 mod dequant;
 mod error;
 mod header;
+mod hf_config;
 mod metadata;
 pub mod names;
 mod open;
@@ -25,6 +26,7 @@ pub use dequant::{DequantError, Float, can_dequantize, dequantize};
 pub use error::GgufError;
 pub(crate) use error::shown;
 pub use header::{GgufFile, TensorInfo};
+pub use hf_config::hf_config;
 pub(crate) use metadata::encode_str;
 pub use metadata::{Array, MetaEntry, Value};
 pub use open::{GgufModel, TensorRef};

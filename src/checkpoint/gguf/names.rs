@@ -114,6 +114,14 @@ impl QkPermutation {
         h * d + j * (d / 2) + i
     }
 
+    /// The GGUF row that holds Hugging Face row `r` (the inverse of [`QkPermutation::hf_row`]).
+    pub fn gguf_row(&self, r: usize) -> usize {
+        let d = self.head_dim;
+        let (h, within) = (r / d, r % d);
+        let (j, i) = (within / (d / 2).max(1), within % (d / 2).max(1));
+        h * d + 2 * i + j
+    }
+
     /// Reorders a row-major `rows × cols` GGUF matrix (or bias, `cols` = 1) into Hugging Face's
     /// row order.
     pub fn to_hf_rows<T: Copy>(&self, gguf: &[T], cols: usize) -> Vec<T> {

@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// A ggml tensor type, by its id in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GgmlType(pub u32);
 
 /// (id, name, values per block, bytes per block), as in ggml's `type_traits` and gguf-py's

@@ -41,7 +41,7 @@ impl App {
             self.set_status(
                 format!(
                     "{} drives the choice already (Tab to another module, then d)",
-                    self.drive_module().name
+                    self.drive_module().label
                 ),
                 StatusKind::Info,
             );
@@ -56,7 +56,7 @@ impl App {
             self.scans.request(&mut self.doc, target, &mut self.outbox);
         }
         self.set_status(
-            format!("the choice now follows {}", self.drive_module().name),
+            format!("the choice now follows {}", self.drive_module().label),
             StatusKind::Info,
         );
     }

@@ -158,6 +158,13 @@ impl App {
         let drive = doc.default_module;
         let model_name = match (&options.model_name, &doc.source) {
             (Some(n), _) => n.clone(),
+            // mergekit reads the Hugging Face model a GGUF was converted from: its repo when
+            // the metadata name it, else the user must say.
+            (None, Source::Model(m)) if m.gguf.is_some() => m
+                .gguf
+                .as_ref()
+                .and_then(|g| g.file.source_repo())
+                .unwrap_or_default(),
             // mergekit reads a relative path as a Hugging Face repo id: give it the folder.
             (None, Source::Model(_)) => std::fs::canonicalize(&doc.source_path)
                 .map(|p| {
@@ -414,7 +421,11 @@ impl App {
                 out.push(e);
             }
         }
-        out
+        // A GGUF model's scan names modules as llama.cpp does (`blk.3.attn_v`).
+        match self.model() {
+            Some(model) => scanfile::to_file_keys(model, out),
+            None => out,
+        }
     }
 
     // ---- messages ----

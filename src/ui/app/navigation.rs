@@ -105,7 +105,7 @@ impl App {
         match found {
             Some(l) => self.set_cursor(l),
             None => {
-                let name = m.name.clone();
+                let name = m.label.clone();
                 self.set_status(
                     format!(
                         "no layer with infinite {name} SNR {} layer {c}",

@@ -12,6 +12,9 @@ impl App {
         let base = sanitize(&self.doc.name);
         match kind {
             DialogKind::Yaml => format!("{base}-pruned.yml"),
+            DialogKind::Model if self.model().is_some_and(|m| m.gguf.is_some()) => {
+                format!("{base}-pruned.gguf")
+            }
             DialogKind::Model => format!("{base}-pruned"),
             DialogKind::ScanJson => format!("{base}-snr.json"),
             DialogKind::Unfrozen => format!("{base}-unfrozen.yml"),
@@ -27,8 +30,11 @@ impl App {
         let mut d = Dialog::new(kind, path);
         match kind {
             DialogKind::Yaml => {
+                let gguf = self.model().is_some_and(|m| m.gguf.is_some());
                 let hint = if self.is_scan_file() {
                     "required: the model's Hugging Face repo id or folder (a scan file is not a model)"
+                } else if gguf {
+                    "required: the Hugging Face model the GGUF was converted from (mergekit cannot read a GGUF)"
                 } else {
                     "mergekit's model: (a repo id, or the folder; a relative path reads as a repo id)"
                 };
@@ -65,7 +71,7 @@ impl App {
         let reason = if unknown > 0 {
             Some(format!(
                 "{unknown} layer(s) have no {} SNR yet (not scanned, or failed): they will be kept",
-                self.drive_module().name
+                self.drive_module().label
             ))
         } else if dropped == 0 {
             let size = self.model().map_or(0, |m| m.total_bytes());

@@ -133,7 +133,10 @@ pub enum ScanState {
 /// One module type's bars, and the bookkeeping of its scan.
 #[derive(Debug, Clone)]
 pub struct ModuleView {
+    /// The module type, as the model lists it (`self_attn.v_proj`): the key of scans and plans.
     pub name: String,
+    /// What the screen calls it: the name, or llama.cpp's for a GGUF model (`attn_v`).
+    pub label: String,
     pub cells: Vec<Cell>,
     pub jobs: Vec<ScanJob>,
     /// Job index -> layer.
@@ -164,9 +167,9 @@ impl ModuleView {
             _ => "",
         };
         if current {
-            format!("[{}{mark}]", self.name)
+            format!("[{}{mark}]", self.label)
         } else {
-            format!(" {}{mark} ", self.name)
+            format!(" {}{mark} ", self.label)
         }
     }
 
@@ -180,6 +183,7 @@ impl ModuleView {
 
     fn new(name: String, cells: Vec<Cell>, state: ScanState) -> ModuleView {
         ModuleView {
+            label: name.clone(),
             name,
             cells,
             jobs: Vec::new(),
@@ -245,6 +249,9 @@ impl Document {
                     };
                 }
                 let mut m = ModuleView::new(name.clone(), cells, ScanState::NotStarted);
+                if let Some(j) = jobs.first().filter(|_| model.gguf.is_some()) {
+                    m.label = scanfile::type_of(&model.scan_key(&j.module));
+                }
                 m.jobs = jobs;
                 m.job_layer = job_layer;
                 m

@@ -164,13 +164,13 @@ impl Scans {
                 let text = if cancelled {
                     format!(
                         "scan of {} cancelled after {}/{} matrices",
-                        m.name, progress.done, progress.total
+                        m.label, progress.done, progress.total
                     )
                 } else {
                     format!(
                         "scanned {} {} matrices in {}{}",
                         progress.total,
-                        m.name,
+                        m.label,
                         format::duration(progress.elapsed),
                         if failed > 0 {
                             format!(", {failed} without an SNR")

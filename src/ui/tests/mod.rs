@@ -9,6 +9,7 @@
 
 mod effects;
 mod eval;
+mod gguf;
 mod render;
 mod state;
 

@@ -159,7 +159,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
                 format!(" {spinner} scanning "),
                 theme::bold().fg(theme::ACCENT),
             ),
-            Span::raw(format!("{} ", m.name)),
+            Span::raw(format!("{} ", m.label)),
             Span::styled(gauge(p.fraction(), 24), Style::new().fg(theme::ACCENT)),
             Span::raw(format!(
                 " {}/{} · {:.1} matrices/s · {eta}",
@@ -184,7 +184,7 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         ),
         ScanState::Done => format!(
             " {} scanned: {} matrices in {} · {} ∞ · {} without SNR",
-            m.name,
+            m.label,
             m.progress.total,
             format::duration(m.progress.elapsed),
             m.count(|k| matches!(k, Kind::Infinite)),
@@ -192,10 +192,10 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         ),
         ScanState::Cancelled => format!(
             " {} scan cancelled at {}/{} (Tab away and back to resume)",
-            m.name, m.progress.done, m.progress.total
+            m.label, m.progress.done, m.progress.total
         ),
-        ScanState::Queued => format!(" {} queued behind the running scan", m.name),
-        ScanState::NotStarted => format!(" {} not scanned", m.name),
+        ScanState::Queued => format!(" {} queued behind the running scan", m.label),
+        ScanState::NotStarted => format!(" {} not scanned", m.label),
         ScanState::Running => String::new(),
     };
     line(Line::styled(text, theme::dim()), area, buf);
@@ -340,7 +340,7 @@ pub fn rule(app: &App, area: Rect, buf: &mut Buffer) {
     ];
     if app.view().current != app.choice().drive {
         spans.push(Span::styled(
-            format!("  · {} on screen (d: let it drive)", app.module().name),
+            format!("  · {} on screen (d: let it drive)", app.module().label),
             Style::new().fg(theme::MANUAL),
         ));
     }

@@ -133,7 +133,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     // Which layers show comes before the scale's words, which are the first to be cut.
     let title = Line::from(vec![
         Span::raw(" SNR of "),
-        Span::styled(m.name.clone(), theme::bold().fg(theme::ACCENT)),
+        Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
         Span::raw(format!(" · {range} · {scale_text} ")),
     ]);
     let mut block = Block::bordered().title(title);

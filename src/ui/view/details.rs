@@ -33,7 +33,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if matches!(cell.value, Value::Missing) {
         lines.push(Line::from(format!(
             "layer {layer} has no {} weight",
-            app.module().name
+            app.module().label
         )));
     } else {
         lines.push(Line::from(Span::styled(

@@ -79,7 +79,7 @@ pub fn render_dialog(app: &App, d: &Dialog, area: Rect, buf: &mut Buffer) {
             lines.push(Line::styled(
                 format!(
                     "{unknown} layer(s) have no {} SNR (yet): the rule could not judge them",
-                    app.drive_module().name
+                    app.drive_module().label
                 ),
                 Style::new().fg(theme::MANUAL),
             ));

@@ -18,7 +18,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let order = app.sorted_layers();
     let block = Block::bordered().title(Line::from(vec![
         Span::raw(" Layers by SNR of "),
-        Span::styled(m.name.clone(), theme::bold().fg(theme::ACCENT)),
+        Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
         Span::raw(" · o: back to the chart "),
     ]));
     let inner = block.inner(area);

@@ -134,6 +134,43 @@ impl Builder {
     pub fn write(&self, path: &std::path::Path) {
         std::fs::write(path, self.bytes()).unwrap();
     }
+
+    /// Writes the metadata and `tensors` (name, dims, type, bytes) whose data is a hole: the
+    /// file has its full length, but only the header is on disk (instant, whatever the size).
+    pub fn write_sparse(&self, path: &std::path::Path, tensors: &[(String, Vec<u64>, u32, u64)]) {
+        let mut b = self.clone();
+        b.tensors.clear();
+        let mut out = b.bytes();
+        // `bytes` wrote no tensor infos: rebuild the counts and append the infos.
+        out[8..16].copy_from_slice(&(tensors.len() as u64).to_le_bytes());
+        let header_end = {
+            let mut h = b"GGUF".to_vec();
+            h.extend(self.version.to_le_bytes());
+            h.extend(0u64.to_le_bytes());
+            h.extend((self.kvs.len() as u64).to_le_bytes());
+            for (k, v) in &self.kvs {
+                h.extend(string(k));
+                h.extend(v);
+            }
+            h.len()
+        };
+        out.truncate(header_end);
+        let mut offset = 0u64;
+        for (name, dims, ty, n_bytes) in tensors {
+            out.extend(string(name));
+            out.extend((dims.len() as u32).to_le_bytes());
+            for d in dims {
+                out.extend(d.to_le_bytes());
+            }
+            out.extend(ty.to_le_bytes());
+            out.extend(offset.to_le_bytes());
+            offset = (offset + n_bytes).next_multiple_of(self.alignment);
+        }
+        out.resize(out.len().next_multiple_of(self.alignment as usize), 0);
+        let f = std::fs::File::create(path).unwrap();
+        std::io::Write::write_all(&mut &f, &out).unwrap();
+        f.set_len(out.len() as u64 + offset).unwrap();
+    }
 }
 
 /// A small llama-arch model: `layers` blocks with attention, a per-layer head-count array,

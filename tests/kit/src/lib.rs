@@ -17,6 +17,7 @@ pub mod cli;
 pub mod eval_models;
 pub mod fused_models;
 pub mod gguf_builder;
+pub mod gguf_convert;
 pub mod golden;
 pub mod memory;
 pub mod models;
