@@ -32,7 +32,8 @@ Examples:
 Memory: matrices are scanned largest first, one per thread; each thread holds one matrix in \
 f64 and its workspace, so a scan needs at most THREADS x (8 bytes x rows x cols + workspace) \
 for its largest matrix: about 1.4 GB per thread for 14336x4096, 0.4 GB for 4096x4096, \
-0.15 GB for 1024x7168, with either method (the weights are memory-mapped, not loaded).
+0.15 GB for 1024x7168, with either method (the weights are read one matrix at a time, not \
+loaded).
 
 Results are cached per matrix (see `snrscope cache --help`): a repeated or interrupted scan \
 reuses every matrix already computed. Exit codes: 0 done, 1 error, 2 usage, 3 done but some \

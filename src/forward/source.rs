@@ -1,7 +1,7 @@
 //! Where the forward pass reads its weights: a band of rows of one tensor as f32 at a time.
 //! [`WeightSource`] is all the pass asks of a checkpoint format; [`MappedModel`] serves the
-//! safetensors and PyTorch `.bin` files [`Model`] opens (the bytes of the asked rows are mapped,
-//! converted and unmapped), and a GGUF reader can serve its (dequantised) tensors the same way.
+//! safetensors and PyTorch `.bin` files [`Model`] opens (the bytes of the asked rows are read and
+//! converted), and a GGUF reader can serve its (dequantised) tensors the same way.
 
 use std::{ops::Range, path::Path, sync::Arc};
 
@@ -37,7 +37,7 @@ pub trait WeightSource: Send + Sync {
     fn read_rows(&self, name: &str, rows: Range<usize>, out: &mut Vec<f32>) -> Result<(), String>;
 }
 
-/// The safetensors / `.bin` checkpoint of a [`Model`], through its memory map.
+/// The safetensors / `.bin` checkpoint of a [`Model`], read a band at a time.
 pub struct MappedModel(pub Arc<Model>);
 
 impl WeightSource for MappedModel {
@@ -85,18 +85,18 @@ impl WeightSource for MappedModel {
                 model.source.display()
             ));
         }
-        // The whole tensor is mapped (address space only); only the asked rows are touched,
-        // and the map is dropped before returning, so resident memory stays at the band.
-        let bytes = model.bytes(t).map_err(|e| e.to_string())?;
         let expected = t.num_elements() as usize * width;
-        if bytes.len() != expected {
+        if t.num_bytes() as usize != expected {
             return Err(format!(
                 "{}: tensor {name} holds {} bytes, its shape and dtype need {expected}",
                 model.source.display(),
-                bytes.len()
+                t.num_bytes()
             ));
         }
-        let band = &bytes[rows.start * row_len * width..rows.end * row_len * width];
+        // Only the asked rows are read, so resident memory stays at the band.
+        let band = model
+            .bytes_within(t, rows.start * row_len * width..rows.end * row_len * width)
+            .map_err(|e| e.to_string())?;
         let start = out.len();
         out.resize(start + rows.len() * row_len, 0.0);
         let dtype = t.dtype;

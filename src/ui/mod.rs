@@ -66,7 +66,7 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         );
     }
     if let Some(t) = &args.eval.text
-        && let Err(e) = std::fs::File::open(t)
+        && let Err(e) = snrscope::util::files::open_regular(t)
     {
         color_eyre::eyre::bail!(
             "{}: cannot read the text for the perplexity: {}",

@@ -21,6 +21,7 @@ mod gguf_open;
 mod gguf_tokenizer;
 mod gguf_write;
 mod gram;
+mod hostile_files;
 mod house;
 mod model_open;
 mod oracle;
