@@ -363,16 +363,7 @@ fn finish(wrote_any: bool, failed: usize) -> ExitCode {
 /// scan, not after.
 fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
     for p in [&args.yaml, &args.unfrozen_yaml].into_iter().flatten() {
-        inputs.check(p)?;
-        if p.is_dir() {
-            bail!("{}: is a folder; give a file name", p.display());
-        }
-        if p.symlink_metadata().is_ok() && !args.force {
-            bail!(
-                "{}: already exists (pass --force to replace it)",
-                p.display()
-            );
-        }
+        export::check_output_file(p, inputs, args.force)?;
     }
     let outputs: Vec<&PathBuf> = [&args.yaml, &args.unfrozen_yaml, &args.model_out]
         .into_iter()

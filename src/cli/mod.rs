@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
             // would execute.
             eprintln!(
                 "error: {}",
-                snrscope::util::text::escape_controls(&format!("{e:#}"))
+                snrscope::util::text::escape_controls(&error_text(&e))
             );
             ExitCode::from(1)
         }
@@ -122,4 +122,26 @@ fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes joined by ": ", leaving out a cause the message before it already
+/// ends with (errors that quote their I/O reason also carry it as their source: "cannot create:
+/// No such file or directory" was followed by the same words again).
+fn error_text(e: &color_eyre::Report) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        let bare = match c.rfind(" (os error ") {
+            Some(i) if c.ends_with(')') => &c[..i],
+            _ => c.as_str(),
+        };
+        if !text.is_empty() && text.ends_with(bare) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }

@@ -89,13 +89,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     let inputs = Inputs::of_model(&model);
     if let Some(out) = &args.out {
         // Before a scan that may take minutes, not after it.
-        inputs.check(out)?;
-        if out.symlink_metadata().is_ok() && !args.force {
-            bail!(
-                "{}: already exists (pass --force to replace it)",
-                out.display()
-            );
-        }
+        snrscope::export::check_output_file(out, &inputs, args.force)?;
     }
     let all_jobs = select_jobs(&model, args.modules.as_deref())?;
     let jobs = match args.part {

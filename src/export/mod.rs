@@ -34,7 +34,7 @@ use crate::{
     util::cancel::CancelToken,
 };
 
-pub use atomic_file::write_file_atomically;
+pub use atomic_file::{check_output_file, write_file_atomically};
 pub(crate) use config_edit::prune_config;
 pub use gguf_out::{
     OutTensor as GgufOutTensor, PruneOptions, PruneSummary, PrunedLayout, pruned_layout,

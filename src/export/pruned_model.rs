@@ -64,16 +64,7 @@ pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(
     out.file_name()
         .filter(|n| *n != "." && *n != "..")
         .ok_or_else(|| bad("not a folder name".into()))?;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(bad(format!(
-            "its parent folder {} does not exist",
-            parent.display()
-        )));
-    }
+    super::atomic_file::check_parent(out)?;
     inputs.check(out)?;
     if out.symlink_metadata().is_ok() {
         if !force {

@@ -26,6 +26,7 @@ mod house;
 mod model_open;
 mod oracle;
 mod parts;
+mod refuse_early;
 mod safety;
 mod scan;
 mod scanfiles;
