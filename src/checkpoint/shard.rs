@@ -92,12 +92,7 @@ impl Shard {
         let mut bytes = Vec::new();
         bytes
             .try_reserve_exact(range.end - range.start)
-            .map_err(|_| {
-                self.unreadable(format!(
-                    "not enough memory to read {} of it",
-                    crate::util::bytes::human_bytes((range.end - range.start) as u64)
-                ))
-            })?;
+            .map_err(|_| self.unreadable(out_of_memory((range.end - range.start) as u64, "")))?;
         bytes.resize(range.end - range.start, 0);
         self.read_exact_at(range.start as u64, &mut bytes)?;
         Ok(TensorBytes(bytes))
@@ -121,9 +116,8 @@ impl Shard {
         };
         let n = (range.end - range.start) / es;
         let start = out.len();
-        out.try_reserve_exact(n).map_err(|_| {
-            self.unreadable(format!("not enough memory for {n} values of it in f64"))
-        })?;
+        out.try_reserve_exact(n)
+            .map_err(|_| self.unreadable(out_of_memory((n * 8) as u64, "in f64")))?;
         out.resize(start + n, 0.0);
         // SAFETY: the tail of `out` holds exactly n initialised f64 values; any byte pattern is
         // a valid f64, and u8 needs no alignment.
@@ -137,6 +131,17 @@ impl Shard {
         widen_in_place(dtype, es, bytes, n);
         Ok(())
     }
+}
+
+/// Why `bytes` of a read could not be held, in words a user can act on.
+fn out_of_memory(bytes: u64, how: &str) -> String {
+    format!(
+        "cannot allocate {} for it{}{how}: out of memory or address space (is `ulimit -v` \
+         set? snrscope holds one matrix per thread, so the limit must exceed the largest \
+         matrix in f64 plus the scan's working memory)",
+        crate::util::bytes::human_bytes(bytes),
+        if how.is_empty() { "" } else { " " }
+    )
 }
 
 /// Turns the `n` values of `es` bytes each at the front of `bytes` into `n` native f64 values

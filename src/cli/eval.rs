@@ -13,7 +13,7 @@ use snrscope::{
     plan::{self, Request, Rule, SnrTable},
     scanfile,
     spectrum::scan,
-    util::{bytes::human_bytes, cancel::CancelToken},
+    util::{bytes::human_bytes, cancel::CancelToken, text::escape_controls},
 };
 
 use super::{
@@ -100,8 +100,10 @@ pub fn run(args: EvalArgs) -> color_eyre::Result<ExitCode> {
     }
     let model = Arc::new(Model::open(&args.model)?);
     for w in &model.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_controls(w));
     }
+    // Before tokenizing and scanning: a model the pass cannot run is refused first.
+    forward::ArchConfig::of_model(&model)?;
     let (tokens, text_name) = read_tokens(&args, &model)?;
     let cancel = CancelToken::default();
     super::signals::cancel_on_signals(&cancel);

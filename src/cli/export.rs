@@ -81,7 +81,8 @@ pub struct ExportArgs {
     /// closest equivalent].
     #[arg(long, value_name = "TYPE")]
     pub module: Option<String>,
-    /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the path given].
+    /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the model folder's
+    /// absolute path; required with a scan file and --yaml].
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
     /// mergekit's dtype [default: config.json's torch_dtype, else the weights' dominant dtype;
@@ -130,6 +131,13 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 out.display()
             );
         }
+        // The YAML's `model:` must name a model, and a scan file is not one (as the explorer).
+        if args.yaml.is_some() && args.model_name.is_none() {
+            bail!(
+                "{input}: is a scan file, not a model: --yaml needs --model-name with the \
+                 model's Hugging Face repo id or folder for mergekit's `model:`"
+            );
+        }
         Source::ScanFile(entries)
     } else {
         let model = Model::open(&args.model)?;
@@ -145,7 +153,12 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
     };
     check_outputs(&args, &inputs)?;
 
-    let model_ref = args.model_name.clone().unwrap_or_else(|| input.clone());
+    let model_ref = match (&args.model_name, &source) {
+        (Some(n), _) => n.clone(),
+        // As the explorer: the folder's absolute path (a relative one reads as a repo id).
+        (None, Source::Model(_)) => export::model_reference(&args.model),
+        (None, Source::ScanFile(_)) => input.clone(),
+    };
     let choice = Request {
         module: args.module.clone(),
         rule: args.rule,
@@ -212,12 +225,6 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 human_bytes(s.bytes_after)
             );
         }
-    }
-    if matches!(source, Source::ScanFile(_)) && args.model_name.is_none() && args.yaml.is_some() {
-        eprintln!(
-            "note: the YAML names the scan file as the model; pass --model-name with the \
-             model's repo id or path"
-        );
     }
     // The pruned model first: if it fails, no YAML claims a model that was not written.
     let mut wrote_any = false;

@@ -144,6 +144,24 @@ pub struct ExportSummary {
     pub notes: Vec<String>,
 }
 
+/// mergekit's `model:` for a model opened from `source` when the user names none: the model
+/// folder's absolute path (a single weight file's folder). mergekit reads a relative path as
+/// a Hugging Face repo id, so `./demo` would not be found; the CLI and the explorer both use
+/// this. Falls back to the path as given when it cannot be resolved.
+pub fn model_reference(source: &std::path::Path) -> String {
+    std::fs::canonicalize(source)
+        .map(|p| {
+            if p.is_file() {
+                p.parent().map(std::path::Path::to_path_buf).unwrap_or(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|_| source.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// The mergekit passthrough YAML for the plan (refuses a plan that keeps no layer).
 pub fn mergekit_yaml(plan: &Plan) -> Result<String, ExportError> {
     mergekit::yaml(plan)

@@ -76,3 +76,86 @@ fn an_io_reason_is_said_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains("nowhere.json"), "{err}");
 }
+
+/// `eval` of a model type the forward pass does not run: refused before the scan its rule
+/// needs (it scanned, then refused).
+#[test]
+fn eval_of_an_unsupported_type_is_refused_before_scanning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = gen_model(tmp.path(), "m", &ModelSpec::tiny(4, &[1]));
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["model_type"] = "falcon".into();
+    std::fs::write(&config, v.to_string()).unwrap();
+    std::fs::write(tmp.path().join("ids.json"), "[1, 2, 3, 4, 5]").unwrap();
+    let cache = tmp.path().join("cache");
+    let (code, _, err) = crate::snrscope()
+        .args(["eval", "m", "--token-ids", "ids.json"])
+        .cwd(tmp.path())
+        .cache(&cache)
+        .run()
+        .parts();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("falcon") && err.contains("config.json"),
+        "{err}"
+    );
+    assert_eq!(cache_entries(&cache), 0, "scanned first: {err}");
+}
+
+/// `export SCAN.json --yaml` without --model-name: refused, as the explorer refuses it (it
+/// wrote `model: /path/to/SCAN.json` with only a note).
+#[test]
+fn a_yaml_from_a_scan_file_needs_a_model_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    gen_model(tmp.path(), "m", &ModelSpec::tiny(4, &[1]));
+    let (code, _, err) = crate::snrscope()
+        .args(["scan", "m", "--out", "scan.json"])
+        .cwd(tmp.path())
+        .cache(tmp.path().join("cache"))
+        .run()
+        .parts();
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = crate::snrscope()
+        .args(["export", "scan.json", "--yaml", "p.yml"])
+        .cwd(tmp.path())
+        .run()
+        .parts();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--model-name") && err.contains("scan.json"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("p.yml").exists());
+    // Without --yaml there is no `model:` to name: a Spectrum selection is still written.
+    let (code, _, err) = crate::snrscope()
+        .args(["export", "scan.json", "--unfrozen-yaml", "u.yml"])
+        .cwd(tmp.path())
+        .run()
+        .parts();
+    assert_eq!(code, 0, "{err}");
+}
+
+/// `export ./m --yaml` writes the folder's absolute path, the explorer's rule (it wrote
+/// `model: ./m`, which mergekit reads as a Hugging Face repo id).
+#[test]
+fn a_relative_model_path_becomes_the_absolute_folder_in_the_yaml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = gen_model(tmp.path(), "m", &ModelSpec::tiny(4, &[1]));
+    let abs = std::fs::canonicalize(&dir).unwrap();
+    for (model, yaml) in [("./m", "a.yml"), ("m/", "b.yml")] {
+        let (code, _, err) = crate::snrscope()
+            .args(["export", model, "--yaml", yaml])
+            .cwd(tmp.path())
+            .cache(tmp.path().join("cache"))
+            .run()
+            .parts();
+        assert_eq!(code, 0, "{err}");
+        let text = std::fs::read_to_string(tmp.path().join(yaml)).unwrap();
+        assert!(
+            text.contains(&format!("model: {}\n", abs.display())),
+            "{model}: {text}"
+        );
+    }
+}

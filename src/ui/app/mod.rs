@@ -159,17 +159,7 @@ impl App {
         let model_name = match (&options.model_name, &doc.source) {
             (Some(n), _) => n.clone(),
             // mergekit reads a relative path as a Hugging Face repo id: give it the folder.
-            (None, Source::Model(_)) => std::fs::canonicalize(&doc.source_path)
-                .map(|p| {
-                    if p.is_file() {
-                        p.parent().map(Path::to_path_buf).unwrap_or(p)
-                    } else {
-                        p
-                    }
-                })
-                .unwrap_or_else(|_| doc.source_path.clone())
-                .display()
-                .to_string(),
+            (None, Source::Model(_)) => snrscope::export::model_reference(&doc.source_path),
             // A scan file is not a model: the user must say which model it describes.
             (None, Source::ScanFile(_)) => String::new(),
         };
