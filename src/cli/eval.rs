@@ -212,7 +212,11 @@ fn choose(
     for (job, r) in jobs.iter().zip(results) {
         match (job.layer, r) {
             (Some(layer), Some(Ok(s))) => table.set(&job.module_type, layer, s.snr_ratio),
-            (_, Some(Err(e))) => eprintln!("warning: {}: {e}", job.module),
+            (_, Some(Err(e))) => eprintln!(
+                "warning: {}: {}",
+                escape_controls(&job.module),
+                escape_controls(&e)
+            ),
             _ => {}
         }
     }
@@ -227,7 +231,7 @@ fn choose(
         keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
     };
     let plan = plan::make_plan(&table, &choice, "", "")?;
-    eprintln!("choice: {}", plan.reason);
+    eprintln!("choice: {}", escape_controls(&plan.reason));
     Ok(plan.dropped)
 }
 
@@ -331,7 +335,12 @@ fn text_report(
     use std::fmt::Write as _;
     let o = &out[0];
     let mut s = String::new();
-    let _ = writeln!(s, "model: {} ({model_type})", args.model.display());
+    let _ = writeln!(
+        s,
+        "model: {} ({})",
+        args.model.display(),
+        escape_controls(model_type)
+    );
     let _ = writeln!(
         s,
         "text: {text}: {tokens} tokens, {} window(s) of up to {} (stride {}), {} scored",

@@ -206,7 +206,7 @@ pub fn run(args: ExportArgs) -> color_eyre::Result<ExitCode> {
             Some(p)
         }
         Err(e) if !pruning => {
-            eprintln!("note: no pruning plan: {e}");
+            eprintln!("note: no pruning plan: {}", escape_controls(&e.to_string()));
             None
         }
         Err(e) => return Err(e.into()),
@@ -434,7 +434,11 @@ fn scan_model(
             Some(Ok(s)) => table.set(&job.module_type, layer, s.snr_ratio),
             Some(Err(e)) => {
                 failed += 1;
-                eprintln!("warning: {}: {e}", job.module);
+                eprintln!(
+                    "warning: {}: {}",
+                    escape_controls(&job.module),
+                    escape_controls(&e)
+                );
             }
             None => {}
         }
@@ -456,15 +460,20 @@ fn scan_model(
 
 fn print_plan(plan: &Plan) {
     let kept = plan.num_layers - plan.dropped.len();
+    // Names come from the model's or the scan file's keys: escape what a terminal would run.
     println!(
         "plan: {} of {} layers of `{}` kept ({}; dtype {})",
-        kept, plan.num_layers, plan.stack_prefix, plan.reason, plan.dtype
+        kept,
+        plan.num_layers,
+        escape_controls(&plan.stack_prefix),
+        escape_controls(&plan.reason),
+        escape_controls(&plan.dtype)
     );
     println!("kept: {}", format_ranges(&plan.kept_ranges()));
     if plan.dropped.is_empty() {
         println!("dropped: none");
     } else {
-        println!("dropped ({} SNR):", plan.module_type);
+        println!("dropped ({} SNR):", escape_controls(&plan.module_type));
         for &l in &plan.dropped {
             println!(
                 "  layer {l:>3}  {}",

@@ -47,7 +47,7 @@ pub fn run(
         eprintln!(
             "warning: {} matrices are in no part (--allow-partial), e.g. {}",
             merged.missing.len(),
-            merged.missing[0]
+            snrscope::util::text::escape_controls(&merged.missing[0])
         );
     }
     if failed > 0 {

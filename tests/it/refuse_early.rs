@@ -159,3 +159,31 @@ fn a_relative_model_path_becomes_the_absolute_folder_in_the_yaml() {
         );
     }
 }
+
+/// Module names with terminal escape sequences (from a scan file's keys, or a model's tensor
+/// names) are printed escaped in export's `plan:` and `dropped` lines, not executed.
+#[test]
+fn escape_sequences_in_module_names_are_printed_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ty = r"self_attn.v\u001b]0;pwned\u0007_proj";
+    let entry = |l: usize, snr: &str| {
+        format!(r#""model\u001b[2J.layers.{l}.{ty}": {{"snr": {snr}, "type": "{ty}"}}"#)
+    };
+    let scan = format!(
+        "{{{}, {}, {}}}",
+        entry(0, "1.0"),
+        entry(1, "Infinity"),
+        entry(2, "2.0")
+    );
+    std::fs::write(tmp.path().join("scan.json"), scan).unwrap();
+    let (code, out, err) = crate::snrscope()
+        .args(["export", "scan.json"])
+        .cwd(tmp.path())
+        .run()
+        .parts();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("plan: 2 of 3 layers"), "{out}");
+    assert!(out.contains("dropped (self_attn.v"), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}
