@@ -50,15 +50,11 @@ pub(crate) fn check_parent(out: &Path) -> Result<(), ExportError> {
     };
     match std::fs::metadata(parent) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(bad(format!(
-                "its folder {} does not exist (create it first)",
-                parent.display()
-            )));
+            return Err(bad("its folder does not exist (create it first)".into()));
         }
         Err(e) => {
             return Err(bad(format!(
-                "its folder {}: {}",
-                parent.display(),
+                "its folder: {}",
                 crate::util::text::io_reason(&e)
             )));
         }
@@ -75,8 +71,7 @@ pub(crate) fn check_parent(out: &Path) -> Result<(), ExportError> {
             if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
                 let e = std::io::Error::last_os_error();
                 return Err(bad(format!(
-                    "cannot write in its folder {}: {}",
-                    parent.display(),
+                    "cannot write in its folder: {}",
                     crate::util::text::io_reason(&e)
                 )));
             }

@@ -15,6 +15,7 @@ mod app;
 mod effect;
 mod eval_text;
 mod format;
+mod help_rows;
 mod jobs;
 mod keys;
 mod layout;
