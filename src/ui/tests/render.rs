@@ -642,3 +642,29 @@ fn sorted_view_lists_layers_by_snr() {
     assert_eq!(order, vec![1, 4, 0], "{rows:#?}");
     assert!(rows[0].contains("∞") && rows[0].contains("dropped by the rule"));
 }
+
+/// At 80×24 the header and the hint line keep `? help` and `q quit`, and the chart's legend
+/// keeps the marks of the choice (`✓ keep (hand)`): each was cut at the right edge.
+#[test]
+fn at_80x24_help_quit_and_the_marks_stay_on_screen() {
+    let (_t, mut app, _) = mixed_app();
+    let buf = draw(&mut app, 80, 24);
+    let all = text(&buf);
+    insta::assert_snapshot!("plain_80x24", all);
+    let rows: Vec<&str> = all.lines().collect();
+    assert!(
+        rows[0].contains("? help") && rows[0].contains("q quit"),
+        "{}",
+        rows[0]
+    );
+    let hints = rows.last().unwrap();
+    assert!(
+        hints.contains("? help") && hints.contains("q quit"),
+        "{hints}"
+    );
+    assert!(all.contains("✓ keep (hand)"), "{all}");
+    assert!(
+        all.contains("✗ drop (rule)") && all.contains("✖ drop (hand)"),
+        "{all}"
+    );
+}
