@@ -68,7 +68,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
     pub top_percent: f64,
     /// Which layers to drop from the module's SNR: `infinite` (the seed's rule), `lowest:K`
-    /// (the K smallest finite SNR) or `below:X`.
+    /// (the K smallest finite SNR) or `below:X` (strictly below X: a layer whose printed SNR is
+    /// X is kept).
     #[arg(long, default_value = "infinite", value_parser = parse_rule)]
     pub rule: Rule,
     /// Also drop these layers, e.g. `12,20-21`.
