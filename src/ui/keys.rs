@@ -296,7 +296,12 @@ pub const NORMAL: &[Binding] = &[
         "quit (asks if the choice is not written)",
         "quit",
     ),
-    ctrl(&[Char('c')], "Ctrl-C", Action::ForceQuit, "quit at once"),
+    ctrl(
+        &[Char('c')],
+        "Ctrl-C",
+        Action::ForceQuit,
+        "quit (asks as q does; again at the prompt quits at once)",
+    ),
 ];
 
 /// Keys inside a dialog; any other character is typed into the field.

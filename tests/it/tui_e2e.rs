@@ -65,10 +65,10 @@ fn explore_toggle_switch_help_and_quit() {
 
     // Help shows and goes away.
     t.keys(&["?"]);
-    let s = t.wait_text("Keys · any key closes");
+    let s = t.wait_text("Esc closes");
     assert!(s.contains("back to the rule alone"), "{s}");
     t.keys(&[key::ESC]);
-    t.wait_for("help to close", |s| !s.contains("Keys · any key closes"));
+    t.wait_for("help to close", |s| !s.contains("Esc closes"));
 
     // The choice was changed by hand: q asks first; q again quits without writing.
     t.keys(&["q"]);
@@ -242,6 +242,9 @@ fn without_colour_the_marks_still_differ() {
     assert!(marks.contains('^'), "the cursor on layer 3: {marks}");
     assert!(s.contains("[self_attn.v_proj]"), "{s}");
     assert!(t.find_reversed("3"), "the cursor's label is reversed");
+    // Hand choices are unwritten: Ctrl-C asks, a second one leaves.
+    t.keys(&[key::CTRL_C]);
+    t.wait_text("Quit?");
     t.keys(&[key::CTRL_C]);
     t.wait_exit();
 }
@@ -296,7 +299,10 @@ fn perplexity_of_the_demo_choice_in_the_explorer() {
     t.wait_for("the new choice's perplexity", |s| {
         s.contains("dropping 11-12,19") && !s.contains("stale")
     });
-    t.keys(&["\x03"]); // Ctrl-C: leave at once
+    // Ctrl-C with an unwritten choice asks, as q does; a second one leaves at once.
+    t.keys(&["\x03"]);
+    t.wait_text("Quit?");
+    t.keys(&["\x03"]);
     assert_eq!(t.wait_exit(), 0);
     assert!(!t.alternate());
 }

@@ -152,7 +152,15 @@ impl App {
                     self.shutdown();
                 }
             }
-            Action::ForceQuit => self.shutdown(),
+            // Ctrl-C asks as q does when work would be lost; at the prompt it quits at once.
+            Action::ForceQuit => {
+                if (self.unsaved() || self.export.is_some()) && self.overlay != Overlay::QuitPrompt
+                {
+                    self.overlay = Overlay::QuitPrompt;
+                } else {
+                    self.shutdown();
+                }
+            }
             Action::Click(x, y) => self.click(x, y),
             Action::Edit(e) => match &mut self.overlay {
                 Overlay::Dialog(d) => {

@@ -391,11 +391,15 @@ fn quit_asks_only_when_the_choice_changed() {
 
     let (_t, mut app) = scanned();
     app.update(Action::Toggle);
-    app.handle(Msg::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )));
-    assert!(app.quit(), "Ctrl-C never asks");
+    let ctrl_c = || Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    app.handle(ctrl_c());
+    assert!(
+        !app.quit(),
+        "Ctrl-C asks, as q does, when the choice is not written"
+    );
+    assert_eq!(*app.overlay(), Overlay::QuitPrompt);
+    app.handle(ctrl_c());
+    assert!(app.quit(), "Ctrl-C at the prompt quits at once");
 
     let (_t, mut app) = scanned();
     app.handle(Msg::Terminate);
