@@ -313,7 +313,12 @@ fn json_report(
         "tokens": tokens,
         "window": original.window,
         "stride": original.window,
-        "threads": args.threads,
+        // The threads used, not 0 for "one per core".
+        "threads": if args.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            args.threads
+        },
         "original": side(original),
         "peak_rss_bytes": forward::memory::peak_rss(),
         "memory_estimate_bytes": original.estimate.total(),

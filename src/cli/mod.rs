@@ -21,7 +21,9 @@ use args::ScanFlags;
     version,
     about = "See which layers of a large language model can be cut away (laserQlora SNR), \
              and export the pruned model or its mergekit config.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "A model folder named like a subcommand (demo, scan, export, eval, cache) is \
+                  taken as the subcommand: open it as ./NAME (e.g. `snrscope ./demo`)."
 )]
 pub struct Cli {
     /// Model folder, .safetensors or PyTorch .bin file, or scan JSON to explore; the built-in
@@ -65,8 +67,8 @@ pub enum Command {
     Eval(Box<eval::EvalArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
-        /// Folder to create (must not exist yet, or be empty).
-        dir: PathBuf,
+        /// Folder to create (must not exist yet, or be empty) [default: ./snrscope-demo].
+        dir: Option<PathBuf>,
     },
 }
 
@@ -109,7 +111,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
+fn demo(dir: Option<PathBuf>) -> color_eyre::Result<ExitCode> {
+    if dir.is_none() && std::path::Path::new("demo").is_dir() {
+        // `snrscope demo` meant to open the folder ./demo, perhaps.
+        eprintln!("note: to open the folder ./demo, run `snrscope ./demo`");
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from("snrscope-demo"));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         color_eyre::eyre::bail!("{}: exists and is not empty", dir.display());
     }

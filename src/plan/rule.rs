@@ -42,6 +42,7 @@ impl Rule {
     pub fn describe(&self, module: &str) -> String {
         match self {
             Rule::Infinite => format!("drop layers whose {module} SNR is infinite"),
+            Rule::Lowest(1) => format!("drop the layer with the lowest {module} SNR"),
             Rule::Lowest(k) => format!("drop the {k} layers with the lowest {module} SNR"),
             Rule::Below(x) => format!("drop layers whose {module} SNR is below {x}"),
         }

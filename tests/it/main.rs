@@ -30,6 +30,7 @@ mod refuse_early;
 mod safety;
 mod scan;
 mod scanfiles;
+mod small_edges;
 mod snr_properties;
 mod torch_bin;
 mod tui_e2e;

@@ -481,7 +481,14 @@ fn a_huge_layer_number_is_refused_before_anything_is_allocated() {
         let file = tmp.path().join("huge.json");
         std::fs::write(&file, text).unwrap();
         let (code, _, err) = crate::snrscope()
-            .args(["export", "huge.json", "--yaml", "p.yml"])
+            .args([
+                "export",
+                "huge.json",
+                "--yaml",
+                "p.yml",
+                "--model-name",
+                "org/m",
+            ])
             .cwd(tmp.path())
             .xdg_cache()
             .run()

@@ -338,9 +338,8 @@ impl App {
             (0, 0) => {}
             (a, 0) => s.push_str(&format!(", {a} changed by hand")),
             (0, g) => s.push_str(&format!(", {g} hand choice(s) the rule agrees with")),
-            (a, g) => s.push_str(&format!(
-                ", {a} changed by hand (+{g} the rule agrees with)"
-            )),
+            // Short enough for 80 columns: the long form was cut mid-sentence.
+            (a, g) => s.push_str(&format!(", {a} changed by hand, {g} agreeing")),
         }
         s
     }

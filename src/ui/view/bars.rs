@@ -172,12 +172,22 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
             ),
             Span::raw(format!("{} ", m.name)),
             Span::styled(gauge(p.fraction(), 24), Style::new().fg(theme::ACCENT)),
-            Span::raw(format!(
-                " {}/{} · {:.1} matrices/s · {eta}",
-                p.done,
-                p.total,
-                p.rate()
-            )),
+            Span::raw(if p.cached > 0 {
+                format!(
+                    " {}/{} ({} cached) · {:.1} computed/s · {eta}",
+                    p.done,
+                    p.total,
+                    p.cached,
+                    p.rate()
+                )
+            } else {
+                format!(
+                    " {}/{} · {:.1} matrices/s · {eta}",
+                    p.done,
+                    p.total,
+                    p.rate()
+                )
+            }),
         ];
         if queued > 0 {
             spans.push(Span::styled(format!(" · {queued} queued"), theme::dim()));
