@@ -174,7 +174,7 @@ fn a_whole_session() {
     t.wait_text("keep [0,2) [3,8)  7/8 layers");
     // Change the rule three times: the hand choice holds.
     t.keys(&["r"]);
-    t.wait_text("rule drop the 1 layers with the lowest");
+    t.wait_text("rule drop the layer with the lowest");
     t.keys(&["r", "r"]);
     let s = t.wait_text("rule drop layers whose self_attn.v_proj SNR is infinite");
     assert!(s.contains("keep [0,2) [3,8)  7/8 layers"), "{s}");
@@ -253,15 +253,23 @@ fn without_colour_the_marks_still_differ() {
 #[test]
 fn the_demo_first_run_shows_its_progress() {
     let tmp = tempfile::TempDir::new().unwrap();
-    let mut t = explorer(&tmp, &[] as &[&OsStr], &[], 120, 40);
+    let cache = tmp.path().join("cache");
+    let mut t = explorer(
+        &tmp,
+        &[] as &[&OsStr],
+        &[("SNRSCOPE_CACHE_DIR", cache.as_os_str())],
+        120,
+        40,
+    );
     t.wait_text("scanned: 24 matrices");
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(), 0);
     let s = t.screen();
     assert!(s.contains("writing the demo model once into"), "{s}");
     assert!(s.contains("computing 24 layers of weights"), "{s}");
+    // Beside the scan cache (SNRSCOPE_CACHE_DIR), not in XDG_CACHE_HOME.
     assert!(
-        s.contains(&tmp.path().join("snrscope").display().to_string()),
+        s.contains(&cache.join("demo-model-v3").display().to_string()),
         "{s}"
     );
 }
