@@ -668,3 +668,24 @@ fn at_80x24_help_quit_and_the_marks_stay_on_screen() {
         "{all}"
     );
 }
+
+/// The hint line offers "Tab next field" only in a dialog with another field (the scan JSON
+/// dialog has one; the YAML dialog two).
+#[test]
+fn tab_next_field_is_hinted_only_with_a_second_field() {
+    let (_t, mut app, _) = mixed_app();
+    app.update(Action::WriteScan);
+    let one = text(&draw(&mut app, 120, 40));
+    let hints = one.lines().last().unwrap().to_string();
+    assert!(
+        hints.contains("Enter write") && !hints.contains("next field"),
+        "{hints}"
+    );
+    app.update(Action::Cancel);
+    app.update(Action::WriteYaml);
+    let two = text(&draw(&mut app, 120, 40));
+    assert!(
+        two.lines().last().unwrap().contains("Tab next field"),
+        "{two}"
+    );
+}

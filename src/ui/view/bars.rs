@@ -14,7 +14,7 @@ use crate::ui::{
     App, format, keys, layout,
     state::{
         document::{Kind, ScanState},
-        overlay::StatusKind,
+        overlay::{Overlay, StatusKind},
     },
 };
 use snrscope::{
@@ -406,6 +406,12 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     }
     // On a narrow screen the hints give way from the end, but help and quit always stay.
     let mut hints = keys::hints(app.mode());
+    // "Tab next field" only where there is another field to go to.
+    if let Overlay::Dialog(d) = app.overlay()
+        && d.fields.len() < 2
+    {
+        hints.retain(|(_, word)| *word != "next field");
+    }
     let width = |h: &[(&str, &str)]| -> usize {
         h.iter()
             .map(|(k, d)| k.chars().count() + d.chars().count() + 3)
