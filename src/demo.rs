@@ -272,8 +272,11 @@ pub(crate) fn write_model_reporting(
             "format".to_string(),
             "pt".to_string(),
         )]));
-        safetensors::serialize_to_file(views, metadata, &dir.join(&file))
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        // Written with fs::write, so the shards get the umask's permissions like every other
+        // file (serialize_to_file made them 0600).
+        safetensors::serialize(views, metadata)
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|bytes| std::fs::write(dir.join(&file), bytes))?;
     }
     if n > 1 {
         let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
@@ -385,17 +388,14 @@ pub fn demo_dir() -> io::Result<PathBuf> {
 
 /// [`demo_dir`], telling `report` what it does when it has to write the demo first.
 pub fn demo_dir_reporting(report: &mut dyn FnMut(&str)) -> io::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join("snrscope").join("demo-model-v3");
+    // Beside the scan cache, wherever it is (SNRSCOPE_CACHE_DIR included).
+    let root = crate::spectrum::cache::default_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("snrscope"));
+    let dir = root.join("demo-model-v3");
     if !dir.join("config.json").is_file() {
         // Written under a temporary name first so an interrupted write is never mistaken for a
         // complete demo.
-        let tmp = base
-            .join("snrscope")
-            .join(format!(".demo-tmp-{}", std::process::id()));
+        let tmp = root.join(format!(".demo-tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         report(&format!(
             "writing the demo model once into {} (it is reused from there)",

@@ -9,7 +9,12 @@ use std::{
 use super::{error::OpenError, layers, shard::Shard, tensor::TensorEntry};
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, OpenError> {
-    let text = std::fs::read_to_string(path).map_err(|source| OpenError::Io {
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::JSON,
+        "a JSON file of a model",
+    )
+    .map_err(|source| OpenError::Io {
         path: path.to_path_buf(),
         source,
     })?;

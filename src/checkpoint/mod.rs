@@ -1,5 +1,5 @@
 //! Opening a model folder (or a single `.safetensors` or PyTorch `.bin` file) without reading
-//! tensor data: files are memory-mapped read-only and only their headers are parsed (for a
+//! tensor data: files are opened read-only and only their headers are parsed (for a
 //! `.bin`, the zip directory and the pickle that describes the tensors: see
 //! [`crate::checkpoint::torch_bin`]).
 
@@ -20,8 +20,6 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
 };
-
-use tensor::decode_append;
 
 pub use error::{MatrixError, NoLayerStack, OpenError};
 pub use from_gguf::{Fixup, GgufSide};
@@ -44,7 +42,7 @@ pub enum WeightFormat {
     Gguf,
 }
 
-/// An opened model: headers parsed, data mapped but untouched.
+/// An opened model: headers parsed, data untouched.
 #[derive(Debug)]
 pub struct Model {
     /// What the user named (folder or file).
@@ -91,7 +89,8 @@ impl Model {
         let (dir, shard_names, index_path, config_path, format) = if meta.is_dir() {
             let dir = source.clone();
             let config_path = dir.join("config.json");
-            if !config_path.is_file() {
+            // Anything by that name is read (a FIFO or a device is refused by name there).
+            if !config_path.exists() {
                 return Err(OpenError::MissingConfig { dir });
             }
             // safetensors first; PyTorch .bin only when the folder has no safetensors. Only
@@ -281,9 +280,30 @@ impl Model {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// The tensor's raw little-endian bytes, mapped from its shard while the value lives.
+    /// The tensor's raw little-endian bytes, read from its shard.
     pub fn bytes(&self, t: &TensorEntry) -> Result<TensorBytes, MatrixError> {
-        self.shards[t.shard].map(t.range.clone())
+        self.shards[t.shard].read(t.range.clone())
+    }
+
+    /// Bytes `within` of the tensor's own bytes (0 is its first byte), read from its shard.
+    pub fn bytes_within(
+        &self,
+        t: &TensorEntry,
+        within: std::ops::Range<usize>,
+    ) -> Result<TensorBytes, MatrixError> {
+        if within.start > within.end || within.end > t.range.end - t.range.start {
+            return Err(MatrixError::Unreadable {
+                path: self.shards[t.shard].path.clone(),
+                problem: format!(
+                    "{}: bytes {}..{} lie outside its {} bytes",
+                    t.name,
+                    within.start,
+                    within.end,
+                    t.range.end - t.range.start
+                ),
+            });
+        }
+        self.shards[t.shard].read(t.range.start + within.start..t.range.start + within.end)
     }
 
     /// Asks the kernel to start reading the tensor's pages now, asynchronously: a sequential
@@ -318,17 +338,19 @@ impl Model {
             name: t.name.clone(),
             shape: t.shape.clone(),
         })?;
-        if !decode_f64(t.dtype, &self.bytes(t)?, out) {
+        if !t.is_scannable_dtype() {
             return Err(MatrixError::UnsupportedDtype {
                 name: t.name.clone(),
                 dtype: dtype_name(t.dtype),
             });
         }
+        out.clear();
+        self.shards[t.shard].read_f64(t.dtype, t.range.clone(), out)?;
         Ok((rows, cols))
     }
 
     /// Converts part of a 2-D tensor (e.g. the V rows of a fused projection) to row-major f64
-    /// in `out`. Only the selected bytes are mapped and read.
+    /// in `out`. Only the selected bytes are read.
     pub fn read_slice(
         &self,
         t: &TensorEntry,
@@ -373,7 +395,7 @@ impl Model {
                 for r in &slice.ranges {
                     let start = t.range.start + r.start * row_bytes;
                     let end = t.range.start + r.end * row_bytes;
-                    decode_append(t.dtype, &shard.map(start..end)?, out);
+                    shard.read_f64(t.dtype, start..end, out)?;
                 }
             }
             Axis::Cols => {
@@ -382,22 +404,12 @@ impl Model {
                     return Err(unsupported());
                 };
                 let es = d.bitsize() / 8;
-                // One map from the first selected byte to the last; only the selected columns
-                // of each row are decoded (touched).
-                let (first, last) = (
-                    slice.ranges.iter().map(|r| r.start).min().unwrap_or(0),
-                    slice.ranges.iter().map(|r| r.end).max().unwrap_or(0),
-                );
-                if rows > 0 && last > first {
-                    let start = t.range.start + first * es;
-                    let end = t.range.start + ((rows - 1) * cols + last) * es;
-                    let bytes = shard.map(start..end)?;
-                    for row in 0..rows {
-                        for r in &slice.ranges {
-                            let a = (row * cols + r.start - first) * es;
-                            let b = (row * cols + r.end - first) * es;
-                            decode_append(t.dtype, &bytes[a..b], out);
-                        }
+                // Only the selected columns of each row are read.
+                for row in 0..rows {
+                    for r in &slice.ranges {
+                        let a = t.range.start + (row * cols + r.start) * es;
+                        let b = t.range.start + (row * cols + r.end) * es;
+                        shard.read_f64(t.dtype, a..b, out)?;
                     }
                 }
             }

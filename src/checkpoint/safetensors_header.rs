@@ -14,7 +14,9 @@ pub(crate) fn list_safetensors(dir: &Path) -> Result<Vec<String>, OpenError> {
     })?;
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
+        // Not only regular files: a FIFO or a device named like a shard is refused by name
+        // when it is opened, not skipped in silence.
+        .filter(|e| !e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".safetensors"))
         .collect();
@@ -31,9 +33,9 @@ pub(crate) fn open_shard(
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    // Only the header is read: opening maps nothing, so it needs no address space for data.
+    let (file, meta) = crate::util::files::open_regular(path).map_err(io)?;
+    let len = meta.len();
+    // Only the header is read: opening reads no tensor data.
     let head = read_head(&file, len).map_err(io)?;
     let (header_len, metadata) = match SafeTensors::read_metadata(&head) {
         Ok((n, _)) if len != head.len() as u64 => {

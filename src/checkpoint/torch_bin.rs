@@ -4,7 +4,7 @@
 //! the pickle with [`crate::checkpoint::pickle`] (which runs nothing and refuses every global but the
 //! tensor rebuilds), and each tensor becomes an ordinary [`TensorEntry`]: torch stores its
 //! entries uncompressed, so a tensor is a contiguous byte range of the `.bin` file itself and is
-//! read exactly like a safetensors tensor — mapped one at a time, never loaded whole.
+//! read exactly like a safetensors tensor — one at a time, never loaded whole.
 
 use std::{collections::HashMap, fs::File, io::Read, path::Path};
 
@@ -28,8 +28,8 @@ pub(crate) fn open_shard(
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let (file, meta) = crate::util::files::open_regular(path).map_err(io)?;
+    let len = meta.len();
     let entries = read_entries(&file, len, shard_index).map_err(|problem| OpenError::BadBin {
         path: path.to_path_buf(),
         problem,

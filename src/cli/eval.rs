@@ -13,7 +13,7 @@ use snrscope::{
     plan::{self, Request, Rule, SnrTable},
     scanfile,
     spectrum::scan,
-    util::{bytes::human_bytes, cancel::CancelToken},
+    util::{bytes::human_bytes, cancel::CancelToken, text::escape_controls},
 };
 
 use super::{
@@ -101,8 +101,10 @@ pub fn run(args: EvalArgs) -> color_eyre::Result<ExitCode> {
     }
     let model = Arc::new(Model::open(&args.model)?);
     for w in &model.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_controls(w));
     }
+    // Before tokenizing and scanning: a model the pass cannot run is refused first.
+    forward::ArchConfig::of_model(&model)?;
     let (tokens, text_name) = read_tokens(&args, &model)?;
     let cancel = CancelToken::default();
     super::signals::cancel_on_signals(&cancel);
@@ -211,7 +213,11 @@ fn choose(
     for (job, r) in jobs.iter().zip(results) {
         match (job.layer, r) {
             (Some(layer), Some(Ok(s))) => table.set(&job.module_type, layer, s.snr_ratio),
-            (_, Some(Err(e))) => eprintln!("warning: {}: {e}", job.module),
+            (_, Some(Err(e))) => eprintln!(
+                "warning: {}: {}",
+                escape_controls(&job.module),
+                escape_controls(&e)
+            ),
             _ => {}
         }
     }
@@ -226,7 +232,7 @@ fn choose(
         keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
     };
     let plan = plan::make_plan(&table, &choice, "", "")?;
-    eprintln!("choice: {}", plan.reason);
+    eprintln!("choice: {}", escape_controls(&plan.reason));
     Ok(plan.dropped)
 }
 
@@ -308,7 +314,12 @@ fn json_report(
         "tokens": tokens,
         "window": original.window,
         "stride": original.window,
-        "threads": args.threads,
+        // The threads used, not 0 for "one per core".
+        "threads": if args.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            args.threads
+        },
         "original": side(original),
         "peak_rss_bytes": forward::memory::peak_rss(),
         "memory_estimate_bytes": original.estimate.total(),
@@ -330,7 +341,12 @@ fn text_report(
     use std::fmt::Write as _;
     let o = &out[0];
     let mut s = String::new();
-    let _ = writeln!(s, "model: {} ({model_type})", args.model.display());
+    let _ = writeln!(
+        s,
+        "model: {} ({})",
+        args.model.display(),
+        escape_controls(model_type)
+    );
     let _ = writeln!(
         s,
         "text: {text}: {tokens} tokens, {} window(s) of up to {} (stride {}), {} scored",

@@ -75,7 +75,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
     pub top_percent: f64,
     /// Which layers to drop from the module's SNR: `infinite` (the seed's rule), `lowest:K`
-    /// (the K smallest finite SNR) or `below:X`.
+    /// (the K smallest finite SNR) or `below:X` (strictly below X: a layer whose printed SNR is
+    /// X is kept).
     #[arg(long, default_value = "infinite", value_parser = parse_rule)]
     pub rule: Rule,
     /// Also drop these layers, e.g. `12,20-21`.
@@ -88,7 +89,8 @@ pub struct ExportArgs {
     /// closest equivalent].
     #[arg(long, value_name = "TYPE")]
     pub module: Option<String>,
-    /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the path given].
+    /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the model folder's
+    /// absolute path; required with a scan file and --yaml].
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
     /// mergekit's dtype [default: config.json's torch_dtype, else the weights' dominant dtype;
@@ -137,6 +139,13 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 out.display()
             );
         }
+        // The YAML's `model:` must name a model, and a scan file is not one (as the explorer).
+        if args.yaml.is_some() && args.model_name.is_none() {
+            bail!(
+                "{input}: is a scan file, not a model: --yaml needs --model-name with the \
+                 model's Hugging Face repo id or folder for mergekit's `model:`"
+            );
+        }
         Source::ScanFile(entries)
     } else {
         let model = Model::open(&args.model)?;
@@ -182,7 +191,9 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 None => input.clone(),
             }
         }
-        (None, _) => input.clone(),
+        // As the explorer: the folder's absolute path (a relative one reads as a repo id).
+        (None, Source::Model(_)) => export::model_reference(&args.model),
+        (None, Source::ScanFile(_)) => input.clone(),
     };
     let choice = Request {
         module: args.module.clone(),
@@ -231,7 +242,7 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
             Some(p)
         }
         Err(e) if !pruning => {
-            eprintln!("note: no pruning plan: {e}");
+            eprintln!("note: no pruning plan: {}", escape_controls(&e.to_string()));
             None
         }
         Err(e) => return Err(e.into()),
@@ -250,12 +261,6 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
                 human_bytes(s.bytes_after)
             );
         }
-    }
-    if matches!(source, Source::ScanFile(_)) && args.model_name.is_none() && args.yaml.is_some() {
-        eprintln!(
-            "note: the YAML names the scan file as the model; pass --model-name with the \
-             model's repo id or path"
-        );
     }
     // The pruned model first: if it fails, no YAML claims a model that was not written.
     let mut wrote_any = false;
@@ -449,16 +454,7 @@ fn finish(wrote_any: bool, failed: usize) -> ExitCode {
 /// scan, not after.
 fn check_outputs(args: &ExportArgs, inputs: &Inputs) -> color_eyre::Result<()> {
     for p in [&args.yaml, &args.unfrozen_yaml].into_iter().flatten() {
-        inputs.check(p)?;
-        if p.is_dir() {
-            bail!("{}: is a folder; give a file name", p.display());
-        }
-        if p.symlink_metadata().is_ok() && !args.force {
-            bail!(
-                "{}: already exists (pass --force to replace it)",
-                p.display()
-            );
-        }
+        export::check_output_file(p, inputs, args.force)?;
     }
     let outputs: Vec<&PathBuf> = [
         &args.yaml,
@@ -527,7 +523,11 @@ fn scan_model(
             Some(Ok(s)) => table.set(&job.module_type, layer, s.snr_ratio),
             Some(Err(e)) => {
                 failed += 1;
-                eprintln!("warning: {}: {e}", job.module);
+                eprintln!(
+                    "warning: {}: {}",
+                    escape_controls(&job.module),
+                    escape_controls(&e)
+                );
             }
             None => {}
         }
@@ -549,15 +549,20 @@ fn scan_model(
 
 fn print_plan(plan: &Plan) {
     let kept = plan.num_layers - plan.dropped.len();
+    // Names come from the model's or the scan file's keys: escape what a terminal would run.
     println!(
         "plan: {} of {} layers of `{}` kept ({}; dtype {})",
-        kept, plan.num_layers, plan.stack_prefix, plan.reason, plan.dtype
+        kept,
+        plan.num_layers,
+        escape_controls(&plan.stack_prefix),
+        escape_controls(&plan.reason),
+        escape_controls(&plan.dtype)
     );
     println!("kept: {}", format_ranges(&plan.kept_ranges()));
     if plan.dropped.is_empty() {
         println!("dropped: none");
     } else {
-        println!("dropped ({} SNR):", plan.module_type);
+        println!("dropped ({} SNR):", escape_controls(&plan.module_type));
         for &l in &plan.dropped {
             println!(
                 "  layer {l:>3}  {}",

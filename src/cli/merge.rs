@@ -20,15 +20,9 @@ pub fn run(
     };
     let mut inputs = snrscope::export::Inputs::new();
     files.iter().for_each(|f| inputs.add(f));
-    // Before reading the parts: an output that is one of them (by file identity), or that
-    // exists without --force, is refused.
-    inputs.check(out)?;
-    if out.symlink_metadata().is_ok() && !force {
-        bail!(
-            "{}: already exists (pass --force to replace it)",
-            out.display()
-        );
-    }
+    // Before reading the parts: an output that is one of them (by file identity), that
+    // exists without --force, or whose folder is missing, is refused.
+    snrscope::export::check_output_file(out, &inputs, force)?;
     let mut read = Vec::with_capacity(files.len());
     for f in files {
         let (info, entries) = parts::read(f)?;
@@ -53,7 +47,7 @@ pub fn run(
         eprintln!(
             "warning: {} matrices are in no part (--allow-partial), e.g. {}",
             merged.missing.len(),
-            merged.missing[0]
+            snrscope::util::text::escape_controls(&merged.missing[0])
         );
     }
     if failed > 0 {

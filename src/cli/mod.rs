@@ -22,7 +22,9 @@ use args::ScanFlags;
     version,
     about = "See which layers of a large language model can be cut away (laserQlora SNR), \
              and export the pruned model or its mergekit config.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "A model folder named like a subcommand (demo, scan, export, eval, cache) is \
+                  taken as the subcommand: open it as ./NAME (e.g. `snrscope ./demo`)."
 )]
 pub struct Cli {
     /// Model folder, .safetensors or PyTorch .bin file, or scan JSON to explore; the built-in
@@ -69,8 +71,8 @@ pub enum Command {
     Probe(Box<probe::ProbeArgs>),
     /// Write the built-in demo model to a folder.
     Demo {
-        /// Folder to create (must not exist yet, or be empty).
-        dir: PathBuf,
+        /// Folder to create (must not exist yet, or be empty) [default: ./snrscope-demo].
+        dir: Option<PathBuf>,
     },
 }
 
@@ -107,14 +109,19 @@ pub fn main() -> ExitCode {
             // would execute.
             eprintln!(
                 "error: {}",
-                snrscope::util::text::escape_controls(&format!("{e:#}"))
+                snrscope::util::text::escape_controls(&error_text(&e))
             );
             ExitCode::from(1)
         }
     }
 }
 
-fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
+fn demo(dir: Option<PathBuf>) -> color_eyre::Result<ExitCode> {
+    if dir.is_none() && std::path::Path::new("demo").is_dir() {
+        // `snrscope demo` meant to open the folder ./demo, perhaps.
+        eprintln!("note: to open the folder ./demo, run `snrscope ./demo`");
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from("snrscope-demo"));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         color_eyre::eyre::bail!("{}: exists and is not empty", dir.display());
     }
@@ -127,4 +134,26 @@ fn demo(dir: PathBuf) -> color_eyre::Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes joined by ": ", leaving out a cause the message before it already
+/// ends with (errors that quote their I/O reason also carry it as their source: "cannot create:
+/// No such file or directory" was followed by the same words again).
+fn error_text(e: &color_eyre::Report) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        let bare = match c.rfind(" (os error ") {
+            Some(i) if c.ends_with(')') => &c[..i],
+            _ => c.as_str(),
+        };
+        if !text.is_empty() && text.ends_with(bare) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }

@@ -32,7 +32,8 @@ Examples:
 Memory: matrices are scanned largest first, one per thread; each thread holds one matrix in \
 f64 and its workspace, so a scan needs at most THREADS x (8 bytes x rows x cols + workspace) \
 for its largest matrix: about 1.4 GB per thread for 14336x4096, 0.4 GB for 4096x4096, \
-0.15 GB for 1024x7168, with either method (the weights are memory-mapped, not loaded).
+0.15 GB for 1024x7168, with either method (the weights are read one matrix at a time, not \
+loaded).
 
 Results are cached per matrix (see `snrscope cache --help`): a repeated or interrupted scan \
 reuses every matrix already computed. Exit codes: 0 done, 1 error, 2 usage, 3 done but some \
@@ -88,13 +89,7 @@ pub fn run(args: ScanArgs) -> color_eyre::Result<ExitCode> {
     let inputs = Inputs::of_model(&model);
     if let Some(out) = &args.out {
         // Before a scan that may take minutes, not after it.
-        inputs.check(out)?;
-        if out.symlink_metadata().is_ok() && !args.force {
-            bail!(
-                "{}: already exists (pass --force to replace it)",
-                out.display()
-            );
-        }
+        snrscope::export::check_output_file(out, &inputs, args.force)?;
     }
     let all_jobs = select_jobs(&model, args.modules.as_deref())?;
     let jobs = match args.part {

@@ -11,20 +11,17 @@ use std::{
 
 use super::{ExportError, guard::Inputs, leftovers, sibling_of_this_process};
 
-/// Writes `bytes` to `path`. Refuses an input (whatever `replace` says), and an existing `path`
-/// unless `replace`.
-pub fn write_file_atomically(
-    path: &Path,
-    bytes: &[u8],
-    inputs: &Inputs,
-    replace: bool,
-) -> Result<(), ExportError> {
+/// Refuses, before any work, an output file that could not be written: no file name, a parent
+/// folder that is missing or not writable, an input (whatever `replace` says), a folder, or an
+/// existing file unless `replace`.
+pub fn check_output_file(path: &Path, inputs: &Inputs, replace: bool) -> Result<(), ExportError> {
     if path.file_name().is_none() {
         return Err(ExportError::BadTarget {
             out: path.to_path_buf(),
             problem: "not a file name".into(),
         });
     }
+    check_parent(path)?;
     inputs.check(path)?;
     if path.is_dir() {
         return Err(ExportError::BadTarget {
@@ -37,6 +34,61 @@ pub fn write_file_atomically(
             path: path.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// The folder `out` is to be created in exists, is a folder and can be written: checked before
+/// a scan or an export that may take minutes, not when it fails at the end.
+pub(crate) fn check_parent(out: &Path) -> Result<(), ExportError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let bad = |problem: String| ExportError::BadTarget {
+        out: out.to_path_buf(),
+        problem,
+    };
+    match std::fs::metadata(parent) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad("its folder does not exist (create it first)".into()));
+        }
+        Err(e) => {
+            return Err(bad(format!(
+                "its folder: {}",
+                crate::util::text::io_reason(&e)
+            )));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(bad(format!("{} is not a folder", parent.display())));
+        }
+        Ok(_) => {}
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        if let Ok(c) = std::ffi::CString::new(parent.as_os_str().as_bytes()) {
+            // SAFETY: access(2) on a NUL-terminated path; it only reads it.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(bad(format!(
+                    "cannot write in its folder: {}",
+                    crate::util::text::io_reason(&e)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path`. Refuses an input (whatever `replace` says), and an existing `path`
+/// unless `replace`.
+pub fn write_file_atomically(
+    path: &Path,
+    bytes: &[u8],
+    inputs: &Inputs,
+    replace: bool,
+) -> Result<(), ExportError> {
+    check_output_file(path, inputs, replace)?;
     // Leftovers of killed runs for this name; their notes are not worth a line for small files.
     let _ = leftovers::clean(path);
     // Two writers in one process (the explorer, tests) must not share a temporary name.

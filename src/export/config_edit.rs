@@ -23,7 +23,14 @@ const LAYER_INDEX_LISTS: &[&str] = &["mlp_only_layers"];
 
 /// Lists that hold one entry per layer by definition: a different length is a broken config
 /// (the export cannot know which entry belongs to which layer) and is reported.
-const PER_LAYER_LISTS: &[&str] = &["layer_types", "layers_block_type", "block_types"];
+/// (`sliding_window_pattern` is an integer period in Gemma 3; only a list of it is checked.)
+const PER_LAYER_LISTS: &[&str] = &[
+    "layer_types",
+    "layers_block_type",
+    "block_types",
+    "no_rope_layers",
+    "sliding_window_pattern",
+];
 
 /// Sub-configs that describe the language model itself in multimodal configs. Other nested
 /// configs (vision towers, audio encoders) keep their own layer counts even when they happen to
@@ -391,6 +398,29 @@ mod json_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-layer lists of the wrong length are named, not copied in silence (only
+    /// `layer_types` and its kin were).
+    #[test]
+    fn wrong_length_per_layer_lists_are_named() {
+        let config = serde_json::json!({
+            "num_hidden_layers": 4,
+            "no_rope_layers": [1, 0, 1],
+            "sliding_window_pattern": 6,
+            "text_config": {"sliding_window_pattern": [true, false, true, false, true]},
+            "layer_types": ["a", "b", "c", "d"],
+        });
+        let w = per_layer_list_warnings(&config, 4);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("no_rope_layers has 3 entries for 4 layers"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("text_config.sliding_window_pattern has 5 entries"),
+            "{w:?}"
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -34,7 +34,7 @@ use crate::{
     util::cancel::CancelToken,
 };
 
-pub use atomic_file::write_file_atomically;
+pub use atomic_file::{check_output_file, write_file_atomically};
 pub(crate) use config_edit::prune_config;
 pub use gguf_out::{
     OutTensor as GgufOutTensor, PruneOptions, PruneSummary, PrunedLayout,
@@ -145,6 +145,24 @@ pub struct ExportSummary {
     pub skipped: Vec<(String, String)>,
     /// Things the user should know (files skipped, no config.json, ...).
     pub notes: Vec<String>,
+}
+
+/// mergekit's `model:` for a model opened from `source` when the user names none: the model
+/// folder's absolute path (a single weight file's folder). mergekit reads a relative path as
+/// a Hugging Face repo id, so `./demo` would not be found; the CLI and the explorer both use
+/// this. Falls back to the path as given when it cannot be resolved.
+pub fn model_reference(source: &std::path::Path) -> String {
+    std::fs::canonicalize(source)
+        .map(|p| {
+            if p.is_file() {
+                p.parent().map(std::path::Path::to_path_buf).unwrap_or(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|_| source.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The mergekit passthrough YAML for the plan (refuses a plan that keeps no layer).

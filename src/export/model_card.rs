@@ -93,8 +93,9 @@ pub(crate) fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) ->
     }
     let _ = writeln!(
         s,
-        "Kept source layers (half-open ranges): {} — new layer indices run 0..{kept}.\n",
-        format_ranges(&plan.kept_ranges())
+        "Kept source layers (half-open ranges): {} — the new layers are numbered 0 to {}.\n",
+        format_ranges(&plan.kept_ranges()),
+        kept.saturating_sub(1)
     );
     let _ = writeln!(s, "## mergekit config\n\n```yaml\n{}```", yaml);
     s

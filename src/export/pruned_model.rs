@@ -64,16 +64,7 @@ pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(
     out.file_name()
         .filter(|n| *n != "." && *n != "..")
         .ok_or_else(|| bad("not a folder name".into()))?;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(bad(format!(
-            "its parent folder {} does not exist",
-            parent.display()
-        )));
-    }
+    super::atomic_file::check_parent(out)?;
     inputs.check(out)?;
     if out.symlink_metadata().is_ok() {
         if !force {
@@ -268,7 +259,14 @@ pub fn export_model_with_hooks(
             let text = model
                 .config_path
                 .as_deref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|p| {
+                    crate::util::files::read_string_bounded(
+                        p,
+                        crate::util::files::limit::JSON,
+                        "a config",
+                    )
+                    .ok()
+                })
                 .and_then(|t| prune_config_text(&t, plan.num_layers, &plan.kept()).ok());
             let edits = match text {
                 Some((text, edits)) => {
@@ -434,8 +432,15 @@ fn allowed_link_roots(dir: &Path) -> Vec<PathBuf> {
 fn copy_files(files: &[(String, PathBuf)], dir: &Path) -> Result<Vec<String>, ExportError> {
     for (name, path) in files {
         let to = dir.join(name);
-        std::fs::copy(path, &to)
-            .and_then(|_| std::fs::File::open(&to)?.sync_all())
+        // Only a regular file is copied (one that became a FIFO since it was listed would block).
+        crate::util::files::open_regular(path)
+            .and_then(|(mut from, meta)| {
+                let mut file = std::fs::File::create(&to)?;
+                std::io::copy(&mut from, &mut file)?;
+                // As fs::copy: the source's permissions.
+                file.set_permissions(meta.permissions())?;
+                file.sync_all()
+            })
             .map_err(|e| ExportError::io(path, "cannot copy", e))?;
     }
     Ok(files.iter().map(|(n, _)| n.clone()).collect())

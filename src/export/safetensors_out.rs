@@ -123,7 +123,7 @@ pub(crate) fn write_shard(
             problem: e.to_string(),
         })?;
         w.write_all(&bytes).map_err(werr)?;
-        // Unmapped here, so the resident set stays at about one chunk.
+        // Freed here, so the resident set stays at about one chunk.
         drop(bytes);
         after_chunk(chunk.num_bytes())?;
     }

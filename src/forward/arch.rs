@@ -234,6 +234,17 @@ impl Reader<'_> {
 }
 
 impl ArchConfig {
+    /// The architecture of an opened model, or why it cannot be evaluated: checked before any
+    /// work (a scan, tokenizing) that would be wasted on a model the pass refuses.
+    pub fn of_model(model: &crate::checkpoint::Model) -> Result<ArchConfig, EvalError> {
+        let config = model.config.as_ref().ok_or_else(|| EvalError::BadConfig {
+            path: model.source.clone(),
+            problem: "no config.json beside the weights: the architecture is unknown".into(),
+        })?;
+        let path = model.config_path.as_deref().unwrap_or(&model.source);
+        ArchConfig::parse(config, path)
+    }
+
     /// Reads a config.json (`path` is named in errors).
     pub fn parse(config: &Value, path: &Path) -> Result<ArchConfig, EvalError> {
         let r = Reader { c: config, path };

@@ -27,7 +27,12 @@ struct Source {
 /// pruning: other merge methods, several sources per slice, layers repeated or reordered.
 pub fn dropped_from_yaml(path: &Path, num_layers: usize) -> Result<Vec<usize>, EvalError> {
     let bad = |problem: String| EvalError::Choice(format!("{}: {problem}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::YAML,
+        "a mergekit config",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let config: Config =
         serde_yaml::from_str(&text).map_err(|e| bad(format!("not a mergekit config: {e}")))?;
     if let Some(m) = config

@@ -1,7 +1,7 @@
 //! How much memory an evaluation needs, how much the machine has, and how much was used.
 //!
-//! The streamed pass holds one band of one weight matrix at a time (in f32, plus the mapped
-//! source pages it was read from) and the activations: the hidden states of each lane and one
+//! The streamed pass holds one band of one weight matrix at a time (in f32, plus the raw
+//! source bytes it was read from) and the activations: the hidden states of each lane and one
 //! layer's temporaries for all tokens at once. Neither grows with the layer count.
 
 use super::{

@@ -1,5 +1,5 @@
 //! Perplexity of a model and of pruning choices of it, computed on the CPU by a forward pass
-//! streamed from the memory-mapped checkpoint (f32), the pruned model's layers read from the
+//! streamed from the checkpoint (f32), the pruned model's layers read from the
 //! original's files: nothing is written.
 //!
 //! The perplexity is exp(mean negative log-likelihood of each token given the ones before it
@@ -17,7 +17,7 @@
 //! [`PplSummary`] is "ppl 12.31 → 14.08 (+14.4 %)" for the choice it was computed for.
 //!
 //! Modules: [`arch`] (supported architectures, per-layer behaviour from config.json),
-//! [`source`] (the weight-source trait and the memory-mapped checkpoint), [`stream`] (the
+//! [`source`] (the weight-source trait and the checkpoint read a band at a time), [`stream`] (the
 //! pass: lanes of choices, banded reads), `layer`, `attention`, `head`, [`rope`], `kernels`
 //! (the arithmetic), [`observe`] (the hidden-state hook), [`tokens`] (tokenizing, windows),
 //! [`memory`] (estimates), `choice` (a mergekit YAML read back as dropped layers), `state`

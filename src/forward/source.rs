@@ -1,7 +1,7 @@
 //! Where the forward pass reads its weights: a band of rows of one tensor as f32 at a time.
 //! [`WeightSource`] is all the pass asks of a checkpoint format; [`MappedModel`] serves the
-//! safetensors and PyTorch `.bin` files [`Model`] opens (the bytes of the asked rows are mapped,
-//! converted and unmapped), and a GGUF reader can serve its (dequantised) tensors the same way.
+//! safetensors and PyTorch `.bin` files [`Model`] opens (the bytes of the asked rows are read and
+//! converted), and a GGUF reader can serve its (dequantised) tensors the same way.
 
 use std::{ops::Range, path::Path, sync::Arc};
 
@@ -37,7 +37,7 @@ pub trait WeightSource: Send + Sync {
     fn read_rows(&self, name: &str, rows: Range<usize>, out: &mut Vec<f32>) -> Result<(), String>;
 }
 
-/// The safetensors / `.bin` checkpoint of a [`Model`], through its memory map.
+/// The safetensors / `.bin` checkpoint of a [`Model`], read a band at a time.
 pub struct MappedModel(pub Arc<Model>);
 
 impl WeightSource for MappedModel {
@@ -80,31 +80,34 @@ impl WeightSource for MappedModel {
                 model.source.display()
             ));
         }
-        // The whole tensor is mapped (address space only); only the asked rows are touched,
-        // and the map is dropped before returning, so resident memory stays at the band.
-        let bytes = model.bytes(t).map_err(|e| e.to_string())?;
         let expected = match t.dtype {
             Dtype::Plain(d) => Some(t.num_elements() * (d.bitsize() / 8) as u64),
             Dtype::Ggml(g) => g.bytes_for(t.num_elements()),
         };
-        if expected != Some(bytes.len() as u64) {
+        if expected != Some(t.num_bytes()) {
             return Err(format!(
                 "{}: tensor {name} holds {} bytes, its shape and dtype need {}",
                 model.source.display(),
-                bytes.len(),
+                t.num_bytes(),
                 expected.map_or("another size".into(), |e| e.to_string())
             ));
         }
+        let read = |within: Range<usize>| model.bytes_within(t, within).map_err(|e| e.to_string());
+        // Rows are whole blocks in every dtype, so a band of rows is a byte range.
+        let row_bytes = t.num_bytes() as usize / n_rows.max(1);
         let start = out.len();
         let fixup = model.gguf.as_ref().and_then(|g| g.fixup(name));
         if let Some(Fixup::Permuted(p)) = fixup {
+            // The asked rows are scattered over the tensor: it is read whole.
+            let bytes = read(0..t.num_bytes() as usize)?;
             return permuted_rows(model, t, &bytes, p, rows, out);
         }
         out.resize(start + rows.len() * row_len, 0.0);
         match t.dtype {
             Dtype::Plain(dtype) => {
                 let width = dtype.bitsize() / 8;
-                let band = &bytes[rows.start * row_len * width..rows.end * row_len * width];
+                // Only the asked rows are read, so resident memory stays at the band.
+                let band = read(rows.start * row_bytes..rows.end * row_bytes)?;
                 const BLOCK: usize = 1 << 14;
                 out[start..]
                     .par_chunks_mut(BLOCK)
@@ -112,15 +115,15 @@ impl WeightSource for MappedModel {
                     .for_each(|(o, b)| decode(dtype, b, o));
             }
             Dtype::Ggml(g) => {
-                // Rows are whole blocks, so each row is decoded on its own (in parallel); a
-                // quantized vector is decoded whole and the asked part kept.
-                let row_bytes = bytes.len() / n_rows.max(1);
+                // Each row is decoded on its own (in parallel); a quantized vector is decoded
+                // whole and the asked part kept.
                 if t.shape.len() < 2 {
+                    let bytes = read(0..t.num_bytes() as usize)?;
                     let mut all = vec![0f32; t.num_elements() as usize];
                     gguf::dequantize(g, &bytes, &mut all).map_err(|e| e.to_string())?;
                     out[start..].copy_from_slice(&all[rows.clone()]);
                 } else {
-                    let band = &bytes[rows.start * row_bytes..rows.end * row_bytes];
+                    let band = read(rows.start * row_bytes..rows.end * row_bytes)?;
                     out[start..]
                         .par_chunks_mut(row_len)
                         .zip(band.par_chunks(row_bytes))

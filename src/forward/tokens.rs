@@ -30,13 +30,20 @@ pub fn tokenize_counting_unknown(
         path: tokenizer_json.to_path_buf(),
         problem,
     };
-    if !tokenizer_json.is_file() {
+    if !tokenizer_json.exists() {
         return Err(bad(
             "no such file (a model without tokenizer.json needs --token-ids)".into(),
         ));
     }
-    let tok = tokenizers::Tokenizer::from_file(tokenizer_json)
+    let bytes = crate::util::files::read_bounded(
+        tokenizer_json,
+        crate::util::files::limit::TOKENIZER,
+        "a tokenizer",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
+    let tok = tokenizers::Tokenizer::from_bytes(&bytes)
         .map_err(|e| bad(format!("cannot load the tokenizer: {e}")))?;
+    drop(bytes);
     let enc = tok
         .encode(text, false)
         .map_err(|e| bad(format!("cannot encode the text: {e}")))?;
@@ -52,7 +59,12 @@ pub fn read_token_ids(path: &Path) -> Result<Vec<u32>, EvalError> {
         path: path.to_path_buf(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::TEXT,
+        "a file of token ids",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let body = text.trim();
     let body = body
         .strip_prefix('[')
@@ -147,7 +159,9 @@ pub fn read_text(path: &Path) -> Result<String, EvalError> {
         path: path.to_path_buf(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let bytes =
+        crate::util::files::read_bounded(path, crate::util::files::limit::TEXT, "a text to score")
+            .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         bad(format!(
             "not UTF-8 text (invalid byte at offset {})",

@@ -27,11 +27,22 @@ impl fmt::Display for Rule {
     }
 }
 
+/// Does `v` print as `x` where snrscope prints SNR values (7 significant digits in `scan`'s
+/// table and the details pane, 5 in `export`'s plan)? Then it counts as equal to `x`, not below
+/// it: `below:3.242294`, copied from the table, must not drop the layer shown as 3.242294 whose
+/// exact value is 3.2422937…
+fn printed_as(v: f64, x: f64) -> bool {
+    [format!("{v:.6e}"), format!("{v:.4e}")]
+        .iter()
+        .any(|p| p.parse::<f64>() == Ok(x))
+}
+
 impl Rule {
     /// A sentence for screens and file headers.
     pub fn describe(&self, module: &str) -> String {
         match self {
             Rule::Infinite => format!("drop layers whose {module} SNR is infinite"),
+            Rule::Lowest(1) => format!("drop the layer with the lowest {module} SNR"),
             Rule::Lowest(k) => format!("drop the {k} layers with the lowest {module} SNR"),
             Rule::Below(x) => format!("drop layers whose {module} SNR is below {x}"),
         }
@@ -49,7 +60,10 @@ impl Rule {
                 .filter(|(_, v)| *v == f64::INFINITY)
                 .map(|(i, _)| i)
                 .collect(),
-            Rule::Below(x) => known.filter(|(_, v)| *v < x).map(|(i, _)| i).collect(),
+            Rule::Below(x) => known
+                .filter(|(_, v)| *v < x && !printed_as(*v, x))
+                .map(|(i, _)| i)
+                .collect(),
             Rule::Lowest(k) => {
                 let mut finite: Vec<(usize, f64)> = known.filter(|(_, v)| v.is_finite()).collect();
                 finite.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -272,6 +286,12 @@ mod tests {
         assert_eq!(Rule::Infinite.drops(&snr), vec![1, 6]);
         assert_eq!(Rule::Lowest(2).drops(&snr), vec![3, 5]);
         assert_eq!(Rule::Below(2.5).drops(&snr), vec![3, 5]);
+        // Strictly below: a value printed as X (7 or 5 significant digits) is not below X.
+        let shown = [Some(3.242_293_78), Some(3.0), Some(3.242_2)];
+        assert_eq!(Rule::Below(3.242_294).drops(&shown), vec![1, 2]);
+        assert_eq!(Rule::Below(3.242_3).drops(&shown), vec![1, 2]);
+        assert_eq!(Rule::Below(3.242_2).drops(&shown), vec![1]);
+        assert_eq!(Rule::Below(3.25).drops(&shown), vec![0, 1, 2]);
         assert_eq!("lowest:3".parse::<Rule>(), Ok(Rule::Lowest(3)));
         assert_eq!("below:0.5".parse::<Rule>(), Ok(Rule::Below(0.5)));
         assert!("lowest:x".parse::<Rule>().is_err());

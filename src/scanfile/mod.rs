@@ -126,7 +126,7 @@ pub enum ScanLayout {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanFileError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {}", crate::util::text::io_reason(source))]
     Io {
         path: String,
         source: std::io::Error,
@@ -297,7 +297,12 @@ pub(crate) fn parse_value(
 
 pub fn read(path: &Path) -> Result<(ScanLayout, Vec<ScanEntry>), ScanFileError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScanFileError::Io {
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::SCAN,
+        "a scan file",
+    )
+    .map_err(|source| ScanFileError::Io {
         path: p.clone(),
         source,
     })?;
@@ -385,9 +390,11 @@ fn sort_natural(entries: &mut [ScanEntry]) {
 }
 
 /// Does this path look like a scan file rather than a model? (A `.json` file that is not an
-/// index or config.)
+/// index or config; not only a regular one: a FIFO or a device by that name is then refused by
+/// name when it is read, rather than taken for a model.)
 pub fn looks_like_scan_file(path: &Path) -> bool {
-    path.is_file()
+    path.exists()
+        && !path.is_dir()
         && path.extension().is_some_and(|e| e == "json")
         && !path.file_name().is_some_and(|n| {
             n == "config.json"

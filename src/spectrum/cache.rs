@@ -213,11 +213,15 @@ impl Cache {
     /// entry is reported in [`Cache::take_warnings`] and treated as absent.
     pub fn get(&self, key: &Key, count: usize) -> Option<Vec<f64>> {
         let path = self.path_of(key);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_entry(&path, entry_len(key, count)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
-                self.warn(format!("{}: cannot read: {e}; ignored", path.display()));
+                self.warn(format!(
+                    "{}: {}; ignored (the matrix is recomputed)",
+                    path.display(),
+                    crate::util::text::io_reason(&e)
+                ));
                 return None;
             }
         };
@@ -296,6 +300,11 @@ impl Cache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(w);
+    }
+
+    /// Where the entry of `key` lives (whether or not it exists).
+    pub fn entry_path(&self, key: &Key) -> PathBuf {
+        self.path_of(key)
     }
 
     fn path_of(&self, key: &Key) -> PathBuf {
@@ -383,6 +392,32 @@ impl Cache {
         }
         Ok(removed)
     }
+}
+
+/// The size of the entry of `key` holding `count` values: its layout fixes it exactly.
+fn entry_len(key: &Key, count: usize) -> u64 {
+    (MAGIC.len() + 4 + key.text.len() + 8 + 32) as u64 + 8 * count as u64
+}
+
+/// An entry's bytes: only a regular file (a FIFO, a device or a link to one is refused without
+/// blocking), and none larger than its key and count imply, checked before reading (a shorter
+/// one is read, and [`decode`] says what is wrong with it).
+fn read_entry(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let (file, meta) = crate::util::files::open_regular(path)?;
+    if meta.len() > expected {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "is {} bytes, more than the {expected} bytes an entry for this matrix has",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // No more than the bound even if the file grows meanwhile (the checksum then decides).
+    file.take(expected).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// `MAGIC | key length (u32) | key | count (u64) | values (f64 LE) | SHA-256 of all before`.

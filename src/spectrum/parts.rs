@@ -73,12 +73,14 @@ pub fn fingerprint(model: &Model) -> String {
     for t in &model.tensors {
         let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
         h.update(format!("{}\n{}\n{}\n", t.name, dtype_name(t.dtype), shape.join("x")).as_bytes());
-        // A tensor that cannot be mapped still has a name, dtype and shape to go by.
-        let Ok(b) = model.bytes(t) else { continue };
-        let w = 64.min(b.len());
-        let mid = (b.len() - w) / 2;
-        for piece in [&b[..w], &b[mid..mid + w], &b[b.len() - w..]] {
-            h.update(piece);
+        let len = t.num_bytes() as usize;
+        let w = 64.min(len);
+        let mid = (len - w) / 2;
+        for at in [0, mid, len - w] {
+            // A tensor that cannot be read still has a name, dtype and shape to go by.
+            if let Ok(piece) = model.bytes_within(t, at..at + w) {
+                h.update(&*piece);
+            }
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -128,7 +130,7 @@ pub fn to_json(info: &PartInfo, entries: &[ScanEntry]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {}", crate::util::text::io_reason(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -163,7 +165,12 @@ pub enum PartError {
 
 /// Reads a part file.
 pub fn read(path: &Path) -> Result<(PartInfo, Vec<ScanEntry>), PartError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PartError::Io {
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::SCAN,
+        "a part file",
+    )
+    .map_err(|source| PartError::Io {
         path: path.to_path_buf(),
         source,
     })?;

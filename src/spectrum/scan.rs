@@ -157,10 +157,12 @@ impl Progress {
         }
     }
 
-    /// Matrices per second so far.
+    /// Matrices computed per second so far (cached results took no time: counting them gave
+    /// "4803.3 matrices/s" for a scan answered from the cache).
     pub fn rate(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
-        if s > 0.0 { self.done as f64 / s } else { 0.0 }
+        let computed = self.done.saturating_sub(self.cached);
+        if s > 0.0 { computed as f64 / s } else { 0.0 }
     }
 
     /// Remaining time, extrapolated from the work computed so far (cached results took no

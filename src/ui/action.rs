@@ -51,6 +51,10 @@ pub enum Action {
     ToggleSpectrum,
     ToggleSorted,
     Help,
+    /// In the help overlay: scroll by this many rows (j/k) ...
+    ScrollLines(i16),
+    /// ... or by this many pages (PgDn/PgUp; Home/End go far enough to reach an end).
+    ScrollPages(i16),
     Warnings,
     // -- writing
     WriteYaml,

@@ -296,7 +296,12 @@ pub const NORMAL: &[Binding] = &[
         "quit (asks if the choice is not written)",
         "quit",
     ),
-    ctrl(&[Char('c')], "Ctrl-C", Action::ForceQuit, "quit at once"),
+    ctrl(
+        &[Char('c')],
+        "Ctrl-C",
+        Action::ForceQuit,
+        "quit (asks as q does; again at the prompt quits at once)",
+    ),
 ];
 
 /// Keys inside a dialog; any other character is typed into the field.
@@ -416,6 +421,51 @@ pub const JUMP: &[Binding] = &[
     ),
 ];
 
+/// Keys in the help overlay: it scrolls, and closes only on these three (any other key used
+/// to close it, so a j meant for scrolling lost the page).
+pub const HELP: &[Binding] = &[
+    hinted(
+        &[Char('j'), Down],
+        "j ↓",
+        Action::ScrollLines(1),
+        "scroll down",
+        "scroll",
+    ),
+    b(
+        &[Char('k'), Up],
+        "k ↑",
+        Action::ScrollLines(-1),
+        "scroll up",
+    ),
+    hinted(
+        &[PageDown, Char(' ')],
+        "PgDn",
+        Action::ScrollPages(1),
+        "one page down",
+        "page",
+    ),
+    b(&[PageUp], "PgUp", Action::ScrollPages(-1), "one page up"),
+    b(
+        &[Home, Char('g')],
+        "Home g",
+        Action::ScrollPages(-1000),
+        "top",
+    ),
+    b(
+        &[End, Char('G')],
+        "End G",
+        Action::ScrollPages(1000),
+        "bottom",
+    ),
+    hinted(
+        &[Esc, Char('?'), Char('q')],
+        "Esc ? q",
+        Action::Cancel,
+        "close the help",
+        "close",
+    ),
+];
+
 fn table(mode: Mode) -> &'static [Binding] {
     match mode {
         Mode::Normal => NORMAL,
@@ -423,14 +473,15 @@ fn table(mode: Mode) -> &'static [Binding] {
         Mode::Confirm => CONFIRM,
         Mode::QuitPrompt => QUIT_PROMPT,
         Mode::Jump => JUMP,
-        Mode::Help | Mode::Warnings => &[],
+        Mode::Help => HELP,
+        Mode::Warnings => &[],
     }
 }
 
 /// The hint line's entries for a mode: (keys, word).
 pub fn hints(mode: Mode) -> Vec<(&'static str, &'static str)> {
     match mode {
-        Mode::Help | Mode::Warnings => vec![("any key", "close")],
+        Mode::Warnings => vec![("any key", "close")],
         _ => table(mode)
             .iter()
             .filter_map(|b| b.hint.map(|h| (b.hint_keys.unwrap_or(b.shown), h)))
@@ -470,7 +521,8 @@ pub fn action_for(mode: Mode, key: KeyEvent) -> Option<Action> {
             Char(d) if d.is_ascii_digit() && !ctrl => Some(Action::Jump(Some(d))),
             _ => lookup(NORMAL, &key),
         },
-        Mode::Help | Mode::Warnings => Some(Action::Cancel),
+        Mode::Help => lookup(HELP, &key),
+        Mode::Warnings => Some(Action::Cancel),
         Mode::Confirm => lookup(CONFIRM, &key),
         Mode::QuitPrompt => lookup(QUIT_PROMPT, &key),
         Mode::Jump => lookup(JUMP, &key).or(match key.code {
@@ -485,12 +537,13 @@ pub fn action_for(mode: Mode, key: KeyEvent) -> Option<Action> {
 }
 
 /// Every table help shows, with a heading.
-pub fn sections() -> [(&'static str, &'static [Binding]); 4] {
+pub fn sections() -> [(&'static str, &'static [Binding]); 5] {
     [
         ("", NORMAL),
         ("in a dialog", DIALOG),
         ("at a question", CONFIRM),
         ("at the quit prompt", QUIT_PROMPT),
+        ("in this help", HELP),
     ]
 }
 

@@ -15,6 +15,7 @@ mod app;
 mod effect;
 mod eval_text;
 mod format;
+mod help_rows;
 mod jobs;
 mod keys;
 mod layout;
@@ -66,7 +67,7 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         );
     }
     if let Some(t) = &args.eval.text
-        && let Err(e) = std::fs::File::open(t)
+        && let Err(e) = snrscope::util::files::open_regular(t)
     {
         color_eyre::eyre::bail!(
             "{}: cannot read the text for the perplexity: {}",

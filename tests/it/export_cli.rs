@@ -51,7 +51,12 @@ fn yaml_and_model_from_a_model() {
         "{stdout}"
     );
     let (model, r, dtype) = ranges(&tmp.path().join("prune.yml"));
-    assert_eq!((model.as_str(), dtype.as_str()), ("src", "bfloat16"));
+    // The folder's absolute path, as the explorer writes it (mergekit reads `src` as a repo id).
+    let abs = std::fs::canonicalize(&src).unwrap();
+    assert_eq!(
+        (model.as_str(), dtype.as_str()),
+        (abs.to_str().unwrap(), "bfloat16")
+    );
     assert_eq!(r, vec![[0, 2], [3, 5], [6, 8]]);
     check_pruned(&src, &tmp.path().join("pruned"), 8, &[2, 5], 100_000);
     assert_eq!(names_in(tmp.path()), vec!["prune.yml", "pruned", "src"]);
@@ -132,13 +137,15 @@ fn plans_from_a_scan_file_without_weights() {
             "lowest:1",
             "--yaml",
             "q.yml",
+            "--model-name",
+            "org/m",
         ])
         .cwd(tmp.path())
         .run()
         .parts();
     assert_eq!(code, 0, "{stderr}");
     let (model, r, dtype) = ranges(&tmp.path().join("q.yml"));
-    assert_eq!((model.as_str(), dtype.as_str()), ("scan.json", "bfloat16"));
+    assert_eq!((model.as_str(), dtype.as_str()), ("org/m", "bfloat16"));
     assert_eq!(r, vec![[0, 2], [3, 4]]);
     let (code, _, stderr) = crate::snrscope()
         .args([
@@ -239,7 +246,14 @@ fn errors_name_the_file_and_exit_1() {
 
     std::fs::write(tmp.path().join("p.yml"), "mine").unwrap();
     let (code, _, stderr) = crate::snrscope()
-        .args(["export", "scan.json", "--yaml", "p.yml"])
+        .args([
+            "export",
+            "scan.json",
+            "--yaml",
+            "p.yml",
+            "--model-name",
+            "org/m",
+        ])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -254,7 +268,16 @@ fn errors_name_the_file_and_exit_1() {
     );
 
     let (code, _, stderr) = crate::snrscope()
-        .args(["export", "scan.json", "--drop", "0-3", "--yaml", "q.yml"])
+        .args([
+            "export",
+            "scan.json",
+            "--drop",
+            "0-3",
+            "--yaml",
+            "q.yml",
+            "--model-name",
+            "org/m",
+        ])
         .cwd(tmp.path())
         .run()
         .parts();
@@ -414,7 +437,14 @@ fn unfrozen_yaml_needs_no_pruning_plan() {
         "{u}"
     );
     let (code, _, stderr) = crate::snrscope()
-        .args(["export", "scan.json", "--yaml", "p.yml"])
+        .args([
+            "export",
+            "scan.json",
+            "--yaml",
+            "p.yml",
+            "--model-name",
+            "org/m",
+        ])
         .cwd(tmp.path())
         .run()
         .parts();

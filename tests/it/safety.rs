@@ -481,7 +481,14 @@ fn a_huge_layer_number_is_refused_before_anything_is_allocated() {
         let file = tmp.path().join("huge.json");
         std::fs::write(&file, text).unwrap();
         let (code, _, err) = crate::snrscope()
-            .args(["export", "huge.json", "--yaml", "p.yml"])
+            .args([
+                "export",
+                "huge.json",
+                "--yaml",
+                "p.yml",
+                "--model-name",
+                "org/m",
+            ])
             .cwd(tmp.path())
             .xdg_cache()
             .run()
@@ -658,10 +665,10 @@ fn no_yaml_is_written_when_the_model_export_fails() {
     assert_eq!(names_in(tmp.path()), vec!["src"]);
 }
 
-/// Under an address-space limit smaller than the whole model, a scan maps only the shards it
-/// reads; a limit below one shard gets a message that names the limit.
+/// Under an address-space limit smaller than the whole model (and than one shard), a scan
+/// reads the matrices that fit; one that does not fit gets a message that names the limit.
 #[test]
-fn shards_are_mapped_lazily_under_an_address_space_limit() {
+fn a_scan_fits_an_address_space_limit_smaller_than_the_model() {
     use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
     // Three 600 MB shards, sparse (instant); 1.8 GB in all.

@@ -65,10 +65,10 @@ fn explore_toggle_switch_help_and_quit() {
 
     // Help shows and goes away.
     t.keys(&["?"]);
-    let s = t.wait_text("Keys · any key closes");
+    let s = t.wait_text("Esc closes");
     assert!(s.contains("back to the rule alone"), "{s}");
     t.keys(&[key::ESC]);
-    t.wait_for("help to close", |s| !s.contains("Keys · any key closes"));
+    t.wait_for("help to close", |s| !s.contains("Esc closes"));
 
     // The choice was changed by hand: q asks first; q again quits without writing.
     t.keys(&["q"]);
@@ -174,7 +174,7 @@ fn a_whole_session() {
     t.wait_text("keep [0,2) [3,8)  7/8 layers");
     // Change the rule three times: the hand choice holds.
     t.keys(&["r"]);
-    t.wait_text("rule drop the 1 layers with the lowest");
+    t.wait_text("rule drop the layer with the lowest");
     t.keys(&["r", "r"]);
     let s = t.wait_text("rule drop layers whose self_attn.v_proj SNR is infinite");
     assert!(s.contains("keep [0,2) [3,8)  7/8 layers"), "{s}");
@@ -242,6 +242,9 @@ fn without_colour_the_marks_still_differ() {
     assert!(marks.contains('^'), "the cursor on layer 3: {marks}");
     assert!(s.contains("[self_attn.v_proj]"), "{s}");
     assert!(t.find_reversed("3"), "the cursor's label is reversed");
+    // Hand choices are unwritten: Ctrl-C asks, a second one leaves.
+    t.keys(&[key::CTRL_C]);
+    t.wait_text("Quit?");
     t.keys(&[key::CTRL_C]);
     t.wait_exit();
 }
@@ -250,15 +253,23 @@ fn without_colour_the_marks_still_differ() {
 #[test]
 fn the_demo_first_run_shows_its_progress() {
     let tmp = tempfile::TempDir::new().unwrap();
-    let mut t = explorer(&tmp, &[] as &[&OsStr], &[], 120, 40);
+    let cache = tmp.path().join("cache");
+    let mut t = explorer(
+        &tmp,
+        &[] as &[&OsStr],
+        &[("SNRSCOPE_CACHE_DIR", cache.as_os_str())],
+        120,
+        40,
+    );
     t.wait_text("scanned: 24 matrices");
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(), 0);
     let s = t.screen();
     assert!(s.contains("writing the demo model once into"), "{s}");
     assert!(s.contains("computing 24 layers of weights"), "{s}");
+    // Beside the scan cache (SNRSCOPE_CACHE_DIR), not in XDG_CACHE_HOME.
     assert!(
-        s.contains(&tmp.path().join("snrscope").display().to_string()),
+        s.contains(&cache.join("demo-model-v3").display().to_string()),
         "{s}"
     );
 }
@@ -296,7 +307,10 @@ fn perplexity_of_the_demo_choice_in_the_explorer() {
     t.wait_for("the new choice's perplexity", |s| {
         s.contains("dropping 11-12,19") && !s.contains("stale")
     });
-    t.keys(&["\x03"]); // Ctrl-C: leave at once
+    // Ctrl-C with an unwritten choice asks, as q does; a second one leaves at once.
+    t.keys(&["\x03"]);
+    t.wait_text("Quit?");
+    t.keys(&["\x03"]);
     assert_eq!(t.wait_exit(), 0);
     assert!(!t.alternate());
 }

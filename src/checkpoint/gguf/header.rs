@@ -70,7 +70,11 @@ pub struct GgufFile {
 impl GgufFile {
     /// Opens and parses `path`; reads only the header.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let file = File::open(path).map_err(|e| {
+        if path.is_dir() {
+            return Err(GgufError::layout(path, "is a folder, not a GGUF file"));
+        }
+        // Only a regular file: a FIFO would block, a device would read without end.
+        let (file, meta) = crate::util::files::open_regular(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 GgufError::NotFound {
                     path: path.to_path_buf(),
@@ -79,10 +83,6 @@ impl GgufFile {
                 GgufError::io(path, e)
             }
         })?;
-        let meta = file.metadata().map_err(|e| GgufError::io(path, e))?;
-        if meta.is_dir() {
-            return Err(GgufError::layout(path, "is a folder, not a GGUF file"));
-        }
         parse(path, file, meta.len())
     }
 

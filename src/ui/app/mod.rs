@@ -166,17 +166,7 @@ impl App {
                 .and_then(|g| g.file.source_repo())
                 .unwrap_or_default(),
             // mergekit reads a relative path as a Hugging Face repo id: give it the folder.
-            (None, Source::Model(_)) => std::fs::canonicalize(&doc.source_path)
-                .map(|p| {
-                    if p.is_file() {
-                        p.parent().map(Path::to_path_buf).unwrap_or(p)
-                    } else {
-                        p
-                    }
-                })
-                .unwrap_or_else(|_| doc.source_path.clone())
-                .display()
-                .to_string(),
+            (None, Source::Model(_)) => snrscope::export::model_reference(&doc.source_path),
             // A scan file is not a model: the user must say which model it describes.
             (None, Source::ScanFile(_)) => String::new(),
         };
@@ -355,9 +345,8 @@ impl App {
             (0, 0) => {}
             (a, 0) => s.push_str(&format!(", {a} changed by hand")),
             (0, g) => s.push_str(&format!(", {g} hand choice(s) the rule agrees with")),
-            (a, g) => s.push_str(&format!(
-                ", {a} changed by hand (+{g} the rule agrees with)"
-            )),
+            // Short enough for 80 columns: the long form was cut mid-sentence.
+            (a, g) => s.push_str(&format!(", {a} changed by hand, {g} agreeing")),
         }
         s
     }

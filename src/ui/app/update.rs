@@ -2,9 +2,18 @@
 //! things (Esc, quit, answers to questions).
 
 use super::*;
+use crate::ui::help_rows;
 
 impl App {
     // ---- actions ----
+
+    /// Scrolls the help overlay by `by` rows, within its rows at the current size.
+    fn scroll_help(&mut self, by: isize) {
+        if let Overlay::Help(scroll) = &mut self.overlay {
+            let max = help_rows::max_scroll(self.view.size.0, self.view.size.1);
+            *scroll = (*scroll as isize + by).clamp(0, max as isize) as usize;
+        }
+    }
 
     pub(super) fn apply(&mut self, action: Action) {
         match action {
@@ -108,7 +117,12 @@ impl App {
                 self.view.sorted = !self.view.sorted;
                 self.keep_cursor_visible();
             }
-            Action::Help => self.overlay = Overlay::Help,
+            Action::Help => self.overlay = Overlay::Help(0),
+            Action::ScrollLines(n) => self.scroll_help(n as isize),
+            Action::ScrollPages(n) => {
+                let (_, page) = help_rows::frame(self.view.size.0, self.view.size.1);
+                self.scroll_help(n as isize * page.saturating_sub(1).max(1) as isize);
+            }
             Action::Warnings => {
                 if self.doc.warnings.is_empty() {
                     self.set_status("no warnings about this model", StatusKind::Info);
@@ -138,7 +152,15 @@ impl App {
                     self.shutdown();
                 }
             }
-            Action::ForceQuit => self.shutdown(),
+            // Ctrl-C asks as q does when work would be lost; at the prompt it quits at once.
+            Action::ForceQuit => {
+                if (self.unsaved() || self.export.is_some()) && self.overlay != Overlay::QuitPrompt
+                {
+                    self.overlay = Overlay::QuitPrompt;
+                } else {
+                    self.shutdown();
+                }
+            }
             Action::Click(x, y) => self.click(x, y),
             Action::Edit(e) => match &mut self.overlay {
                 Overlay::Dialog(d) => {

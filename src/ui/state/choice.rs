@@ -30,8 +30,9 @@ pub struct Choice {
     selection: Selection,
     undo: Vec<Snapshot>,
     redo: Vec<Snapshot>,
-    /// Changed since it was last written out.
-    dirty: bool,
+    /// The choice as last written out (or as it started): it is "changed" when it differs,
+    /// so undoing back to what was written is not a change.
+    saved: Option<Snapshot>,
 }
 
 impl Choice {
@@ -44,8 +45,14 @@ impl Choice {
             selection: Selection::new(num_layers),
             undo: Vec::new(),
             redo: Vec::new(),
-            dirty: false,
+            saved: None,
         }
+        .with_saved()
+    }
+
+    fn with_saved(mut self) -> Choice {
+        self.mark_saved();
+        self
     }
 
     pub fn selection(&self) -> &Selection {
@@ -57,11 +64,11 @@ impl Choice {
     }
 
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.saved.as_ref() != Some(&self.snapshot())
     }
 
     pub fn mark_saved(&mut self) {
-        self.dirty = false;
+        self.saved = Some(self.snapshot());
     }
 
     /// Hand choices recorded (agreeing with the rule or not).
@@ -99,7 +106,6 @@ impl Choice {
                 self.undo.remove(0);
             }
             self.redo.clear();
-            self.dirty = true;
         }
     }
 
@@ -153,7 +159,6 @@ impl Choice {
         };
         self.redo.push(self.snapshot());
         self.restore(s, snr);
-        self.dirty = true;
         true
     }
 
@@ -163,7 +168,6 @@ impl Choice {
         };
         self.undo.push(self.snapshot());
         self.restore(s, snr);
-        self.dirty = true;
         true
     }
 }
@@ -219,6 +223,30 @@ pub fn default_below(snr: &[Option<f64>]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Undo (or redo) back to the written choice is no change: the quit prompt said "changed
+    /// since last written" after undo/redo returned to it.
+    #[test]
+    fn back_to_the_written_choice_is_not_a_change() {
+        let snr = vec![Some(1.0), Some(f64::INFINITY), Some(2.0)];
+        let s = snr.clone();
+        let of = move |_| s.clone();
+        let mut c = Choice::new(3, 0);
+        c.refresh(&snr);
+        assert!(!c.is_dirty());
+        c.toggle(0, &snr);
+        assert!(c.is_dirty());
+        c.mark_saved();
+        assert!(!c.is_dirty());
+        c.toggle(2, &snr);
+        assert!(c.is_dirty());
+        assert!(c.undo(&of));
+        assert!(!c.is_dirty(), "undone back to the written choice");
+        assert!(c.undo(&of));
+        assert!(c.is_dirty(), "before the written choice");
+        assert!(c.redo(&of));
+        assert!(!c.is_dirty(), "redone back to the written choice");
+    }
 
     #[test]
     fn undo_and_redo_walk_the_history() {

@@ -167,7 +167,8 @@ pub enum Question {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     None,
-    Help,
+    /// The key list, scrolled this many rows down.
+    Help(usize),
     Warnings,
     Jump(LineEdit),
     Dialog(Dialog),
@@ -180,7 +181,7 @@ impl Overlay {
     pub fn mode(&self) -> Mode {
         match self {
             Overlay::None => Mode::Normal,
-            Overlay::Help => Mode::Help,
+            Overlay::Help(_) => Mode::Help,
             Overlay::Warnings => Mode::Warnings,
             Overlay::Jump(_) => Mode::Jump,
             Overlay::Dialog(d) if d.replace.is_some() => Mode::Confirm,

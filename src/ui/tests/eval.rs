@@ -150,6 +150,17 @@ fn p_computes_the_original_then_the_choice_and_marks_it_stale_when_the_choice_mo
             line.contains("keep [0,2) [3,8)") && line.contains(&text)
         })
         .expect("the summary line shows the stale perplexity");
+    // At 80 columns too, shorter (it vanished there).
+    let narrow = ratatui::layout::Rect::new(0, 0, 80, 24);
+    let mut nbuf = ratatui::buffer::Buffer::empty(narrow);
+    crate::ui::view::draw(&app, narrow, &mut nbuf);
+    assert!(
+        (0..24).any(|y| {
+            let line: String = (0..80).map(|x| nbuf[(x, y)].symbol()).collect();
+            line.contains("keep [0,2) [3,8)") && line.contains("ppl ") && line.contains("stale")
+        }),
+        "no stale perplexity at 80x24"
+    );
     let line: String = (0..120).map(|x| buf[(x, row)].symbol()).collect();
     let col = line.find("ppl").unwrap();
     let x = line[..col].chars().count() as u16;

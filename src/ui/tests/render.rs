@@ -262,8 +262,9 @@ fn help_overlay_lists_every_key() {
     let (_t, mut app, _) = mixed_app();
     app.update(Action::Help);
     let buf = draw(&mut app, 120, 40);
-    let all = text(&buf);
-    insta::assert_snapshot!("help_120x40", all);
+    insta::assert_snapshot!("help_120x40", text(&buf));
+    app.update(Action::Cancel);
+    let all = help_pages(&mut app, 120, 40);
     for needle in [
         "previous layer",
         "next module type",
@@ -341,7 +342,7 @@ fn every_size_renders_without_panicking() {
         let _ = draw(&mut app, w, h);
         app.update(Action::Help);
         let _ = draw(&mut app, w, h);
-        app.update(Action::Help);
+        app.update(Action::Cancel);
     }
     app.update(Action::ToggleSpectrum);
     app.update(Action::ToggleScale);
@@ -371,21 +372,52 @@ fn below_rule_draws_its_threshold_line() {
     assert!(text(&buf).contains("drop layers whose self_attn.v_proj SNR is below"));
 }
 
+/// Every page of the help, scrolled through with PgDn until it stops moving.
+fn help_pages(app: &mut App, w: u16, h: u16) -> String {
+    app.update(Action::Help);
+    let mut all = String::new();
+    loop {
+        let buf = draw(app, w, h);
+        all.push_str(&text(&buf));
+        let before = app.overlay().clone();
+        app.update(Action::ScrollPages(1));
+        if *app.overlay() == before {
+            break;
+        }
+    }
+    app.update(Action::Cancel);
+    all
+}
+
+/// On a short terminal the help scrolls: every key and every word of each description shows
+/// on some page (at 80x20 and 120x40 descriptions were cut at the right edge).
 #[test]
-fn help_on_a_short_terminal_still_shows_every_key() {
+fn help_on_a_short_terminal_scrolls_to_every_key() {
     let (_t, mut app, _) = mixed_app();
     app.update(Action::Help);
     let buf = draw(&mut app, 80, 20);
-    let all = text(&buf);
-    insta::assert_snapshot!("help_80x20", all);
-    for b in crate::ui::keys::NORMAL {
-        assert!(
-            all.contains(b.shown),
-            "help at 80x20 lacks the key {:?}",
-            b.shown
-        );
+    insta::assert_snapshot!("help_80x20", text(&buf));
+    app.update(Action::Cancel);
+    for (w, h) in [(80, 20), (80, 24), (120, 40)] {
+        let all = help_pages(&mut app, w, h);
+        let words: String = all
+            .lines()
+            .flat_map(|l| l.trim_matches(|c| c == '│' || c == ' ').split_whitespace())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (_, table) in crate::ui::keys::sections() {
+            for b in table {
+                assert!(all.contains(b.shown), "{w}x{h}: no key {:?}", b.shown);
+                assert!(
+                    words.contains(b.help),
+                    "{w}x{h}: {:?} cut: {:?}",
+                    b.shown,
+                    b.help
+                );
+            }
+        }
+        assert!(all.contains("✓ kept by hand"), "{w}x{h}");
     }
-    assert!(all.contains("Ctrl-C"));
 }
 
 #[test]
@@ -609,4 +641,51 @@ fn sorted_view_lists_layers_by_snr() {
     let order: Vec<usize> = rows.iter().take(3).map(layer_of).collect();
     assert_eq!(order, vec![1, 4, 0], "{rows:#?}");
     assert!(rows[0].contains("∞") && rows[0].contains("dropped by the rule"));
+}
+
+/// At 80×24 the header and the hint line keep `? help` and `q quit`, and the chart's legend
+/// keeps the marks of the choice (`✓ keep (hand)`): each was cut at the right edge.
+#[test]
+fn at_80x24_help_quit_and_the_marks_stay_on_screen() {
+    let (_t, mut app, _) = mixed_app();
+    let buf = draw(&mut app, 80, 24);
+    let all = text(&buf);
+    insta::assert_snapshot!("plain_80x24", all);
+    let rows: Vec<&str> = all.lines().collect();
+    assert!(
+        rows[0].contains("? help") && rows[0].contains("q quit"),
+        "{}",
+        rows[0]
+    );
+    let hints = rows.last().unwrap();
+    assert!(
+        hints.contains("? help") && hints.contains("q quit"),
+        "{hints}"
+    );
+    assert!(all.contains("✓ keep (hand)"), "{all}");
+    assert!(
+        all.contains("✗ drop (rule)") && all.contains("✖ drop (hand)"),
+        "{all}"
+    );
+}
+
+/// The hint line offers "Tab next field" only in a dialog with another field (the scan JSON
+/// dialog has one; the YAML dialog two).
+#[test]
+fn tab_next_field_is_hinted_only_with_a_second_field() {
+    let (_t, mut app, _) = mixed_app();
+    app.update(Action::WriteScan);
+    let one = text(&draw(&mut app, 120, 40));
+    let hints = one.lines().last().unwrap().to_string();
+    assert!(
+        hints.contains("Enter write") && !hints.contains("next field"),
+        "{hints}"
+    );
+    app.update(Action::Cancel);
+    app.update(Action::WriteYaml);
+    let two = text(&draw(&mut app, 120, 40));
+    assert!(
+        two.lines().last().unwrap().contains("Tab next field"),
+        "{two}"
+    );
 }

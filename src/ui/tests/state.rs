@@ -391,25 +391,68 @@ fn quit_asks_only_when_the_choice_changed() {
 
     let (_t, mut app) = scanned();
     app.update(Action::Toggle);
-    app.handle(Msg::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )));
-    assert!(app.quit(), "Ctrl-C never asks");
+    let ctrl_c = || Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    app.handle(ctrl_c());
+    assert!(
+        !app.quit(),
+        "Ctrl-C asks, as q does, when the choice is not written"
+    );
+    assert_eq!(*app.overlay(), Overlay::QuitPrompt);
+    app.handle(ctrl_c());
+    assert!(app.quit(), "Ctrl-C at the prompt quits at once");
 
     let (_t, mut app) = scanned();
     app.handle(Msg::Terminate);
     assert!(app.quit());
 }
 
+/// The help scrolls with j/k, PgDn/PgUp, Home/End, within its rows; other keys do nothing
+/// (any key used to close it); Esc, ? and q close it (q without quitting).
 #[test]
-fn help_overlay_opens_and_any_key_closes_it() {
+fn help_overlay_scrolls_and_closes_only_on_esc_question_mark_or_q() {
     let (_t, mut app) = scanned();
-    app.handle(key(KeyCode::Char('?')));
-    assert_eq!(*app.overlay(), Overlay::Help);
-    app.handle(key(KeyCode::Char(' ')));
-    assert_eq!(*app.overlay(), Overlay::None);
-    assert_eq!(dropped(&app), vec![2, 5], "the key only closed the help");
+    app.handle(Msg::Resize(80, 24));
+    for close in [KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('q')] {
+        app.handle(key(KeyCode::Char('?')));
+        assert_eq!(*app.overlay(), Overlay::Help(0));
+        app.handle(key(KeyCode::Char('j')));
+        app.handle(key(KeyCode::Down));
+        assert_eq!(*app.overlay(), Overlay::Help(2));
+        app.handle(key(KeyCode::Char('k')));
+        assert_eq!(*app.overlay(), Overlay::Help(1));
+        for other in [
+            KeyCode::Char(' '),
+            KeyCode::Char('x'),
+            KeyCode::Enter,
+            KeyCode::Left,
+        ] {
+            app.handle(key(other));
+            assert!(
+                matches!(app.overlay(), Overlay::Help(_)),
+                "{other:?} closed it"
+            );
+        }
+        app.handle(key(KeyCode::End));
+        let max = crate::ui::help_rows::max_scroll(80, 24);
+        assert!(max > 0, "the help fits 80x24 without scrolling?");
+        assert_eq!(*app.overlay(), Overlay::Help(max));
+        app.handle(key(KeyCode::Char('j')));
+        assert_eq!(*app.overlay(), Overlay::Help(max), "scrolled past the end");
+        app.handle(key(KeyCode::PageUp));
+        let Overlay::Help(after_page) = *app.overlay() else {
+            panic!("PgUp closed the help")
+        };
+        assert!(
+            after_page < max && after_page + 22 >= max,
+            "{after_page} of {max}"
+        );
+        app.handle(key(KeyCode::Home));
+        assert_eq!(*app.overlay(), Overlay::Help(0));
+        app.handle(key(close));
+        assert_eq!(*app.overlay(), Overlay::None, "{close:?}");
+        assert!(!app.quit());
+    }
+    assert_eq!(dropped(&app), vec![2, 5], "the keys only moved the help");
 }
 
 #[test]
@@ -838,7 +881,7 @@ fn a_failed_write_keeps_the_dialog_and_says_why_once() {
     let err = d.error.clone().expect("an error");
     assert_eq!(err.matches(&bad.display().to_string()).count(), 1, "{err}");
     assert!(!err.contains("os error"), "{err}");
-    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(err.contains("its folder does not exist"), "{err}");
     // Writing into the model itself: refused, whatever is answered.
     let inside = app.doc().source_path.join("p.yml");
     type_into(&mut app, &inside.display().to_string());

@@ -14,7 +14,7 @@ use crate::ui::{
     App, format, keys, layout,
     state::{
         document::{Kind, ScanState},
-        overlay::StatusKind,
+        overlay::{Overlay, StatusKind},
     },
 };
 use snrscope::{
@@ -64,8 +64,19 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
             Style::new().fg(theme::MANUAL),
         ));
     }
-    spans.push(Span::styled("  ? help", theme::dim()));
-    line(Line::from(spans), area, buf);
+    // The way to help and out stays at the right edge; the rest gives way on narrow screens.
+    let keys = "  ? help  q quit";
+    let content = Line::from(spans.clone());
+    if content.width() + keys.chars().count() <= area.width as usize {
+        spans.push(Span::styled(keys, theme::dim()));
+        line(Line::from(spans), area, buf);
+        return;
+    }
+    let keys_w = (keys.chars().count() as u16).min(area.width);
+    let left = Rect::new(area.x, area.y, area.width - keys_w, area.height);
+    let right = Rect::new(area.x + left.width, area.y, keys_w, area.height);
+    line(Line::from(spans), left, buf);
+    line(Line::styled(keys, theme::dim()), right, buf);
 }
 
 pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
@@ -161,12 +172,22 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
             ),
             Span::raw(format!("{} ", m.label)),
             Span::styled(gauge(p.fraction(), 24), Style::new().fg(theme::ACCENT)),
-            Span::raw(format!(
-                " {}/{} · {:.1} matrices/s · {eta}",
-                p.done,
-                p.total,
-                p.rate()
-            )),
+            Span::raw(if p.cached > 0 {
+                format!(
+                    " {}/{} ({} cached) · {:.1} computed/s · {eta}",
+                    p.done,
+                    p.total,
+                    p.cached,
+                    p.rate()
+                )
+            } else {
+                format!(
+                    " {}/{} · {:.1} matrices/s · {eta}",
+                    p.done,
+                    p.total,
+                    p.rate()
+                )
+            }),
         ];
         if queued > 0 {
             spans.push(Span::styled(format!(" · {queued} queued"), theme::dim()));
@@ -261,6 +282,12 @@ pub enum PplLook {
 /// The perplexity part of the summary: `ppl 12.31 → 14.08 (+14.4 %)`, with progress while a
 /// job runs and marked stale once the choice moved on; `None` before the first `p`.
 pub fn ppl_text(app: &App) -> Option<(String, PplLook)> {
+    ppl_text_sized(app, false)
+}
+
+/// [`ppl_text`], or with `compact` a shorter stale value (without its choice) for narrow
+/// screens, where the whole sentence would push it off the line.
+fn ppl_text_sized(app: &App, compact: bool) -> Option<(String, PplLook)> {
     let ev = &app.evals();
     let st = &ev.state;
     let current = app.choice().selection().dropped();
@@ -282,7 +309,16 @@ pub fn ppl_text(app: &App) -> Option<(String, PplLook)> {
         return Some((text, PplLook::Running));
     }
     if let Some(sum) = ev.summary() {
-        return Some(if sum.is_stale(&current) {
+        return Some(if sum.is_stale(&current) && compact {
+            (
+                format!(
+                    "ppl {} → {} stale",
+                    format_perplexity(sum.original),
+                    format_perplexity(sum.pruned)
+                ),
+                PplLook::Stale,
+            )
+        } else if sum.is_stale(&current) {
             (
                 format!(
                     "{} for {} · stale, p",
@@ -307,7 +343,14 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 
 pub fn summary(app: &App, area: Rect, buf: &mut Buffer) {
     let width = (area.width as usize).saturating_sub(1);
-    let ppl = ppl_text(app);
+    let mut ppl = ppl_text(app);
+    let fits = |p: &Option<(String, PplLook)>| {
+        p.as_ref()
+            .is_none_or(|(t, _)| width >= t.chars().count() + 2 + 40)
+    };
+    if !fits(&ppl) {
+        ppl = ppl_text_sized(app, true);
+    }
     let ppl_width = ppl.as_ref().map_or(0, |(t, _)| t.chars().count() + 2);
     // The layer summary is what the user acts on; the perplexity gives way on narrow screens.
     let (text, ppl) = if ppl_width > 0 && width >= ppl_width + 40 {
@@ -361,7 +404,29 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let spans: Vec<Span> = keys::hints(app.mode())
+    // On a narrow screen the hints give way from the end, but help and quit always stay.
+    let mut hints = keys::hints(app.mode());
+    // "Tab next field" only where there is another field to go to.
+    if let Overlay::Dialog(d) = app.overlay()
+        && d.fields.len() < 2
+    {
+        hints.retain(|(_, word)| *word != "next field");
+    }
+    let width = |h: &[(&str, &str)]| -> usize {
+        h.iter()
+            .map(|(k, d)| k.chars().count() + d.chars().count() + 3)
+            .sum()
+    };
+    while width(&hints) > area.width as usize {
+        let Some(i) = hints
+            .iter()
+            .rposition(|(_, d)| !matches!(*d, "help" | "quit"))
+        else {
+            break;
+        };
+        hints.remove(i);
+    }
+    let spans: Vec<Span> = hints
         .into_iter()
         .flat_map(|(k, d)| {
             [

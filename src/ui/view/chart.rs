@@ -138,7 +138,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ]);
     let mut block = Block::bordered().title(title);
     if area.width > 40 {
-        block = block.title_bottom(legend());
+        block = block.title_bottom(legend(area.width.saturating_sub(2) as usize));
     }
     block.render(area, buf);
     if g.bars.height == 0 || g.visible == 0 {
@@ -165,13 +165,36 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-fn legend() -> Line<'static> {
+/// The legend in at most `width` cells: the marks of the choice always show (nothing else on
+/// screen explains them); the bar kinds give way, the most self-evident first.
+fn legend(width: usize) -> Line<'static> {
     let item = |glyph: &'static str, style: Style, text: &'static str| {
         [Span::styled(glyph, style), Span::raw(format!(" {text} "))]
     };
-    let style = |m| theme::mark(m).map(|(_, s)| s).unwrap_or_default();
+    let mut parts = legend_items(item);
+    for drop in ["finite", "pending", "all-zero", "failed", "infinite"] {
+        let w: usize = 1 + parts
+            .iter()
+            .flatten()
+            .map(|s| s.content.chars().count())
+            .sum::<usize>();
+        if w <= width {
+            break;
+        }
+        parts.retain(|p| p[1].content.trim() != drop);
+    }
     let mut spans = vec![Span::raw(" ")];
-    for part in [
+    for part in parts {
+        spans.extend(part);
+    }
+    Line::from(spans)
+}
+
+fn legend_items(
+    item: impl Fn(&'static str, Style, &'static str) -> [Span<'static>; 2],
+) -> Vec<[Span<'static>; 2]> {
+    let style = |m| theme::mark(m).map(|(_, s)| s).unwrap_or_default();
+    vec![
         item(
             theme::GLYPH_INFINITE,
             Style::new().fg(theme::INFINITE),
@@ -204,10 +227,7 @@ fn legend() -> Line<'static> {
             style(snrscope::plan::Mark::KeepManual),
             "keep (hand)",
         ),
-    ] {
-        spans.extend(part);
-    }
-    Line::from(spans)
+    ]
 }
 
 /// The row of a fraction of the bar height.

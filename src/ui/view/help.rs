@@ -10,88 +10,57 @@ use ratatui::{
 };
 
 use super::theme;
-use crate::ui::keys;
-use snrscope::plan::Mark;
+use crate::ui::help_rows::{self, Glyph, Row};
 
-pub fn lines() -> Vec<Line<'static>> {
-    let mut out: Vec<Line> = Vec::new();
-    for (heading, table) in keys::sections() {
-        if !heading.is_empty() {
-            out.push(Line::styled(format!(" {heading}"), theme::bold()));
+fn line(row: &Row) -> Line<'static> {
+    match row {
+        Row::Heading(h) => Line::styled(format!(" {h}"), theme::bold()),
+        Row::Binding(key, text) => Line::from(vec![
+            Span::styled(format!(" {key:<7} "), theme::key()),
+            Span::raw(text.clone()),
+        ]),
+        Row::Legend(g, text) => {
+            let (glyph, style) = match g {
+                Glyph::Infinite => ("∞", Style::new().fg(theme::INFINITE)),
+                Glyph::Failed => ("!", Style::new().fg(theme::FAILED)),
+                Glyph::AllZero => ("∅", Style::new().fg(theme::FAILED)),
+                Glyph::Pending => ("·", Style::new().fg(theme::PENDING)),
+                Glyph::NoWeight => ("-", theme::dim()),
+                Glyph::Mark(m) => theme::mark(*m).unwrap_or((" ", Style::new())),
+            };
+            Line::from(vec![
+                Span::raw(" "),
+                Span::styled(glyph, style),
+                Span::raw(format!(" {text}")),
+            ])
         }
-        for b in table {
-            out.push(Line::from(vec![
-                Span::styled(format!(" {:<7}", b.shown), theme::key()),
-                Span::raw(b.help),
-            ]));
-        }
+        Row::Blank => Line::raw(""),
     }
-    out.push(Line::from(vec![
-        Span::styled(format!(" {:<7}", "mouse"), theme::key()),
-        Span::raw("click a bar, a list row or a module tab; the wheel moves"),
-    ]));
-    out.push(Line::raw(""));
-    out.push(Line::from(vec![
-        Span::styled(" ∞ ", Style::new().fg(theme::INFINITE)),
-        Span::raw("infinite SNR  "),
-        Span::styled("! ", Style::new().fg(theme::FAILED)),
-        Span::raw("failed  "),
-        Span::styled("∅ ", Style::new().fg(theme::FAILED)),
-        Span::raw("all-zero  "),
-        Span::styled("· ", Style::new().fg(theme::PENDING)),
-        Span::raw("pending  "),
-        Span::styled("- ", theme::dim()),
-        Span::raw("no such weight"),
-    ]));
-    let mut marks = vec![Span::raw(" ")];
-    for (m, text) in [
-        (Mark::DropByRule, "dropped by rule  "),
-        (Mark::DropManual, "dropped by hand  "),
-        (Mark::KeepManual, "kept by hand  "),
-        (Mark::DropManualAgrees, "dim: by hand, the rule agrees"),
-    ] {
-        if let Some((g, s)) = theme::mark(m) {
-            marks.push(Span::styled(format!("{g} "), s));
-            marks.push(Span::raw(text));
-        }
-    }
-    out.push(Line::from(marks));
-    out
 }
 
-pub fn render(area: Rect, buf: &mut Buffer) {
-    let lines = lines();
-    let block = Block::bordered().title(" Keys · any key closes ");
-    let one_column = lines.len() as u16 + 2 <= area.height;
-    if one_column {
-        let w = 72.min(area.width);
-        let h = lines.len() as u16 + 2;
-        let r = area.centered(Constraint::Length(w), Constraint::Length(h));
-        Clear.render(r, buf);
-        Paragraph::new(lines).block(block).render(r, buf);
-        return;
-    }
-    // Too short for one column: side by side, so no key is ever hidden on a small terminal
-    // (descriptions may be cut on the right, the keys never are).
-    let w = area.width.min(150);
-    let inner_h = area.height.saturating_sub(2).max(1) as usize;
-    let columns = lines.len().div_ceil(inner_h).clamp(2, 3);
-    let per = lines.len().div_ceil(columns);
-    let h = (per as u16 + 2).min(area.height);
-    let r = area.centered(Constraint::Length(w), Constraint::Length(h));
+/// The help overlay, `scroll` rows down: one column of every key, wrapped to its width, that
+/// scrolls (the title says where it is and how to move).
+pub fn render(scroll: usize, area: Rect, buf: &mut Buffer) {
+    let (w, max_h) = help_rows::frame(area.width, area.height);
+    let rows = help_rows::rows(w);
+    let h = rows.len().min(max_h);
+    let scroll = scroll.min(rows.len().saturating_sub(h));
+    let title = if rows.len() > h {
+        format!(
+            " Keys {}–{} of {} · j/k PgUp/PgDn scroll · Esc closes ",
+            scroll + 1,
+            scroll + h,
+            rows.len()
+        )
+    } else {
+        " Keys · Esc closes ".to_string()
+    };
+    let r = area.centered(Constraint::Length(w), Constraint::Length(h as u16 + 2));
     Clear.render(r, buf);
-    let inner = block.inner(r);
-    block.render(r, buf);
-    let cw = inner.width / columns as u16;
-    for (c, chunk) in lines.chunks(per).enumerate() {
-        let x = inner.x + c as u16 * cw;
-        let width = if c + 1 == columns {
-            inner.width - c as u16 * cw
-        } else {
-            cw
-        };
-        Paragraph::new(chunk.to_vec()).render(Rect::new(x, inner.y, width, inner.height), buf);
-    }
+    let lines: Vec<Line> = rows[scroll..scroll + h].iter().map(line).collect();
+    Paragraph::new(lines)
+        .block(Block::bordered().title(title))
+        .render(r, buf);
 }
 
 pub fn render_warnings(warnings: &[String], area: Rect, buf: &mut Buffer) {

@@ -84,7 +84,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut ratatui::buffer::Buffer) {
     bars::status(app, a.status, buf);
     match &app.overlay() {
         Overlay::None => {}
-        Overlay::Help => help::render(area, buf),
+        Overlay::Help(scroll) => help::render(*scroll, area, buf),
         Overlay::Warnings => help::render_warnings(&app.doc().warnings, area, buf),
         Overlay::Jump(e) => dialog::render_jump(app, e, area, buf),
         Overlay::Dialog(d) => dialog::render_dialog(app, d, area, buf),
