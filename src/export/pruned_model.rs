@@ -81,7 +81,7 @@ pub fn check_output_folder(inputs: &Inputs, out: &Path, force: bool) -> Result<(
 
 /// The pruned model's tensors: main-stack layers renamed to contiguous indices, dropped layers
 /// left out, everything else unchanged; in natural order of the new names. The export writes
-/// them; the perplexity evaluation serves them from the memory map under the same names.
+/// them; the perplexity evaluation reads them from the model's files under the same names.
 pub(crate) fn pruned_tensors<'m>(
     model: &'m Model,
     plan: &Plan,
