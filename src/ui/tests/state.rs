@@ -1322,3 +1322,53 @@ fn fuzzed_scan_files_open_or_are_refused_never_panic() {
         })
         .unwrap();
 }
+
+// ---- issue 19: smaller things ----
+
+/// A refused YAML dialog names the field that is wrong and puts the cursor in it; a path that
+/// was refused is not offered again next time (one that worked is).
+#[test]
+fn a_refused_yaml_dialog_names_the_field_and_forgets_the_path() {
+    let t = TempDir::new().unwrap();
+    let p = t.path().join("scan.json");
+    std::fs::write(
+        &p,
+        r#"{"model.layers.0.self_attn.v_proj": {"snr": 0.5, "type": "self_attn.v_proj"},
+            "model.layers.1.self_attn.v_proj": {"snr": Infinity, "type": "self_attn.v_proj"}}"#,
+    )
+    .unwrap();
+    let (_, entries) = scanfile::read(&p).unwrap();
+    let mut app = Session::new(App::for_scan_file(&p, entries).unwrap());
+    app.handle(key(KeyCode::Char('y')));
+    let default = dialog(&app).path().to_string();
+    let first = t.path().join("first.yml");
+    type_into(&mut app, &first.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    let e = dialog(&app).error.clone().unwrap();
+    assert!(e.starts_with("model: "), "{e}");
+    assert_eq!(dialog(&app).focus, 1, "the field to fill");
+    app.handle(key(KeyCode::Esc));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), default, "the refused path is not kept");
+    // A path that cannot be written: the error names the path field, the cursor goes there.
+    let bad = t.path().join("missing").join("x.yml");
+    type_into(&mut app, &bad.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "org/name");
+    app.handle(key(KeyCode::Enter));
+    let e = dialog(&app).error.clone().unwrap();
+    assert!(e.starts_with("path: "), "{e}");
+    assert_eq!(dialog(&app).focus, 0, "back on the path");
+    app.handle(key(KeyCode::Esc));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), default, "the refused path is not kept");
+    // One that worked is the next default.
+    let good = t.path().join("good.yml");
+    type_into(&mut app, &good.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "org/name");
+    app.handle(key(KeyCode::Enter));
+    assert!(good.is_file(), "{:?}", app.status());
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), good.display().to_string());
+}
