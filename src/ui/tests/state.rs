@@ -1372,3 +1372,60 @@ fn a_refused_yaml_dialog_names_the_field_and_forgets_the_path() {
     app.handle(key(KeyCode::Char('y')));
     assert_eq!(dialog(&app).path(), good.display().to_string());
 }
+
+/// `--yaml FILE`: a saved passthrough YAML carries a session on: its kept layers become hand
+/// choices, undoable, counted as written; a config of another model is refused (layers beyond
+/// this one) or warned about (another model named).
+#[test]
+fn a_saved_yaml_carries_the_session_on() {
+    let (t, mut app) = scanned();
+    let model = app.model_name().to_string();
+    let yaml = |model: &str, ranges: &[[usize; 2]]| {
+        let mut s = String::from("slices:\n");
+        for [a, b] in ranges {
+            s.push_str(&format!(
+                "  - sources:\n      - model: {model}\n        layer_range: [{a}, {b}]\n"
+            ));
+        }
+        s + "merge_method: passthrough\ndtype: bfloat16\n"
+    };
+    let saved = t.path().join("prune.yml");
+    std::fs::write(&saved, yaml(&model, &[[0, 1], [3, 7]])).unwrap();
+    let rule_dropped = dropped(&app);
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(dropped(&app), vec![1, 2, 7]);
+    for l in 0..8 {
+        assert!(app.choice().mark(l).is_override(), "layer {l}: by hand");
+    }
+    assert!(!app.unsaved(), "as written in the file");
+    assert_eq!(status(&app).0, StatusKind::Ok, "{}", status(&app).1);
+    app.handle(key(KeyCode::Char('u')));
+    assert_eq!(dropped(&app), rule_dropped, "undone");
+    // Layers beyond the model: refused, naming the file.
+    std::fs::write(&saved, yaml(&model, &[[0, 9]])).unwrap();
+    let e = crate::ui::carry_on_file(&mut app.app, &saved, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("prune.yml") && e.contains("beyond the model's 8 layers"),
+        "{e}"
+    );
+    // Not a pruning at all.
+    std::fs::write(&saved, "merge_method: slerp\n").unwrap();
+    let e = crate::ui::carry_on_file(&mut app.app, &saved, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("slerp"), "{e}");
+    // Another model folder: used, with a warning.
+    std::fs::write(&saved, yaml(&t.path().display().to_string(), &[[0, 4]])).unwrap();
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(dropped(&app), vec![4, 5, 6, 7]);
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Error);
+    assert!(text.contains("not of this model"), "{text}");
+    // A repo id with no --model-name: taken as the model name for the next YAML.
+    std::fs::write(&saved, yaml("org/tiny", &[[2, 8]])).unwrap();
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(app.model_name(), "org/tiny");
+    assert_eq!(dropped(&app), vec![0, 1]);
+}
