@@ -1429,3 +1429,43 @@ fn a_saved_yaml_carries_the_session_on() {
     assert_eq!(app.model_name(), "org/tiny");
     assert_eq!(dropped(&app), vec![0, 1]);
 }
+
+/// `/` finds a layer by number; Ctrl-D / Ctrl-U move half a page; an unwritten choice says
+/// "modified" in words, not only in colour.
+#[test]
+fn search_half_pages_and_the_modified_marker() {
+    let (t, mut app) = tiny_with(80, &[2, 5], false);
+    app.handle(Msg::Resize(80, 24));
+    app.handle(key(KeyCode::Char('/')));
+    for c in "30".chars() {
+        app.handle(key(KeyCode::Char(c)));
+    }
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(app.view().cursor, 30);
+    let half = (app.chart_geom().visible / 2).max(1);
+    assert!(
+        half <= 30 && app.chart_geom().visible < 80,
+        "a half page of {half} layers"
+    );
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    app.handle(ctrl('d'));
+    assert_eq!(app.view().cursor, 30 + half);
+    app.handle(ctrl('u'));
+    app.handle(ctrl('u'));
+    assert_eq!(app.view().cursor, 30 - half);
+    // The header's first row at 80 columns.
+    let header = |app: &App| {
+        let area = ratatui::layout::Rect::new(0, 0, 80, 24);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        crate::ui::view::draw(app, area, &mut buf);
+        (0..80).map(|x| buf[(x, 0)].symbol()).collect::<String>()
+    };
+    assert!(!header(&app).contains("modified"), "{}", header(&app));
+    app.update(Action::Toggle);
+    assert!(header(&app).contains(" modified · "), "{}", header(&app));
+    assert!(header(&app).contains("? help  q quit"), "{}", header(&app));
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &t.path().join("p.yml").display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert!(!header(&app).contains("modified"), "{}", header(&app));
+}
