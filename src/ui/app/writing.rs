@@ -40,6 +40,20 @@ impl App {
                 };
                 d = d.with_field("model", self.model_name.clone(), Some(hint.into()));
             }
+            // The CLI's `--copy`: files of the model folder that are not model files
+            // (sentence-transformers' modules.json, a README's images) are copied only when
+            // named. A GGUF is one file: nothing beside it to copy.
+            DialogKind::Model if !self.model().is_some_and(|m| m.gguf.is_some()) => {
+                d = d.with_field(
+                    "copy",
+                    self.last_copy.clone(),
+                    Some(
+                        "also copy these files of the model folder (names, comma-separated, \
+                         e.g. modules.json); the export lists what it left out"
+                            .into(),
+                    ),
+                );
+            }
             DialogKind::Unfrozen => {
                 d = d.with_field(
                     "top %",
@@ -166,6 +180,9 @@ impl App {
         // started, or found existing and asked about), never when it was refused.
         if !matches!(outcome, Outcome::Failed(_)) {
             self.last_paths.insert(d.kind, d.path().to_string());
+            if let Some(copy) = d.field("copy") {
+                self.last_copy = copy.to_string();
+            }
         }
         match outcome {
             Outcome::Written(path) => {

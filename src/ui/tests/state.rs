@@ -1469,3 +1469,41 @@ fn search_half_pages_and_the_modified_marker() {
     app.handle(key(KeyCode::Enter));
     assert!(!header(&app).contains("modified"), "{}", header(&app));
 }
+
+/// The export dialog offers the CLI's `--copy`: files of the model folder that are not model
+/// files (sentence-transformers' modules.json) are copied when named in its "copy" field, and
+/// left out (and said so) when not.
+#[test]
+fn the_export_dialog_copies_the_files_it_is_asked_to() {
+    let (t, mut app) = tiny(false);
+    let dir = app.doc().source_path.clone();
+    std::fs::write(dir.join("modules.json"), "[]\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine\n").unwrap();
+    app.update(Action::Toggle); // something dropped: no question first
+    app.handle(key(KeyCode::Char('e')));
+    if matches!(app.overlay(), Overlay::Question(_)) {
+        app.handle(key(KeyCode::Char('y')));
+    }
+    assert_eq!(dialog(&app).fields[1].label, "copy");
+    let out = t.path().join("pruned");
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "modules.json");
+    app.handle(key(KeyCode::Enter));
+    assert!(app.export().is_some(), "{:?}", app.status());
+    app.drain();
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Ok, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("modules.json")).unwrap(),
+        "[]\n"
+    );
+    assert!(!out.join("notes.txt").exists());
+    assert!(text.contains("notes.txt"), "said what was left out: {text}");
+    // The next export dialog offers the same list again.
+    app.handle(key(KeyCode::Char('e')));
+    if matches!(app.overlay(), Overlay::Question(_)) {
+        app.handle(key(KeyCode::Char('y')));
+    }
+    assert_eq!(dialog(&app).field("copy"), Some("modules.json"));
+}
