@@ -43,7 +43,7 @@ impl App {
             // The CLI's `--copy`: files of the model folder that are not model files
             // (sentence-transformers' modules.json, a README's images) are copied only when
             // named. A GGUF is one file: nothing beside it to copy.
-            DialogKind::Model if !self.model().is_some_and(|m| m.gguf.is_some()) => {
+            DialogKind::Model if self.model().is_none_or(|m| m.gguf.is_none()) => {
                 d = d.with_field(
                     "copy",
                     self.last_copy.clone(),
