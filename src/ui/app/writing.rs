@@ -48,8 +48,8 @@ impl App {
                     "copy",
                     self.last_copy.clone(),
                     Some(
-                        "also copy these files of the model folder (names, comma-separated, \
-                         e.g. modules.json); the export lists what it left out"
+                        "also copy these files or folders of the model folder (names, \
+                         comma-separated, e.g. modules.json, 1_Pooling)"
                             .into(),
                     ),
                 );

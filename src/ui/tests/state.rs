@@ -1479,6 +1479,8 @@ fn the_export_dialog_copies_the_files_it_is_asked_to() {
     let dir = app.doc().source_path.clone();
     std::fs::write(dir.join("modules.json"), "[]\n").unwrap();
     std::fs::write(dir.join("notes.txt"), "mine\n").unwrap();
+    std::fs::create_dir(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), "{}\n").unwrap();
     app.update(Action::Toggle); // something dropped: no question first
     app.handle(key(KeyCode::Char('e')));
     if matches!(app.overlay(), Overlay::Question(_)) {
@@ -1488,7 +1490,7 @@ fn the_export_dialog_copies_the_files_it_is_asked_to() {
     let out = t.path().join("pruned");
     type_into(&mut app, &out.display().to_string());
     app.handle(key(KeyCode::Tab));
-    type_into(&mut app, "modules.json");
+    type_into(&mut app, "modules.json, 1_Pooling");
     app.handle(key(KeyCode::Enter));
     assert!(app.export().is_some(), "{:?}", app.status());
     app.drain();
@@ -1498,6 +1500,10 @@ fn the_export_dialog_copies_the_files_it_is_asked_to() {
         std::fs::read_to_string(out.join("modules.json")).unwrap(),
         "[]\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(out.join("1_Pooling/config.json")).unwrap(),
+        "{}\n"
+    );
     assert!(!out.join("notes.txt").exists());
     assert!(text.contains("notes.txt"), "said what was left out: {text}");
     // The next export dialog offers the same list again.
@@ -1505,5 +1511,5 @@ fn the_export_dialog_copies_the_files_it_is_asked_to() {
     if matches!(app.overlay(), Overlay::Question(_)) {
         app.handle(key(KeyCode::Char('y')));
     }
-    assert_eq!(dialog(&app).field("copy"), Some("modules.json"));
+    assert_eq!(dialog(&app).field("copy"), Some("modules.json, 1_Pooling"));
 }
