@@ -40,7 +40,7 @@ Without an output flag the plan is printed and nothing is written. Outputs are n
 into, over or around the input model (checked by file identity, so links and bind mounts count),
 and an existing output is replaced only with --force. The pruned model is written first; the
 YAML files only once it is in place. Only model files are copied (config, tokenizer, chat
-template, license, ...; never hidden files or keys); --copy adds one by name.
+template, license, ...; never hidden files or keys); --copy adds a file or folder by name.
 
 Ctrl-C, SIGTERM and SIGHUP stop cleanly: nothing is left under the output names. Exit codes:
 0 done, 1 error, 2 usage, 3 done but some matrices could not be scanned, 128+N stopped by
@@ -104,8 +104,9 @@ pub struct ExportArgs {
     /// Replace existing output files and folders (never the input's).
     #[arg(long)]
     pub force: bool,
-    /// Also copy this file of the model folder into the pruned model (repeatable); by default
-    /// only recognised model files are copied.
+    /// Also copy this file or folder (e.g. sentence-transformers' 1_Pooling) of the model
+    /// folder into the pruned model (repeatable); by default only recognised model files are
+    /// copied.
     #[arg(long = "copy", value_name = "NAME")]
     pub copy: Vec<String>,
     /// With --scan: accept a saved scan that lacks some layers of the model (they count as

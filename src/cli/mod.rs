@@ -34,6 +34,10 @@ pub struct Cli {
     /// scanning those module types again.
     #[arg(long, value_name = "FILE")]
     pub scan: Option<PathBuf>,
+    /// Explorer: carry a saved pruning on: the layers a mergekit passthrough YAML (as `y` or
+    /// `export --yaml` writes it) keeps become hand choices (`u` undoes).
+    #[arg(long, value_name = "FILE")]
+    pub yaml: Option<PathBuf>,
     /// Explorer: mergekit's `model:` for the YAML [default: the model folder's absolute path].
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         None => crate::ui::run(crate::ui::Explore {
             source: cli.model,
             scan: cli.scan,
+            yaml: cli.yaml,
             model_name: cli.model_name,
             threads: cli.scanning.threads,
             method: cli.scanning.method,

@@ -19,6 +19,7 @@ mod guard;
 mod leftovers;
 mod lock;
 mod mergekit;
+mod mergekit_read;
 mod model_card;
 mod model_files;
 mod pruned_model;
@@ -41,6 +42,7 @@ pub use gguf_out::{
     check_target as check_gguf_target, pruned_layout, write_pruned,
 };
 pub use guard::Inputs;
+pub use mergekit_read::{KeptLayers, kept_layers};
 pub use model_card::format_snr;
 pub(crate) use model_card::model_card;
 pub(crate) use pruned_model::pruned_tensors;

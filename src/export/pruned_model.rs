@@ -336,11 +336,14 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
         let plain = Path::new(name)
             .file_name()
             .is_some_and(|n| n == name.as_str());
-        if !plain || !model.dir.join(name).is_file() {
+        let there = model.dir.join(name);
+        // A folder (sentence-transformers' 1_Pooling/) is copied too, but not through a link.
+        let folder = there.symlink_metadata().is_ok_and(|m| m.is_dir());
+        if !plain || !(there.is_file() || folder) {
             return Err(ExportError::BadModel {
                 path: model.dir.clone(),
                 problem: format!(
-                    "--copy {}: no such file in the model folder (give a file name in it)",
+                    "--copy {}: no such file or folder in the model folder (give a name in it)",
                     crate::util::text::escape_controls(name)
                 ),
             });
@@ -362,12 +365,16 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
         {
             continue;
         }
-        let mut skip = |why: String| out.skipped.push((name.clone(), why));
-        if path.is_dir() {
-            skip("a folder".into());
+        let asked = extra.contains(&name);
+        if asked && path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            folder_files(&name, &path, 0, &mut out);
             continue;
         }
-        let asked = extra.contains(&name);
+        let mut skip = |why: String| out.skipped.push((name.clone(), why));
+        if path.is_dir() {
+            skip(format!("a folder (add it with --copy {name})"));
+            continue;
+        }
         if !asked && model_file_kind(&name).is_none() {
             skip(if name.starts_with('.') {
                 "hidden file, never copied unless asked for with --copy".into()
@@ -429,9 +436,47 @@ fn allowed_link_roots(dir: &Path) -> Vec<PathBuf> {
     roots
 }
 
+/// The regular files of a folder asked for by name (`--copy 1_Pooling`), as `folder/file`
+/// names, a few levels deep; links and other special files are listed as not copied.
+fn folder_files(name: &str, path: &Path, depth: usize, out: &mut OtherFiles) {
+    const MAX_DEPTH: usize = 4;
+    let entries = match std::fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.skipped
+                .push((name.to_string(), format!("cannot list: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let sub = format!("{name}/{file_name}");
+        let p = entry.path();
+        if file_name.starts_with('.') {
+            out.skipped.push((sub, "hidden file, never copied".into()));
+            continue;
+        }
+        match p.symlink_metadata() {
+            Ok(m) if m.is_file() => out.copy.push((sub, p)),
+            Ok(m) if m.is_dir() && depth < MAX_DEPTH => folder_files(&sub, &p, depth + 1, out),
+            Ok(m) if m.is_dir() => out.skipped.push((sub, "nested too deep".into())),
+            Ok(m) if m.file_type().is_symlink() => out
+                .skipped
+                .push((sub, "a link inside a copied folder".into())),
+            _ => out.skipped.push((sub, "not a regular file".into())),
+        }
+    }
+}
+
 fn copy_files(files: &[(String, PathBuf)], dir: &Path) -> Result<Vec<String>, ExportError> {
     for (name, path) in files {
         let to = dir.join(name);
+        if let Some(parent) = to.parent()
+            && parent != dir
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ExportError::io(parent, "cannot create", e))?;
+        }
         // Only a regular file is copied (one that became a FIFO since it was listed would block).
         crate::util::files::open_regular(path)
             .and_then(|(mut from, meta)| {

@@ -23,6 +23,9 @@ pub enum Action {
     End,
     PageLeft,
     PageRight,
+    /// Ctrl-U / Ctrl-D: half a page, as in vi and less.
+    HalfPageLeft,
+    HalfPageRight,
     /// `:` opens the jump prompt (a digit opens it with that digit typed).
     Jump(Option<char>),
     NextInfinite,

@@ -154,6 +154,7 @@ impl Executor {
                 let mut options = ExportOptions::new(path.clone());
                 options.force = job.replace;
                 options.inputs = job.inputs.clone();
+                options.extra_files = write_job::copy_names(job.dialog.field("copy"));
                 self.start_export(model.clone(), plan.clone(), options);
                 return Outcome::Started(path);
             }

@@ -128,12 +128,30 @@ pub const NORMAL: &[Binding] = &[
         Action::PageRight,
         "one page of layers on",
     ),
+    ctrl(
+        &[Char('u')],
+        "Ctrl-U",
+        Action::HalfPageLeft,
+        "half a page of layers back",
+    ),
+    ctrl(
+        &[Char('d')],
+        "Ctrl-D",
+        Action::HalfPageRight,
+        "half a page of layers on",
+    ),
     hinted(
         &[Char(':')],
         ": 0-9",
         Action::Jump(None),
         "jump to layer N (type the number, Enter)",
         "jump",
+    ),
+    b(
+        &[Char('/')],
+        "/",
+        Action::Jump(None),
+        "search a layer by its number (type it, Enter puts the cursor there)",
     ),
     b(
         &[Char('n')],

@@ -46,6 +46,8 @@ pub struct Explore {
     pub source: Option<PathBuf>,
     /// A saved scan to show with the model (`--scan`).
     pub scan: Option<PathBuf>,
+    /// A saved mergekit YAML whose kept layers the session carries on (`--yaml`).
+    pub yaml: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
     pub method: snrscope::spectrum::snr::Method,
@@ -136,6 +138,10 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
             }
         }
     };
+    let mut app = app;
+    if let Some(y) = &args.yaml {
+        carry_on_file(&mut app, y, args.model_name.is_some())?;
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     let executor = jobs::Executor::new(tx.clone());
     let _guard = terminal::TerminalGuard::enter()?;
@@ -144,4 +150,28 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
     runtime::spawn_signals(tx);
     runtime::event_loop(&mut terminal, app, executor, &rx, started)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest mergekit config read back: a pruning's YAML is a few kB.
+const MAX_YAML: u64 = 1 << 20;
+
+/// Reads a saved mergekit YAML and carries its kept layers on (`--yaml`); refused with the
+/// file's name and the reason when it is not a passthrough slice config of this model.
+pub(crate) fn carry_on_file(
+    app: &mut App,
+    path: &std::path::Path,
+    explicit_name: bool,
+) -> color_eyre::Result<()> {
+    let text = snrscope::util::files::read_string_bounded(path, MAX_YAML, "a mergekit config")
+        .map_err(|e| {
+            color_eyre::eyre::eyre!(
+                "{}: cannot read the YAML: {}",
+                path.display(),
+                snrscope::util::text::io_reason(&e)
+            )
+        })?;
+    let kept = snrscope::export::kept_layers(&text, app.num_layers())
+        .map_err(|e| color_eyre::eyre::eyre!("{}: {e}", path.display()))?;
+    app.carry_on(path, &kept, explicit_name);
+    Ok(())
 }

@@ -77,3 +77,13 @@ pub fn resolve(kind: DialogKind, typed: &str, default_name: &str, home: Option<&
         expanded
     }
 }
+
+/// The export dialog's "copy" field as file names (`--copy`): separated by commas or spaces.
+pub fn copy_names(field: Option<&str>) -> Vec<String> {
+    field
+        .unwrap_or_default()
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}

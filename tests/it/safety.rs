@@ -410,7 +410,7 @@ fn only_model_files_are_copied_and_no_link_leads_out() {
         .xdg_cache()
         .run()
         .parts();
-    assert_refused(code, &err, "no such file in the model folder");
+    assert_refused(code, &err, "no such file or folder in the model folder");
     assert_eq!(snapshot(&src), before);
 }
 

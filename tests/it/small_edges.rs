@@ -1,5 +1,5 @@
 //! Smaller rough edges of issue 19: `snrscope demo` without a folder, the demo's file
-//! permissions, eval's JSON naming the threads it used.
+//! permissions, eval's JSON naming the threads it used, `export --copy` of a folder.
 
 use snrscope::demo::ModelSpec;
 use snrscope_testkit::models::gen_model;
@@ -52,4 +52,43 @@ fn eval_json_names_the_threads_used() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["threads"].as_u64().unwrap() >= 1, "{v}");
+}
+
+/// `export --copy FOLDER` copies a folder of the model (sentence-transformers' 1_Pooling) with
+/// its regular files, never a hidden one; without --copy the folder is listed as not copied.
+#[test]
+fn export_copies_a_folder_asked_for_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    gen_model(tmp.path(), "m", &ModelSpec::tiny(4, &[1]));
+    let pooling = tmp.path().join("m/1_Pooling");
+    std::fs::create_dir(&pooling).unwrap();
+    std::fs::write(
+        pooling.join("config.json"),
+        "{\"pooling_mode_mean_tokens\": true}\n",
+    )
+    .unwrap();
+    std::fs::write(pooling.join(".secret"), "x").unwrap();
+    let run = |out: &str, copy: bool| {
+        let mut args = vec!["export", "m", "--drop", "1", "--model-out", out];
+        if copy {
+            args.extend(["--copy", "1_Pooling"]);
+        }
+        crate::snrscope()
+            .args(args)
+            .cwd(tmp.path())
+            .xdg_cache()
+            .run()
+            .parts()
+    };
+    let (code, _, err) = run("plain", false);
+    assert_eq!(code, 0, "{err}");
+    assert!(!tmp.path().join("plain/1_Pooling").exists());
+    assert!(err.contains("1_Pooling"), "listed as not copied: {err}");
+    let (code, _, err) = run("pooled", true);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("pooled/1_Pooling/config.json")).unwrap(),
+        "{\"pooling_mode_mean_tokens\": true}\n"
+    );
+    assert!(!tmp.path().join("pooled/1_Pooling/.secret").exists());
 }

@@ -314,3 +314,35 @@ fn perplexity_of_the_demo_choice_in_the_explorer() {
     assert_eq!(t.wait_exit(), 0);
     assert!(!t.alternate());
 }
+
+/// `snrscope MODEL --yaml FILE` carries a saved pruning on: its layers are the choice (by hand,
+/// counted as written: q quits without asking); a YAML of a bigger model is refused before the
+/// screen opens, naming the file.
+#[test]
+fn a_saved_yaml_carries_the_session_on() {
+    let (tmp, model) = model("e2e-yaml", &ModelSpec::tiny(8, &[2, 5]));
+    let yaml = |ranges: &[[usize; 2]]| {
+        let mut s = String::from("slices:\n");
+        for [a, b] in ranges {
+            s.push_str(&format!(
+                "  - sources:\n      - model: org/e2e\n        layer_range: [{a}, {b}]\n"
+            ));
+        }
+        s + "merge_method: passthrough\ndtype: bfloat16\n"
+    };
+    let saved = tmp.path().join("prune.yml");
+    std::fs::write(&saved, yaml(&[[0, 3], [4, 8]])).unwrap();
+    let args = [model.as_os_str(), OsStr::new("--yaml"), saved.as_os_str()];
+    let mut t = explorer(&tmp, &args, &[], 120, 40);
+    t.wait_text("self_attn.v_proj scanned: 8 matrices");
+    let s = t.wait_text("keep [0,3) [4,8)  7/8 layers");
+    assert!(!s.contains("modified"), "{s}");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0, "{}", t.screen());
+
+    std::fs::write(&saved, yaml(&[[0, 9]])).unwrap();
+    let mut t = explorer(&tmp, &args, &[], 120, 40);
+    let s = t.wait_text("goes beyond the model's 8 layers");
+    assert!(s.contains("prune.yml"), "{s}");
+    assert_ne!(t.wait_exit(), 0);
+}

@@ -80,4 +80,53 @@ impl App {
             );
         }
     }
+
+    /// Carries on a saved pruning (`--yaml FILE`): its kept layers become hand choices (one
+    /// undoable step), counted as written. A `model:` that names another model is a warning
+    /// (`explicit_name`: the user gave `--model-name`); a repo id is taken as the model name.
+    pub fn carry_on(&mut self, from: &Path, k: &export::KeptLayers, explicit_name: bool) {
+        let snr = self.drive_module().snr();
+        self.choice.set_kept(&k.kept, &snr);
+        self.choice.mark_saved();
+        let same_folder = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let named = Path::new(&k.model);
+        let warning = if k.model == self.model_name {
+            None
+        } else if named.exists() {
+            (!same_folder(named, &self.doc.source_path)).then(|| {
+                format!(
+                    "{} is a config of {}, not of this model: its layers are used all the same",
+                    from.display(),
+                    k.model
+                )
+            })
+        } else if explicit_name {
+            Some(format!(
+                "{} names the model {}, --model-name says {}: its layers are used all the same",
+                from.display(),
+                k.model,
+                self.model_name
+            ))
+        } else {
+            self.model_name = k.model.clone();
+            None
+        };
+        let kept = plan::format_ranges(&self.choice.selection().kept_ranges());
+        match warning {
+            Some(w) => {
+                self.set_status(format!("warning: {w}"), StatusKind::Error);
+                self.doc.warnings.push(w);
+            }
+            None => self.set_status(
+                format!(
+                    "carried on from {}: keep {kept} by hand (u undoes)",
+                    from.display()
+                ),
+                StatusKind::Ok,
+            ),
+        }
+    }
 }

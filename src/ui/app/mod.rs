@@ -90,6 +90,8 @@ pub struct App {
     options: AppOptions,
     /// What the user last wrote per kind this session (the dialogs start from it).
     last_paths: HashMap<DialogKind, String>,
+    /// The export dialog's "copy" field as last accepted.
+    last_copy: String,
     /// mergekit's `model:` as last entered.
     model_name: String,
     quit: bool,
@@ -185,6 +187,7 @@ impl App {
             evals: Evals::new(options.eval.clone()),
             options,
             last_paths: HashMap::new(),
+            last_copy: String::new(),
             model_name,
             quit: false,
             tick: 0,

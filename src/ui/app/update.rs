@@ -23,6 +23,8 @@ impl App {
             Action::End => self.cursor_to_end(true),
             Action::PageLeft => self.step_cursor(-(self.page() as isize)),
             Action::PageRight => self.step_cursor(self.page() as isize),
+            Action::HalfPageLeft => self.step_cursor(-((self.page() / 2).max(1) as isize)),
+            Action::HalfPageRight => self.step_cursor((self.page() / 2).max(1) as isize),
             Action::Jump(first) => {
                 let mut e = LineEdit::new("");
                 if let Some(d) = first {

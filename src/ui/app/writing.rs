@@ -40,6 +40,20 @@ impl App {
                 };
                 d = d.with_field("model", self.model_name.clone(), Some(hint.into()));
             }
+            // The CLI's `--copy`: files of the model folder that are not model files
+            // (sentence-transformers' modules.json, a README's images) are copied only when
+            // named. A GGUF is one file: nothing beside it to copy.
+            DialogKind::Model if self.model().is_none_or(|m| m.gguf.is_none()) => {
+                d = d.with_field(
+                    "copy",
+                    self.last_copy.clone(),
+                    Some(
+                        "also copy these files or folders of the model folder (names, \
+                         comma-separated, e.g. modules.json, 1_Pooling)"
+                            .into(),
+                    ),
+                );
+            }
             DialogKind::Unfrozen => {
                 d = d.with_field(
                     "top %",
@@ -98,14 +112,13 @@ impl App {
             self.overlay = Overlay::Dialog(d);
             return;
         }
-        // Remembered even when this attempt fails or is not confirmed: the next dialog of the
-        // kind starts from what the user typed, never silently from the default again.
-        self.last_paths.insert(d.kind, d.path().to_string());
         if d.kind == DialogKind::Yaml {
             let name = d.field("model").unwrap_or_default().trim().to_string();
             if name.is_empty() {
-                d.error =
-                    Some("give the model name mergekit should load (its repo id or folder)".into());
+                d.error = Some(
+                    "model: empty; give the model name mergekit should load (its repo id or folder)"
+                        .into(),
+                );
                 d.focus = 1;
                 self.overlay = Overlay::Dialog(d);
                 return;
@@ -125,7 +138,7 @@ impl App {
                 let top: f64 = match d.field("top %").unwrap_or("50").trim().parse() {
                     Ok(t) if (0.0..=100.0).contains(&t) => t,
                     _ => {
-                        d.error = Some("top % must be a number from 0 to 100".into());
+                        d.error = Some("top %: give a number from 0 to 100".into());
                         d.focus = 1;
                         self.overlay = Overlay::Dialog(d);
                         return;
@@ -163,6 +176,14 @@ impl App {
             content,
             ..
         } = *job;
+        // A path is remembered for the next dialog of its kind once it was accepted (written,
+        // started, or found existing and asked about), never when it was refused.
+        if !matches!(outcome, Outcome::Failed(_)) {
+            self.last_paths.insert(d.kind, d.path().to_string());
+            if let Some(copy) = d.field("copy") {
+                self.last_copy = copy.to_string();
+            }
+        }
         match outcome {
             Outcome::Written(path) => {
                 if d.kind == DialogKind::Yaml {
@@ -185,7 +206,9 @@ impl App {
                 self.overlay = Overlay::Dialog(d);
             }
             Outcome::Failed(e) => {
-                d.error = Some(e);
+                // Every write failure is about where it goes: the cursor goes back to the path.
+                d.error = Some(format!("path: {e}"));
+                d.focus = 0;
                 self.overlay = Overlay::Dialog(d);
             }
         }

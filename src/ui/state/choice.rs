@@ -129,6 +129,16 @@ impl Choice {
         self.step(snr, |c| c.selection.set_overrides(BTreeMap::new()));
     }
 
+    /// Every layer by hand: those in `kept` kept, the others dropped (a saved YAML carried
+    /// on); one undoable step.
+    pub fn set_kept(&mut self, kept: &[usize], snr: &[Option<f64>]) {
+        let n = self.selection.num_layers();
+        let hand = (0..n)
+            .map(|l| (l, kept.binary_search(&l).is_err()))
+            .collect();
+        self.step(snr, |c| c.selection.set_overrides(hand));
+    }
+
     pub fn keep_all(&mut self, snr: &[Option<f64>]) {
         self.step(snr, |c| c.selection.clear());
     }

@@ -254,7 +254,7 @@ fn the_yaml_is_asked_for_and_the_outcome_closes_or_reopens_the_dialog() {
         outcome: Outcome::Failed("disk full".into()),
     });
     match app.overlay() {
-        Overlay::Dialog(d) => assert_eq!(d.error.as_deref(), Some("disk full")),
+        Overlay::Dialog(d) => assert_eq!(d.error.as_deref(), Some("path: disk full")),
         o => panic!("{o:?}"),
     }
     assert!(app.unsaved());

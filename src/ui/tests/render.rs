@@ -689,3 +689,76 @@ fn tab_next_field_is_hinted_only_with_a_second_field() {
         "{two}"
     );
 }
+
+/// The y-axis labels of the chart, top to bottom (without the tick).
+fn axis_labels(buf: &Buffer, g: &ChartGeom) -> Vec<String> {
+    (g.axis.y..g.axis.y + g.axis.height)
+        .map(|y| {
+            (g.axis.x..g.axis.x + g.axis.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end_matches('┤')
+                .trim()
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Issue 19: equal values give one y-axis label, not two; the `below` rule's line says what it
+/// is on the line itself.
+#[test]
+fn axis_labels_are_distinct_and_the_threshold_line_is_labelled() {
+    let t = TempDir::new().unwrap();
+    let p = t.path().join("scan.json");
+    std::fs::write(
+        &p,
+        r#"{"model.layers.0.self_attn.v_proj": {"snr": 0.5, "type": "self_attn.v_proj"},
+            "model.layers.1.self_attn.v_proj": {"snr": 0.5, "type": "self_attn.v_proj"},
+            "model.layers.2.self_attn.v_proj": {"snr": Infinity, "type": "self_attn.v_proj"}}"#,
+    )
+    .unwrap();
+    let (_, entries) = snrscope::scanfile::read(&p).unwrap();
+    let mut app = App::for_scan_file(&p, entries).unwrap();
+    for scale in 0..2 {
+        for rule in 0..4 {
+            let buf = draw(&mut app, 120, 40);
+            let g = geom(&app);
+            let labels = axis_labels(&buf, &g);
+            let mut uniq = labels.clone();
+            uniq.sort();
+            uniq.dedup();
+            assert_eq!(
+                uniq.len(),
+                labels.len(),
+                "scale {scale}, rule {rule} ({}): {labels:?}",
+                app.choice().rule
+            );
+            app.update(Action::CycleRule);
+        }
+        app.update(Action::ToggleScale);
+    }
+    let (_t, mut app, _) = mixed_app();
+    app.update(Action::CycleRule); // lowest K
+    app.update(Action::CycleRule); // below X
+    let snrscope::plan::Rule::Below(x) = app.choice().rule else {
+        panic!("{}", app.choice().rule)
+    };
+    let buf = draw(&mut app, 120, 40);
+    let g = geom(&app);
+    let line = (g.bars.y..g.bars.y + g.bars.height)
+        .map(|y| row_of(&buf, y))
+        .find(|r| r.contains("╌"))
+        .expect("a threshold line");
+    let at = line.find("rule: below ").expect("the line is labelled") + "rule: below ".len();
+    let shown: f64 = line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (shown - x).abs() <= 1e-3 * x.abs(),
+        "{shown} for {x}: {line}"
+    );
+}

@@ -1322,3 +1322,194 @@ fn fuzzed_scan_files_open_or_are_refused_never_panic() {
         })
         .unwrap();
 }
+
+// ---- issue 19: smaller things ----
+
+/// A refused YAML dialog names the field that is wrong and puts the cursor in it; a path that
+/// was refused is not offered again next time (one that worked is).
+#[test]
+fn a_refused_yaml_dialog_names_the_field_and_forgets_the_path() {
+    let t = TempDir::new().unwrap();
+    let p = t.path().join("scan.json");
+    std::fs::write(
+        &p,
+        r#"{"model.layers.0.self_attn.v_proj": {"snr": 0.5, "type": "self_attn.v_proj"},
+            "model.layers.1.self_attn.v_proj": {"snr": Infinity, "type": "self_attn.v_proj"}}"#,
+    )
+    .unwrap();
+    let (_, entries) = scanfile::read(&p).unwrap();
+    let mut app = Session::new(App::for_scan_file(&p, entries).unwrap());
+    app.handle(key(KeyCode::Char('y')));
+    let default = dialog(&app).path().to_string();
+    let first = t.path().join("first.yml");
+    type_into(&mut app, &first.display().to_string());
+    app.handle(key(KeyCode::Enter));
+    let e = dialog(&app).error.clone().unwrap();
+    assert!(e.starts_with("model: "), "{e}");
+    assert_eq!(dialog(&app).focus, 1, "the field to fill");
+    app.handle(key(KeyCode::Esc));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), default, "the refused path is not kept");
+    // A path that cannot be written: the error names the path field, the cursor goes there.
+    let bad = t.path().join("missing").join("x.yml");
+    type_into(&mut app, &bad.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "org/name");
+    app.handle(key(KeyCode::Enter));
+    let e = dialog(&app).error.clone().unwrap();
+    assert!(e.starts_with("path: "), "{e}");
+    assert_eq!(dialog(&app).focus, 0, "back on the path");
+    app.handle(key(KeyCode::Esc));
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), default, "the refused path is not kept");
+    // One that worked is the next default.
+    let good = t.path().join("good.yml");
+    type_into(&mut app, &good.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "org/name");
+    app.handle(key(KeyCode::Enter));
+    assert!(good.is_file(), "{:?}", app.status());
+    app.handle(key(KeyCode::Char('y')));
+    assert_eq!(dialog(&app).path(), good.display().to_string());
+}
+
+/// `--yaml FILE`: a saved passthrough YAML carries a session on: its kept layers become hand
+/// choices, undoable, counted as written; a config of another model is refused (layers beyond
+/// this one) or warned about (another model named).
+#[test]
+fn a_saved_yaml_carries_the_session_on() {
+    let (t, mut app) = scanned();
+    let model = app.model_name().to_string();
+    let yaml = |model: &str, ranges: &[[usize; 2]]| {
+        let mut s = String::from("slices:\n");
+        for [a, b] in ranges {
+            s.push_str(&format!(
+                "  - sources:\n      - model: {model}\n        layer_range: [{a}, {b}]\n"
+            ));
+        }
+        s + "merge_method: passthrough\ndtype: bfloat16\n"
+    };
+    let saved = t.path().join("prune.yml");
+    std::fs::write(&saved, yaml(&model, &[[0, 1], [3, 7]])).unwrap();
+    let rule_dropped = dropped(&app);
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(dropped(&app), vec![1, 2, 7]);
+    for l in 0..8 {
+        assert!(app.choice().mark(l).is_override(), "layer {l}: by hand");
+    }
+    assert!(!app.unsaved(), "as written in the file");
+    assert_eq!(status(&app).0, StatusKind::Ok, "{}", status(&app).1);
+    app.handle(key(KeyCode::Char('u')));
+    assert_eq!(dropped(&app), rule_dropped, "undone");
+    // Layers beyond the model: refused, naming the file.
+    std::fs::write(&saved, yaml(&model, &[[0, 9]])).unwrap();
+    let e = crate::ui::carry_on_file(&mut app.app, &saved, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("prune.yml") && e.contains("beyond the model's 8 layers"),
+        "{e}"
+    );
+    // Not a pruning at all.
+    std::fs::write(&saved, "merge_method: slerp\n").unwrap();
+    let e = crate::ui::carry_on_file(&mut app.app, &saved, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("slerp"), "{e}");
+    // Another model folder: used, with a warning.
+    std::fs::write(&saved, yaml(&t.path().display().to_string(), &[[0, 4]])).unwrap();
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(dropped(&app), vec![4, 5, 6, 7]);
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Error);
+    assert!(text.contains("not of this model"), "{text}");
+    // A repo id with no --model-name: taken as the model name for the next YAML.
+    std::fs::write(&saved, yaml("org/tiny", &[[2, 8]])).unwrap();
+    crate::ui::carry_on_file(&mut app.app, &saved, false).unwrap();
+    assert_eq!(app.model_name(), "org/tiny");
+    assert_eq!(dropped(&app), vec![0, 1]);
+}
+
+/// `/` finds a layer by number; Ctrl-D / Ctrl-U move half a page; an unwritten choice says
+/// "modified" in words, not only in colour.
+#[test]
+fn search_half_pages_and_the_modified_marker() {
+    let (t, mut app) = tiny_with(80, &[2, 5], false);
+    app.handle(Msg::Resize(80, 24));
+    app.handle(key(KeyCode::Char('/')));
+    for c in "30".chars() {
+        app.handle(key(KeyCode::Char(c)));
+    }
+    app.handle(key(KeyCode::Enter));
+    assert_eq!(app.view().cursor, 30);
+    let half = (app.chart_geom().visible / 2).max(1);
+    assert!(
+        half <= 30 && app.chart_geom().visible < 80,
+        "a half page of {half} layers"
+    );
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    app.handle(ctrl('d'));
+    assert_eq!(app.view().cursor, 30 + half);
+    app.handle(ctrl('u'));
+    app.handle(ctrl('u'));
+    assert_eq!(app.view().cursor, 30 - half);
+    // The header's first row at 80 columns.
+    let header = |app: &App| {
+        let area = ratatui::layout::Rect::new(0, 0, 80, 24);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        crate::ui::view::draw(app, area, &mut buf);
+        (0..80).map(|x| buf[(x, 0)].symbol()).collect::<String>()
+    };
+    assert!(!header(&app).contains("modified"), "{}", header(&app));
+    app.update(Action::Toggle);
+    assert!(header(&app).contains(" modified · "), "{}", header(&app));
+    assert!(header(&app).contains("? help  q quit"), "{}", header(&app));
+    app.handle(key(KeyCode::Char('y')));
+    type_into(&mut app, &t.path().join("p.yml").display().to_string());
+    app.handle(key(KeyCode::Enter));
+    assert!(!header(&app).contains("modified"), "{}", header(&app));
+}
+
+/// The export dialog offers the CLI's `--copy`: files of the model folder that are not model
+/// files (sentence-transformers' modules.json) are copied when named in its "copy" field, and
+/// left out (and said so) when not.
+#[test]
+fn the_export_dialog_copies_the_files_it_is_asked_to() {
+    let (t, mut app) = tiny(false);
+    let dir = app.doc().source_path.clone();
+    std::fs::write(dir.join("modules.json"), "[]\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine\n").unwrap();
+    std::fs::create_dir(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), "{}\n").unwrap();
+    app.update(Action::Toggle); // something dropped: no question first
+    app.handle(key(KeyCode::Char('e')));
+    if matches!(app.overlay(), Overlay::Question(_)) {
+        app.handle(key(KeyCode::Char('y')));
+    }
+    assert_eq!(dialog(&app).fields[1].label, "copy");
+    let out = t.path().join("pruned");
+    type_into(&mut app, &out.display().to_string());
+    app.handle(key(KeyCode::Tab));
+    type_into(&mut app, "modules.json, 1_Pooling");
+    app.handle(key(KeyCode::Enter));
+    assert!(app.export().is_some(), "{:?}", app.status());
+    app.drain();
+    let (kind, text) = status(&app);
+    assert_eq!(kind, StatusKind::Ok, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("modules.json")).unwrap(),
+        "[]\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("1_Pooling/config.json")).unwrap(),
+        "{}\n"
+    );
+    assert!(!out.join("notes.txt").exists());
+    assert!(text.contains("notes.txt"), "said what was left out: {text}");
+    // The next export dialog offers the same list again.
+    app.handle(key(KeyCode::Char('e')));
+    if matches!(app.overlay(), Overlay::Question(_)) {
+        app.handle(key(KeyCode::Char('y')));
+    }
+    assert_eq!(dialog(&app).field("copy"), Some("modules.json, 1_Pooling"));
+}

@@ -42,12 +42,17 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
             theme::bold(),
         ),
         Span::styled(format!(" ({kind}) "), theme::dim()),
-        Span::raw(format!(
-            "stack {} · {} layers",
-            snrscope::util::text::escape_controls(&app.doc().stack.prefix),
-            app.num_layers()
-        )),
     ];
+    // In words, not only in colour, and early on the line so a narrow screen keeps it: the
+    // choice differs from what was last written.
+    if app.unsaved() {
+        spans.push(Span::styled("modified · ", theme::bold().fg(theme::MANUAL)));
+    }
+    spans.extend([Span::raw(format!(
+        "stack {} · {} layers",
+        snrscope::util::text::escape_controls(&app.doc().stack.prefix),
+        app.num_layers()
+    ))]);
     if let Some(m) = app.model() {
         spans.push(Span::styled(
             format!(

@@ -148,7 +148,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Rule::Below(x) if app.view().current == app.choice().drive => Some(x),
         _ => None,
     };
-    draw_axis(&g, scale.as_ref(), threshold, buf);
+    let threshold_label = draw_axis(&g, scale.as_ref(), threshold, buf);
     // Marks follow the driving module's choice even while another module is on screen.
     for i in g.offset..g.offset + g.visible {
         let x = g.bars.x + (i - g.offset) as u16 * g.slot;
@@ -160,8 +160,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         draw_mark(app, &g, x, i, buf);
     }
     draw_labels(app, &g, buf);
-    if let (Some(x), Some(s)) = (threshold, scale.as_ref()) {
-        draw_threshold(&g, s, x, buf);
+    if let (Some(x), Some(s), Some(l)) = (threshold, scale.as_ref(), threshold_label) {
+        draw_threshold(&g, s, x, &format!("rule: below {l}"), buf);
     }
 }
 
@@ -238,7 +238,7 @@ fn row_of(g: &ChartGeom, frac: f64) -> u16 {
 }
 
 /// The `below X` rule's line: bars under it are the ones it drops.
-fn draw_threshold(g: &ChartGeom, s: &Scale, x: f64, buf: &mut Buffer) {
+fn draw_threshold(g: &ChartGeom, s: &Scale, x: f64, label: &str, buf: &mut Buffer) {
     let y = row_of(
         g,
         if s.log && x <= 0.0 {
@@ -248,12 +248,38 @@ fn draw_threshold(g: &ChartGeom, s: &Scale, x: f64, buf: &mut Buffer) {
         },
     );
     let style = Style::new().fg(theme::DROP_RULE);
+    let mut free = Vec::new();
     for cx in g.bars.x..g.bars.x + g.bars.width {
         if let Some(c) = buf.cell_mut((cx, y))
             && c.symbol() == " "
         {
             c.set_symbol("╌");
             c.set_style(style);
+            free.push(cx);
+        }
+    }
+    // Said on the line itself, in the rightmost gap between bars wide enough for it (bars are
+    // never drawn over); without such a gap the red axis label alone names it.
+    let text: Vec<char> = format!(" {} ", label).chars().collect();
+    let need = text.len() as u16;
+    let mut run_end = None;
+    let mut run_len = 0u16;
+    for &cx in free.iter().rev() {
+        if run_end.is_some_and(|e: u16| e - run_len == cx) {
+            run_len += 1;
+        } else {
+            run_end = Some(cx);
+            run_len = 1;
+        }
+        if run_len >= need {
+            let start = run_end.unwrap_or(cx) + 1 - need;
+            for (i, ch) in text.iter().enumerate() {
+                if let Some(c) = buf.cell_mut((start + i as u16, y)) {
+                    c.set_symbol(&ch.to_string());
+                    c.set_style(style);
+                }
+            }
+            return;
         }
     }
 }
@@ -264,15 +290,18 @@ fn axis_label(g: &ChartGeom, buf: &mut Buffer, row: u16, text: &str, style: Styl
 }
 
 /// Labels for the infinite row, the largest and smallest value, and the rule's threshold,
-/// each with enough digits to tell it from the others.
-fn draw_axis(g: &ChartGeom, scale: Option<&Scale>, threshold: Option<f64>, buf: &mut Buffer) {
+/// each with enough digits to tell it from the others. Returns the threshold's label.
+fn draw_axis(
+    g: &ChartGeom,
+    scale: Option<&Scale>,
+    threshold: Option<f64>,
+    buf: &mut Buffer,
+) -> Option<String> {
     let h = g.bars.height;
     axis_label(g, buf, g.bars.y, "∞", Style::new().fg(theme::INFINITE));
-    let Some(s) = scale else {
-        return;
-    };
+    let s = scale?;
     if h < 3 {
-        return;
+        return None;
     }
     let bottom = g.bars.y + h - 1;
     let mut values = vec![s.max, s.min];
@@ -284,9 +313,18 @@ fn draw_axis(g: &ChartGeom, scale: Option<&Scale>, threshold: Option<f64>, buf: 
     }
     let labels = format::distinct(&values);
     let mut used = vec![g.bars.y];
+    // The threshold's text is drawn last (in its own colour); the same text is not drawn twice.
+    let mut shown: Vec<String> = threshold
+        .map(|_| labels[labels.len() - 1].clone())
+        .into_iter()
+        .collect();
     // Close values share a row: the later label takes the nearest free row below (or above),
-    // so both stay readable.
+    // so both stay readable. Equal values (one layer, or all alike) get one label.
     let mut put = |row: u16, text: &str, style: Style, buf: &mut Buffer| {
+        if shown.iter().any(|s| s == text) {
+            return;
+        }
+        shown.push(text.to_string());
         let free = (row..=bottom)
             .chain((g.bars.y..row).rev())
             .find(|r| !used.contains(r));
@@ -307,14 +345,17 @@ fn draw_axis(g: &ChartGeom, scale: Option<&Scale>, threshold: Option<f64>, buf: 
             s.fraction(x)
         };
         // The threshold's label wins its row: it is what the user is adjusting.
+        let text = labels.last().cloned().unwrap_or_default();
         axis_label(
             g,
             buf,
             row_of(g, frac),
-            labels.last().map(String::as_str).unwrap_or_default(),
+            &text,
             Style::new().fg(theme::DROP_RULE),
         );
+        return Some(text);
     }
+    None
 }
 
 fn draw_bar(g: &ChartGeom, x: u16, kind: Kind, scale: Option<&Scale>, buf: &mut Buffer) {
