@@ -372,14 +372,18 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
         }
         let mut skip = |why: String| out.skipped.push((name.clone(), why));
         if path.is_dir() {
-            skip(format!("a folder (add it with --copy {name})"));
+            skip(format!(
+                "a folder (copied when named: --copy {name}, or the explorer's copy field)"
+            ));
             continue;
         }
         if !asked && model_file_kind(&name).is_none() {
             skip(if name.starts_with('.') {
-                "hidden file, never copied unless asked for with --copy".into()
+                "hidden file, copied only when named (--copy, or the explorer's copy field)".into()
             } else {
-                format!("not a model file (add it with --copy {name})")
+                format!(
+                    "not a model file (copied when named: --copy {name}, or the explorer's copy field)"
+                )
             });
             continue;
         }
@@ -406,7 +410,8 @@ fn other_files(model: &Model, extra: &[String]) -> Result<OtherFiles, ExportErro
         let size = path.metadata().map(|m| m.len()).unwrap_or(0);
         if size > LARGE_FILE && !asked {
             skip(format!(
-                "{} is too large for a model file (add it with --copy {name})",
+                "{} is too large for a model file (copied when named: --copy {name}, or the explorer's \
+                 copy field)",
                 crate::util::bytes::human_bytes(size)
             ));
             continue;
