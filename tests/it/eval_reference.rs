@@ -159,20 +159,6 @@ fn check_fixture(name: &str) {
     }
 }
 
-macro_rules! fixture_tests {
-    ($($test:ident => $name:literal),* $(,)?) => {
-        $(#[test] fn $test() { check_fixture($name) })*
-
-        #[test]
-        fn every_fixture_has_a_test() {
-            let tested = [$($name),*];
-            for spec in ArchSpec::fixtures() {
-                assert!(tested.contains(&spec.name.as_str()), "{} untested", spec.name);
-            }
-        }
-    };
-}
-
 fixture_tests! {
     llama_matches_transformers => "llama",
     llama3_bf16_tied_rope_scaling_matches_transformers => "llama3-bf16",

@@ -1,6 +1,23 @@
 //! The integration tests, in one binary (one link, one set of helpers: `snrscope-testkit`).
 //! Each module is one area; `cargo test --release --test it AREA::` runs one.
 
+/// One test per fixture of `eval_models::ArchSpec::fixtures()`, each calling the module's own
+/// `check_fixture(name)`, and a test that no fixture is left without one. Defined before the
+/// modules so that each of them can use it.
+macro_rules! fixture_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(#[test] fn $test() { check_fixture($name) })*
+
+        #[test]
+        fn every_fixture_has_a_test() {
+            let tested = [$($name),*];
+            for spec in snrscope_testkit::eval_models::ArchSpec::fixtures() {
+                assert!(tested.contains(&spec.name.as_str()), "{} untested", spec.name);
+            }
+        }
+    };
+}
+
 mod cache;
 mod discovery;
 mod eval_cli;

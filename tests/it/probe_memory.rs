@@ -7,25 +7,10 @@
 
 use std::path::Path;
 
-use snrscope_testkit::eval_models::{self, Arch, ArchSpec};
+use snrscope_testkit::eval_models;
 
 fn model(dir: &Path, layers: usize) {
-    let spec = ArchSpec {
-        layers,
-        hidden: 512,
-        heads: 8,
-        kv_heads: 2,
-        head_dim: 64,
-        intermediate: 1408,
-        vocab: 2048,
-        max_positions: 256,
-        dtype: safetensors::Dtype::BF16,
-        ..eval_models::ArchSpec::fixtures()
-            .into_iter()
-            .find(|s| s.arch == Arch::Llama)
-            .expect("a llama fixture")
-    };
-    eval_models::write_model(dir, &spec).unwrap();
+    eval_models::write_wide_llama(dir, layers).unwrap();
 }
 
 /// Peak RSS of `snrscope probe` on the model, as its probe file reports it.

@@ -32,24 +32,7 @@ use crate::ui::{
 
 /// An 8-layer model whose v_proj layers 2 and 5 have infinite SNR, its first scan asked for.
 fn app() -> (TempDir, App, u64) {
-    let tmp = TempDir::new().unwrap();
-    let dir = tmp.path().join("tiny-model");
-    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
-    let model = Arc::new(Model::open(&dir).unwrap());
-    let mut app = App::for_model(
-        model,
-        AppOptions {
-            autoscan: true,
-            threads: 3,
-            model_name: Some("org/tiny".into()),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
-    let effects = app.take_effects();
-    let ids = scans_started(&effects);
-    assert_eq!(ids.len(), 1, "{effects:?}");
-    (tmp, app, ids[0])
+    super::tiny_app(3, "org/tiny")
 }
 
 fn result(scan_id: u64, job: usize, infinite: bool) -> Msg {

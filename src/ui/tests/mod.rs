@@ -169,3 +169,31 @@ pub fn scans_started(effects: &[Effect]) -> Vec<u64> {
         })
         .collect()
 }
+
+/// The explorer on an 8-layer model whose v_proj layers 2 and 5 have infinite SNR, with its
+/// first scan asked for and never run (the test makes the results): the folder, the app and
+/// the scan's id. `model_name` is fixed, as the default is the (temporary) folder's path.
+pub fn tiny_app(threads: usize, model_name: &str) -> (tempfile::TempDir, super::app::App, u64) {
+    use snrscope::{
+        checkpoint::Model,
+        demo::{ModelSpec, write_model},
+    };
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tmp.path().join("tiny-model");
+    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let model = std::sync::Arc::new(Model::open(&dir).unwrap());
+    let mut app = super::app::App::for_model(
+        model,
+        super::app::AppOptions {
+            autoscan: true,
+            threads,
+            model_name: Some(model_name.into()),
+            ..super::app::AppOptions::default()
+        },
+    )
+    .unwrap();
+    let effects = app.take_effects();
+    let ids = scans_started(&effects);
+    assert_eq!(ids.len(), 1, "{effects:?}");
+    (tmp, app, ids[0])
+}

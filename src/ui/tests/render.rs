@@ -28,27 +28,10 @@ use snrscope::{
 };
 use tempfile::TempDir;
 
-use super::scans_started;
-
 /// Layer 0 finite, 1 infinite, 2 failed, 3 all-zero (NaN), 4 finite, 5–7 pending.
 fn mixed_app() -> (TempDir, App, u64) {
-    let tmp = TempDir::new().unwrap();
-    let dir = tmp.path().join("tiny-model");
-    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
-    let model = Arc::new(Model::open(&dir).unwrap());
-    let mut app = App::for_model(
-        model,
-        AppOptions {
-            autoscan: true,
-            threads: 1,
-            // A fixed name: the default is the model's absolute (temporary) path.
-            model_name: Some("org/tiny-model".into()),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
     // The scan is asked for, never run: its results are made here.
-    let scan_id = scans_started(&app.take_effects())[0];
+    let (tmp, mut app, scan_id) = super::tiny_app(1, "org/tiny-model");
     let outcomes: Vec<(usize, Result<SnrStats, String>)> = vec![
         (
             0,

@@ -422,6 +422,27 @@ impl ArchSpec {
     }
 }
 
+/// A llama of real width (hidden 512, 8 heads, BF16) with `layers` layers: what the memory
+/// tests compare at two depths (the pass's memory must not grow with the layer count).
+pub fn write_wide_llama(dir: &Path, layers: usize) -> io::Result<()> {
+    let spec = ArchSpec {
+        layers,
+        hidden: 512,
+        heads: 8,
+        kv_heads: 2,
+        head_dim: 64,
+        intermediate: 1408,
+        vocab: 2048,
+        max_positions: 256,
+        dtype: Dtype::BF16,
+        ..ArchSpec::fixtures()
+            .into_iter()
+            .find(|s| s.arch == Arch::Llama)
+            .expect("a llama fixture")
+    };
+    write_model(dir, &spec)
+}
+
 /// Writes the checkpoint (one `model.safetensors`), config.json and the word-level tokenizer
 /// into `dir` (created if missing).
 pub fn write_model(dir: &Path, spec: &ArchSpec) -> io::Result<()> {
