@@ -98,9 +98,13 @@ impl WeightSource for MappedModel {
         let start = out.len();
         let fixup = model.gguf.as_ref().and_then(|g| g.fixup(name));
         if let Some(Fixup::Permuted(p)) = fixup {
-            // The asked rows are scattered over the tensor: it is read whole.
-            let bytes = read(0..t.num_bytes() as usize)?;
-            return permuted_rows(model, t, &bytes, p, rows, out);
+            // The converter moved rows only within their head: the heads the asked rows lie in
+            // are read, not the whole tensor for every band.
+            let d = p.head_dim.max(1);
+            let first = rows.start / d * d;
+            let last = rows.end.div_ceil(d).saturating_mul(d).min(n_rows);
+            let bytes = read(first * row_bytes..last.max(first) * row_bytes)?;
+            return permuted_rows(model, t, (&bytes, row_bytes, first), p, rows, out);
         }
         out.resize(start + rows.len() * row_len, 0.0);
         match t.dtype {
@@ -145,7 +149,8 @@ impl WeightSource for MappedModel {
 fn permuted_rows(
     model: &Model,
     t: &crate::checkpoint::TensorEntry,
-    bytes: &[u8],
+    // The bytes of rows `first..`, each `row_bytes` long.
+    (bytes, row_bytes, first): (&[u8], usize, usize),
     p: QkPermutation,
     rows: Range<usize>,
     out: &mut Vec<f32>,
@@ -163,11 +168,10 @@ fn permuted_rows(
             p.n_heads * p.head_dim
         ));
     }
-    let row_bytes = bytes.len() / n_rows.max(1);
     let start = out.len();
     out.resize(start + rows.len() * row_len, 0.0);
     for (k, r) in rows.enumerate() {
-        let g = p.gguf_row(r);
+        let g = p.gguf_row(r) - first;
         let src = &bytes[g * row_bytes..(g + 1) * row_bytes];
         let dst = &mut out[start + k * row_len..start + (k + 1) * row_len];
         match t.dtype {

@@ -84,3 +84,39 @@ fn f32_gguf_equals_its_checkpoint_and_q8_0_is_close() {
         "Q8_0 {q_full} vs F32 {st_full}"
     );
 }
+
+/// A band of rows that starts and ends inside a head (as bands of a large `attn_q` do) reads
+/// the checkpoint's own rows: only the heads it covers are read and put back in order.
+#[test]
+fn a_band_inside_heads_reads_the_checkpoints_rows() {
+    use std::sync::Arc;
+
+    use snrscope::{
+        checkpoint::Model,
+        forward::source::{MappedModel, WeightSource},
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = small_llama();
+    let st = tmp.path().join("st");
+    snrscope_testkit::eval_models::write_model(&st, &spec).unwrap();
+    let gguf = tmp.path().join("m-f32.gguf");
+    convert_llama(&spec, &gguf, false, false);
+    let st = MappedModel(Arc::new(Model::open(&st).unwrap()));
+    let gguf = MappedModel(Arc::new(Model::open(&gguf).unwrap()));
+    // head_dim 16: q rows 21..45 start inside head 1 and end inside head 2; k rows 20..30 lie
+    // inside head 1 (of 2).
+    for name in [
+        "model.layers.1.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.k_proj.weight",
+    ] {
+        let rows = if name.contains("k_proj") {
+            20..30
+        } else {
+            21..45
+        };
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        st.read_rows(name, rows.clone(), &mut want).unwrap();
+        gguf.read_rows(name, rows, &mut got).unwrap();
+        assert_eq!(got, want, "{name}");
+    }
+}
