@@ -105,12 +105,21 @@ impl ProbeCache {
 
     pub fn get(&mut self, key: &Key) -> Option<Collected> {
         let path = self.path_of(key);
-        let bytes = match fs::read(&path) {
+        // Bounded, and only a regular file: a FIFO or /dev/zero planted in the cache is a
+        // warning, not a hang.
+        let bytes = match crate::util::files::read_bounded(
+            &path,
+            crate::util::files::limit::SCAN,
+            "a probe cache entry",
+        ) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
-                self.warnings
-                    .push(format!("{}: cannot read: {e}; ignored", path.display()));
+                self.warnings.push(format!(
+                    "{}: cannot read: {}; ignored",
+                    path.display(),
+                    crate::util::text::io_reason(&e)
+                ));
                 return None;
             }
         };

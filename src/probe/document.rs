@@ -150,7 +150,8 @@ pub struct ProbeDoc {
 /// Does `path` look like a probe file (its first bytes name the marker)?
 pub fn looks_like_probe_file(path: &Path) -> bool {
     use std::io::Read as _;
-    let Ok(f) = std::fs::File::open(path) else {
+    // Never blocks on a FIFO: the explorer asks this of any path it is given.
+    let Ok((f, _)) = crate::util::files::open_regular(path) else {
         return false;
     };
     let mut head = Vec::new();
@@ -163,7 +164,12 @@ pub fn looks_like_probe_file(path: &Path) -> bool {
 /// Reads a probe file; every problem names the file.
 pub fn read(path: &Path) -> Result<ProbeDoc, String> {
     let bad = |p: String| format!("{}: {p}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::SCAN,
+        "a probe file",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     parse(&v).map_err(bad)
 }

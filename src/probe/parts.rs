@@ -78,7 +78,12 @@ pub struct PartFile {
 
 pub fn read(path: &Path) -> Result<PartFile, String> {
     let bad = |p: String| format!("{}: {p}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::SCAN,
+        "a probe part file",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     if v.get(MARKER).is_none() {

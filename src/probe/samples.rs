@@ -96,7 +96,12 @@ pub fn read_ids(path: &Path) -> Result<(Vec<Vec<u32>>, bool), EvalError> {
         path: path.to_path_buf(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = crate::util::files::read_string_bounded(
+        path,
+        crate::util::files::limit::TEXT,
+        "a file of token ids",
+    )
+    .map_err(|e| bad(format!("cannot read: {}", crate::util::text::io_reason(&e))))?;
     let body = text.trim_start();
     let nested = body
         .strip_prefix('[')

@@ -408,6 +408,16 @@ fn devices_and_fifos_as_inputs_are_refused_by_name() {
             "/dev/zero",
             "character device",
         ),
+        (
+            vec!["probe", "m", "--token-ids", fifo_s, "--out", "p.json"],
+            fifo_s,
+            "FIFO",
+        ),
+        (
+            vec!["probe", "--merge", fifo_s, "--out", "p.json"],
+            fifo_s,
+            "FIFO",
+        ),
     ];
     for (args, named, what) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_snrscope"))
