@@ -27,8 +27,8 @@ use args::ScanFlags;
                   taken as the subcommand: open it as ./NAME (e.g. `snrscope ./demo`)."
 )]
 pub struct Cli {
-    /// Model folder, .safetensors or PyTorch .bin file, or scan JSON to explore; the built-in
-    /// demo model when omitted.
+    /// Model folder, .safetensors, PyTorch .bin or GGUF file, scan JSON or probe JSON to
+    /// explore; the built-in demo model when omitted.
     pub model: Option<PathBuf>,
     /// Explorer: show this saved scan (e.g. `snrscope scan --out`) with the model instead of
     /// scanning those module types again.
@@ -38,6 +38,11 @@ pub struct Cli {
     /// `export --yaml` writes it) keeps become hand choices (`u` undoes).
     #[arg(long, value_name = "FILE")]
     pub yaml: Option<PathBuf>,
+    /// Explorer: show a probe's layer metrics (`snrscope probe --out`: Block Influence,
+    /// angular distances, perplexity without each layer) as tabs beside the SNR; `d` on one
+    /// lets it drive the choice.
+    #[arg(long, value_name = "FILE")]
+    pub probe: Option<PathBuf>,
     /// Explorer: mergekit's `model:` for the YAML [default: the model folder's absolute path].
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
@@ -95,6 +100,7 @@ pub fn main() -> ExitCode {
             source: cli.model,
             scan: cli.scan,
             yaml: cli.yaml,
+            probe: cli.probe,
             model_name: cli.model_name,
             threads: cli.scanning.threads,
             method: cli.scanning.method,

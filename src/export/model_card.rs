@@ -56,17 +56,25 @@ pub(crate) fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) ->
         plan.stack_prefix
     );
     s.push_str("## Method\n\n");
-    let _ = writeln!(
-        s,
-        "The approach of Mihaiii/Cluj-Napoca-0.2: compute the signal-to-noise ratio of each \
+    if let Some(metric) = &plan.metric {
+        let _ = writeln!(
+            s,
+            "Layers chosen from an activation metric measured with `snrscope probe` (the \
+             model run on calibration text; see its README): {metric}\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "The approach of Mihaiii/Cluj-Napoca-0.2: compute the signal-to-noise ratio of each \
          layer's `{}` weight as laserRMT's `laserQlora.ipynb` does — singular values above the \
          Marchenko–Pastur edge σ(1 + √β) count as signal, the rest as noise, with σ estimated \
          from the singular values' interquartile range; SNR = sum of signal / sum of noise, \
          divided by the largest singular value — then drop the layers chosen below (with \
          mergekit's `passthrough` slices). An infinite SNR means no singular value fell under \
          the noise threshold.\n",
-        plan.module_type
-    );
+            plan.module_type
+        );
+    }
     let _ = writeln!(s, "Selection: {}.\n", plan.reason);
     if let Some((before, after)) = params {
         let _ = writeln!(
@@ -81,7 +89,11 @@ pub(crate) fn model_card(plan: &Plan, yaml: &str, params: Option<(u64, u64)>) ->
     if plan.dropped.is_empty() {
         s.push_str("None.\n\n");
     } else {
-        let _ = writeln!(s, "| layer | `{}` SNR |\n|---:|---:|", plan.module_type);
+        let column = match &plan.metric {
+            Some(_) => plan.module_type.clone(),
+            None => format!("`{}` SNR", plan.module_type),
+        };
+        let _ = writeln!(s, "| layer | {column} |\n|---:|---:|");
         for &l in &plan.dropped {
             let _ = writeln!(
                 s,

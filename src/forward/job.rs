@@ -400,6 +400,7 @@ fn prepare(
             snr: Vec::new(),
             dtype: String::new(),
             mergekit_modules: None,
+            metric: None,
         };
         plan.validate()
             .map_err(|e| EvalError::Choice(e.to_string()))?;

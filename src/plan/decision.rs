@@ -40,6 +40,10 @@ pub struct Plan {
     /// tower, projector), the module names for its `modules:` syntax; `None`: one module,
     /// plain `slices:`. See [`super::model_facts::mergekit_modules`].
     pub mergekit_modules: Option<MergekitModules>,
+    /// When the choice followed an activation metric (`snrscope probe`) rather than an SNR:
+    /// what it is and what it was measured on, for the model card; `module_type` then names
+    /// the metric and `snr` holds its values.
+    pub metric: Option<String>,
 }
 
 /// mergekit's modules of a multimodal model: the text decoder gets the kept layers' slices,

@@ -40,12 +40,79 @@ fn printed_as(v: f64, x: f64) -> bool {
 impl Rule {
     /// A sentence for screens and file headers.
     pub fn describe(&self, module: &str) -> String {
-        match self {
-            Rule::Infinite => format!("drop layers whose {module} SNR is infinite"),
-            Rule::Lowest(1) => format!("drop the layer with the lowest {module} SNR"),
-            Rule::Lowest(k) => format!("drop the {k} layers with the lowest {module} SNR"),
-            Rule::Below(x) => format!("drop layers whose {module} SNR is below {x}"),
+        self.describe_reading(&format!("{module} SNR"), 1)
+    }
+
+    /// The sentence for any per-layer value (`what`: "self_attn.v_proj SNR", "Block
+    /// Influence"); with `block` > 1 each value stands for the `block` layers from its own.
+    pub fn describe_reading(&self, what: &str, block: usize) -> String {
+        if block <= 1 {
+            return match self {
+                Rule::Infinite => format!("drop layers whose {what} is infinite"),
+                Rule::Lowest(1) => format!("drop the layer with the lowest {what}"),
+                Rule::Lowest(k) => format!("drop the {k} layers with the lowest {what}"),
+                Rule::Below(x) => format!("drop layers whose {what} is below {x}"),
+            };
         }
+        match self {
+            Rule::Infinite => format!("drop the blocks of {block} layers whose {what} is infinite"),
+            Rule::Lowest(1) => format!("drop the block of {block} layers with the lowest {what}"),
+            Rule::Lowest(k) => {
+                format!("drop the {k} disjoint blocks of {block} layers with the lowest {what}")
+            }
+            Rule::Below(x) => {
+                format!("drop every block of {block} layers whose {what} is below {x}")
+            }
+        }
+    }
+
+    /// The layers this rule drops when entry `i` of `values` stands for the `block`
+    /// consecutive layers `i..i+block` (an angular distance of blocks of n): `lowest:K` takes
+    /// the K lowest blocks that do not overlap one taken before (lowest first), the other
+    /// rules every block they select; the union of their layers, within `num_layers`.
+    pub fn drops_blocks(
+        &self,
+        values: &[Option<f64>],
+        block: usize,
+        num_layers: usize,
+    ) -> Vec<usize> {
+        if block <= 1 {
+            return self.drops(values);
+        }
+        let mut taken = vec![false; num_layers];
+        let take = |start: usize, taken: &mut Vec<bool>| {
+            for l in start..(start + block).min(num_layers) {
+                taken[l] = true;
+            }
+        };
+        match *self {
+            Rule::Lowest(k) => {
+                let mut order: Vec<(usize, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (i, v)))
+                    .collect();
+                order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                let mut n = 0;
+                for (start, _) in order {
+                    if n == k {
+                        break;
+                    }
+                    let end = (start + block).min(num_layers);
+                    if (start..end).any(|l| taken[l]) {
+                        continue;
+                    }
+                    take(start, &mut taken);
+                    n += 1;
+                }
+            }
+            rule => {
+                for start in rule.drops(values) {
+                    take(start, &mut taken);
+                }
+            }
+        }
+        (0..num_layers).filter(|&l| taken[l]).collect()
     }
 
     /// The layers this rule drops, given each layer's SNR (`None`: not scanned or failed;
@@ -160,8 +227,14 @@ impl Selection {
 
     /// Replaces the rule's choice and forgets manual overrides (`a` in the explorer).
     pub fn apply_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        self.apply_rule_blocks(rule, snr, 1);
+    }
+
+    /// [`Selection::apply_rule`] on values that each stand for `block` layers (see
+    /// [`Rule::drops_blocks`]).
+    pub fn apply_rule_blocks(&mut self, rule: &Rule, values: &[Option<f64>], block: usize) {
         self.by_rule = vec![false; self.num_layers];
-        for i in rule.drops(snr) {
+        for i in rule.drops_blocks(values, block, self.num_layers) {
             if i < self.num_layers {
                 self.by_rule[i] = true;
             }
@@ -171,8 +244,13 @@ impl Selection {
 
     /// Recomputes the rule's choice but keeps manual overrides (new scan results arriving).
     pub fn refresh_rule(&mut self, rule: &Rule, snr: &[Option<f64>]) {
+        self.refresh_rule_blocks(rule, snr, 1);
+    }
+
+    /// [`Selection::refresh_rule`] on values that each stand for `block` layers.
+    pub fn refresh_rule_blocks(&mut self, rule: &Rule, values: &[Option<f64>], block: usize) {
         let manual = std::mem::take(&mut self.manual);
-        self.apply_rule(rule, snr);
+        self.apply_rule_blocks(rule, values, block);
         for (i, d) in manual {
             self.set(i, d);
         }
@@ -342,6 +420,52 @@ mod tests {
         s.refresh_rule(&Rule::Infinite, &snr);
         assert_eq!(s.mark(1), Mark::KeepManual);
         assert_eq!(s.against_rule(), 1);
+    }
+
+    /// Hand-worked: blocks of 3 over 8 layers, entry i = layers i..i+3.
+    #[test]
+    fn rules_on_blocks() {
+        let d = [
+            Some(0.30),
+            Some(0.12),
+            Some(0.10),
+            Some(0.11),
+            Some(0.40),
+            Some(0.05),
+        ];
+        // The best block starts at 5: layers 5, 6, 7.
+        assert_eq!(Rule::Lowest(1).drops_blocks(&d, 3, 8), vec![5, 6, 7]);
+        // Next lowest, 0.10 at 2 (layers 2-4), does not overlap 5-7; 0.11 at 3 would.
+        assert_eq!(
+            Rule::Lowest(2).drops_blocks(&d, 3, 8),
+            vec![2, 3, 4, 5, 6, 7]
+        );
+        // A third block must avoid 2-7: only 0 would fit, but it overlaps 2; 1 overlaps too.
+        assert_eq!(
+            Rule::Lowest(3).drops_blocks(&d, 3, 8),
+            vec![2, 3, 4, 5, 6, 7]
+        );
+        // below: every block under the line, their union.
+        assert_eq!(
+            Rule::Below(0.115).drops_blocks(&d, 3, 8),
+            vec![2, 3, 4, 5, 6, 7]
+        );
+        assert_eq!(Rule::Below(0.06).drops_blocks(&d, 3, 8), vec![5, 6, 7]);
+        assert_eq!(Rule::Infinite.drops_blocks(&d, 3, 8), Vec::<usize>::new());
+        // Blocks of 1 are the per-layer rules.
+        assert_eq!(Rule::Lowest(2).drops_blocks(&d, 1, 6), vec![2, 5]);
+        let mut s = Selection::new(8);
+        s.set(0, true);
+        s.refresh_rule_blocks(&Rule::Lowest(1), &d, 3);
+        assert_eq!(s.dropped(), vec![0, 5, 6, 7]);
+        assert_eq!(
+            Rule::Lowest(1).describe_reading("angular distance", 3),
+            "drop the block of 3 layers with the lowest angular distance"
+        );
+        assert_eq!(
+            Rule::Lowest(2).describe("self_attn.v_proj"),
+            "drop the 2 layers with the lowest self_attn.v_proj SNR"
+        );
     }
 
     #[test]

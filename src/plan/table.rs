@@ -90,10 +90,33 @@ pub fn describe_choice(
     by_hand_dropped: &[usize],
     by_hand_kept: &[usize],
 ) -> String {
-    let mut s = match rule {
-        Rule::Infinite => format!("{module} SNR infinite"),
-        Rule::Lowest(k) => format!("the {k} lowest finite {module} SNR"),
-        Rule::Below(x) => format!("{module} SNR below {x}"),
+    describe_choice_of(
+        rule,
+        &format!("{module} SNR"),
+        1,
+        by_hand_dropped,
+        by_hand_kept,
+    )
+}
+
+/// [`describe_choice`] for any per-layer value (`what`: "Block Influence"); with `block` > 1
+/// each value stands for the `block` layers from its own (an angular distance of blocks).
+pub fn describe_choice_of(
+    rule: &Rule,
+    what: &str,
+    block: usize,
+    by_hand_dropped: &[usize],
+    by_hand_kept: &[usize],
+) -> String {
+    let mut s = match (rule, block) {
+        (Rule::Infinite, _) => format!("{what} infinite"),
+        (Rule::Lowest(k), 0 | 1) => format!("the {k} lowest finite {what}"),
+        (Rule::Below(x), 0 | 1) => format!("{what} below {x}"),
+        (Rule::Lowest(1), n) => format!("the block of {n} layers with the lowest {what}"),
+        (Rule::Lowest(k), n) => {
+            format!("the {k} disjoint blocks of {n} layers with the lowest {what}")
+        }
+        (Rule::Below(x), n) => format!("the blocks of {n} layers with {what} below {x}"),
     };
     if !by_hand_dropped.is_empty() {
         s.push_str(&format!(
@@ -166,6 +189,7 @@ pub fn make_plan(
         snr,
         dtype: dtype.to_string(),
         mergekit_modules: None,
+        metric: None,
     };
     plan.validate()?;
     Ok(plan)

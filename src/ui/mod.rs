@@ -48,6 +48,8 @@ pub struct Explore {
     pub scan: Option<PathBuf>,
     /// A saved mergekit YAML whose kept layers the session carries on (`--yaml`).
     pub yaml: Option<PathBuf>,
+    /// A probe file whose metrics show beside the SNR (`--probe`).
+    pub probe: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
     pub method: snrscope::spectrum::snr::Method,
@@ -93,12 +95,19 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
     // Everything that can fail with a plain message fails here, before the screen changes.
     let app = match &args.source {
         Some(p) if snrscope::probe::looks_like_probe_file(p) => {
-            color_eyre::eyre::bail!(
-                "{}: is a probe file (`snrscope probe`); the explorer does not show probe files \
-                 yet: its JSON holds the metrics, and `snrscope probe MODEL` without --out \
-                 prints them as a table",
-                p.display()
-            );
+            if args.scan.is_some() || args.probe.is_some() {
+                color_eyre::eyre::bail!(
+                    "{}: is a probe file already; --scan and --probe go with a model folder \
+                     (or --probe with a scan file)",
+                    p.display()
+                );
+            }
+            let probe = snrscope::probe::read(p).map_err(|e| color_eyre::eyre::eyre!(e))?;
+            let mut app = App::for_probe_file(p, &probe);
+            if let Some(n) = &args.model_name {
+                app = app.with_model_name(n);
+            }
+            app
         }
         Some(p) if scanfile::looks_like_scan_file(p) => {
             if args.scan.is_some() {
@@ -139,6 +148,9 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
         }
     };
     let mut app = app;
+    if let Some(p) = &args.probe {
+        add_probe_file(&mut app, p)?;
+    }
     if let Some(y) = &args.yaml {
         carry_on_file(&mut app, y, args.model_name.is_some())?;
     }
@@ -150,6 +162,31 @@ pub fn run(args: Explore) -> color_eyre::Result<ExitCode> {
     runtime::spawn_signals(tx);
     runtime::event_loop(&mut terminal, app, executor, &rx, started)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a probe file's metrics (`--probe`): refused, naming the file, when it is not a probe
+/// of this model (another stack, or weights whose fingerprint differs).
+fn add_probe_file(app: &mut App, path: &std::path::Path) -> color_eyre::Result<()> {
+    if !snrscope::probe::looks_like_probe_file(path) {
+        color_eyre::eyre::bail!(
+            "{}: is not a probe file (`snrscope probe --out` writes one)",
+            path.display()
+        );
+    }
+    let probe = snrscope::probe::read(path).map_err(|e| color_eyre::eyre::eyre!(e))?;
+    if let Some(model) = app.model() {
+        let mine = snrscope::spectrum::parts::fingerprint(model);
+        if mine != probe.model_fingerprint {
+            color_eyre::eyre::bail!(
+                "{}: is a probe of other weights ({}), not of {} (their tensors or bytes \
+                 differ); probe this model with `snrscope probe`",
+                path.display(),
+                snrscope::util::text::escape_controls(&probe.model),
+                model.source.display()
+            );
+        }
+    }
+    app.add_probe(path, &probe)
 }
 
 /// The longest mergekit config read back: a pruning's YAML is a few kB.

@@ -22,6 +22,7 @@ fn yi_plan() -> Plan {
         snr,
         dtype: "bfloat16".into(),
         mergekit_modules: None,
+        metric: None,
     }
 }
 

@@ -437,6 +437,7 @@ fn multimodal_yaml_uses_mergekit_modules() {
         snr: vec![None; 6],
         dtype: "bfloat16".into(),
         mergekit_modules: plan::mergekit_modules(model),
+        metric: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     write_arch_model(tmp.path(), &ArchSpec::tiny(Arch::Qwen2Vl, 6, &[1, 4])).unwrap();

@@ -252,6 +252,7 @@ fn plan_for(model: &Model, dropped: &[usize]) -> Plan {
         snr: vec![Some(1.0); stack.num_layers],
         dtype: "bfloat16".into(),
         mergekit_modules: None,
+        metric: None,
     }
 }
 

@@ -92,7 +92,7 @@ impl App {
     pub(super) fn evaluate(&mut self) {
         let Some(model) = self.model().cloned() else {
             self.set_status(
-                "perplexity needs the model's weights: open the model folder (with --scan FILE)",
+                "perplexity needs the model's weights: open the model folder (with --scan or --probe FILE)",
                 StatusKind::Info,
             );
             return;

@@ -7,12 +7,12 @@ impl App {
 
     /// New values for the driving module: the rule's part of the choice follows them.
     pub(super) fn refresh_choice(&mut self) {
-        let snr = self.drive_module().snr();
+        let snr = self.drive_module().reading();
         self.choice.refresh(&snr);
     }
 
     pub(super) fn adjust_rule(&mut self, up: bool) {
-        let snr = self.drive_module().snr();
+        let snr = self.drive_module().reading();
         let rule = match self.choice.rule {
             Rule::Infinite => {
                 self.set_status(
@@ -26,7 +26,7 @@ impl App {
             } else {
                 k.saturating_sub(1)
             }),
-            Rule::Below(x) => Rule::Below(choice::next_threshold(&snr, x, up)),
+            Rule::Below(x) => Rule::Below(choice::next_threshold(&snr.values, x, up)),
         };
         self.choice.set_rule(rule, &snr);
     }
@@ -47,8 +47,15 @@ impl App {
             );
             return;
         }
-        let snr = self.doc.modules[target].snr();
-        self.choice.set_drive(target, &snr);
+        let snr = self.doc.modules[target].reading();
+        // No metric is ever infinite: under the seed's rule a metric would drop nothing, so
+        // it starts from its own natural rule (one undoable step with the switch).
+        let rule = match (&self.doc.modules[target].metric, self.choice.rule) {
+            (Some(m), Rule::Infinite) if m.block > 1 => Some(Rule::Lowest(1)),
+            (Some(_), Rule::Infinite) => Some(Rule::Lowest(self.choice.lowest_k)),
+            _ => None,
+        };
+        self.choice.set_drive(target, rule, &snr);
         if matches!(
             self.doc.modules[target].state,
             ScanState::NotStarted | ScanState::Cancelled
@@ -63,7 +70,12 @@ impl App {
 
     pub(super) fn undo(&mut self, back: bool) {
         let modules = &self.doc.modules;
-        let snr = |mi: usize| modules.get(mi).map(ModuleView::snr).unwrap_or_default();
+        let snr = |mi: usize| {
+            modules.get(mi).map(ModuleView::reading).unwrap_or(Reading {
+                values: Vec::new(),
+                block: 1,
+            })
+        };
         let done = if back {
             self.choice.undo(&snr)
         } else {
@@ -85,7 +97,7 @@ impl App {
     /// undoable step), counted as written. A `model:` that names another model is a warning
     /// (`explicit_name`: the user gave `--model-name`); a repo id is taken as the model name.
     pub fn carry_on(&mut self, from: &Path, k: &export::KeptLayers, explicit_name: bool) {
-        let snr = self.drive_module().snr();
+        let snr = self.drive_module().reading();
         self.choice.set_kept(&k.kept, &snr);
         self.choice.mark_saved();
         let same_folder = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {

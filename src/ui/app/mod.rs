@@ -29,7 +29,7 @@ use super::{
     msg::{EvalMsg, ExportMsg, Msg},
     state::{
         choice::{self, Choice},
-        document::{Cell, Document, Kind, ModuleView, ScanState, Source},
+        document::{Cell, Document, Kind, ModuleView, Reading, ScanState, Source},
         eval_job::Evals,
         export_job::ExportJob,
         overlay::{Dialog, DialogKind, LineEdit, Overlay, Question, Status, StatusKind},
@@ -156,6 +156,27 @@ impl App {
         Ok(app)
     }
 
+    /// An explorer on a probe file alone: its metrics, Block Influence driving `lowest K`
+    /// (the infinite rule drops nothing on a metric).
+    pub fn for_probe_file(path: &Path, probe: &snrscope::probe::ProbeDoc) -> App {
+        let doc = Document::for_probe_file(path, probe);
+        let mut app = App::with_document(doc, AppOptions::default());
+        let reading = app.drive_module().reading();
+        app.choice
+            .set_rule(Rule::Lowest(app.choice.lowest_k), &reading);
+        app.choice.mark_saved();
+        app
+    }
+
+    /// A probe's metrics as tabs beside the SNR (`--probe FILE`); the SNR still drives.
+    pub fn add_probe(
+        &mut self,
+        path: &Path,
+        probe: &snrscope::probe::ProbeDoc,
+    ) -> color_eyre::Result<()> {
+        self.doc.add_probe(path, probe)
+    }
+
     fn with_document(doc: Document, options: AppOptions) -> App {
         let drive = doc.default_module;
         let model_name = match (&options.model_name, &doc.source) {
@@ -169,8 +190,8 @@ impl App {
                 .unwrap_or_default(),
             // mergekit reads a relative path as a Hugging Face repo id: give it the folder.
             (None, Source::Model(_)) => snrscope::export::model_reference(&doc.source_path),
-            // A scan file is not a model: the user must say which model it describes.
-            (None, Source::ScanFile(_)) => String::new(),
+            // A scan or probe file is not a model: the user must say which model it describes.
+            (None, Source::ScanFile(_) | Source::ProbeFile(_)) => String::new(),
         };
         App {
             choice: Choice::new(doc.num_layers, drive),
@@ -316,12 +337,15 @@ impl App {
 
     /// Layers of the module on screen in the sorted view's order: infinite first, then by SNR
     /// descending (spectrum.py's order), then the ones without a value, by layer.
+    /// A metric's layers go lowest first: the order its rules drop them in.
     pub fn sorted_layers(&self) -> Vec<usize> {
         let m = self.module();
+        let ascending = m.metric.is_some();
         let mut v: Vec<usize> = (0..self.num_layers()).collect();
         v.sort_by(|&a, &b| {
             let key = |i: usize| m.cells[i].snr().filter(|x| !x.is_nan());
             match (key(a), key(b)) {
+                (Some(x), Some(y)) if ascending => x.total_cmp(&y).then(a.cmp(&b)),
                 (Some(x), Some(y)) => y.total_cmp(&x).then(a.cmp(&b)),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -333,13 +357,14 @@ impl App {
 
     /// The rule with its parameter as currently set; the threshold exactly.
     pub fn rule_text(&self) -> String {
-        let module = &self.drive_module().name;
+        let drive = self.drive_module();
+        let what = drive.value_name();
+        let block = drive.reading().block;
         let mut s = match self.choice.rule {
-            Rule::Below(x) => format!(
-                "drop layers whose {module} SNR is below {}",
-                format::exact(x)
-            ),
-            rule => rule.describe(module),
+            Rule::Below(x) => Rule::Below(x)
+                .describe_reading(&what, block)
+                .replace(&x.to_string(), &format::exact(x)),
+            rule => rule.describe_reading(&what, block),
         };
         let sel = self.choice.selection();
         let against = sel.against_rule();
@@ -358,7 +383,7 @@ impl App {
     pub fn inputs(&self) -> Inputs {
         match &self.doc.source {
             Source::Model(m) => Inputs::of_model(m),
-            Source::ScanFile(p) => Inputs::of_path(p),
+            Source::ScanFile(p) | Source::ProbeFile(p) => Inputs::of_path(p),
         }
     }
 
@@ -371,18 +396,25 @@ impl App {
                 .filter(|&i| self.choice.mark(i) == m)
                 .collect::<Vec<_>>()
         };
-        let module = self.drive_module().name.clone();
+        let drive = self.drive_module();
+        let module = match &drive.metric {
+            Some(m) if m.block > 1 => format!("{} (the block from this layer)", m.name),
+            Some(m) => m.name.clone(),
+            None => drive.name.clone(),
+        };
         Plan {
             model_ref: self.model_name.clone(),
             stack_prefix: self.doc.stack.prefix.clone(),
             num_layers: n,
             dropped: self.choice.selection().dropped(),
-            reason: plan::describe_choice(
+            reason: plan::describe_choice_of(
                 &self.choice.rule,
-                &module,
+                &drive.value_name(),
+                drive.reading().block,
                 &marked(Mark::DropManual),
                 &marked(Mark::KeepManual),
             ),
+            metric: drive.metric.as_ref().map(|m| m.definition.clone()),
             module_type: module,
             snr: self.drive_module().snr(),
             dtype: self

@@ -38,12 +38,12 @@ impl App {
             Action::PrevModule => self.switch_module(-1),
             Action::Toggle => {
                 if self.view.cursor < self.num_layers() {
-                    let snr = self.drive_module().snr();
+                    let snr = self.drive_module().reading();
                     self.choice.toggle(self.view.cursor, &snr);
                 }
             }
             Action::Forget => {
-                let snr = self.drive_module().snr();
+                let snr = self.drive_module().reading();
                 let had = self.choice.mark(self.view.cursor).is_override();
                 self.choice.forget(self.view.cursor, &snr);
                 if !had {
@@ -62,21 +62,21 @@ impl App {
                 }
             }
             Action::KeepAll => {
-                let snr = self.drive_module().snr();
+                let snr = self.drive_module().reading();
                 self.choice.keep_all(&snr);
             }
             Action::Invert => {
-                let snr = self.drive_module().snr();
+                let snr = self.drive_module().reading();
                 self.choice.invert(&snr);
             }
             Action::CycleRule => {
-                let snr = self.drive_module().snr();
+                let snr = self.drive_module().reading();
                 let rule = match self.choice.rule {
                     Rule::Infinite => Rule::Lowest(self.choice.lowest_k),
                     Rule::Lowest(_) => Rule::Below(if self.choice.below_x > 0.0 {
                         self.choice.below_x
                     } else {
-                        choice::default_below(&snr)
+                        choice::default_below(&snr.values)
                     }),
                     Rule::Below(_) => Rule::Infinite,
                 };
@@ -105,9 +105,14 @@ impl App {
                 );
             }
             Action::ToggleSpectrum => {
-                if self.is_scan_file() {
+                if self.is_scan_file() || self.module().metric.is_some() {
+                    let what = if self.module().metric.is_some() {
+                        format!("{} is a probe's metric", self.module().label)
+                    } else {
+                        "a scan file holds SNR values".to_string()
+                    };
                     self.set_status(
-                        "no spectrum: a scan file holds SNR values, not singular values",
+                        format!("no spectrum: {what}, not singular values"),
                         StatusKind::Info,
                     );
                 } else {
@@ -137,7 +142,10 @@ impl App {
             Action::WriteScan => {
                 if self.is_scan_file() {
                     self.set_status(
-                        "this is already a scan file; nothing new to write",
+                        format!(
+                            "this is a {}: no scan to write (w writes a model's scans)",
+                            self.doc.kind_word()
+                        ),
                         StatusKind::Info,
                     );
                 } else {
@@ -254,7 +262,7 @@ impl App {
             }
             Overlay::Question(Question::DiscardHandChoices(_)) => {
                 if yes {
-                    let snr = self.drive_module().snr();
+                    let snr = self.drive_module().reading();
                     self.choice.apply_rule(&snr);
                     self.set_status(
                         format!("back to the rule: {} (u undoes)", self.rule_text()),

@@ -32,7 +32,10 @@ impl App {
             DialogKind::Yaml => {
                 let gguf = self.model().is_some_and(|m| m.gguf.is_some());
                 let hint = if self.is_scan_file() {
-                    "required: the model's Hugging Face repo id or folder (a scan file is not a model)"
+                    &*format!(
+                        "required: the model's Hugging Face repo id or folder (a {} is not a model)",
+                        self.doc.kind_word()
+                    )
                 } else if gguf {
                     "required: the Hugging Face model the GGUF was converted from (mergekit cannot read a GGUF)"
                 } else {
@@ -71,7 +74,10 @@ impl App {
     pub(super) fn export_requested(&mut self) {
         if self.is_scan_file() {
             self.set_status(
-                "cannot export a model from a scan file: open the model folder instead",
+                format!(
+                    "cannot export a model from a {}: open the model folder instead",
+                    self.doc.kind_word()
+                ),
                 StatusKind::Error,
             );
             return;

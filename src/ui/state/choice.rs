@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use snrscope::plan::{Mark, Rule, Selection};
 
+use super::document::Reading;
+
 /// How far undo reaches.
 const HISTORY: usize = 1000;
 
@@ -86,20 +88,23 @@ impl Choice {
         }
     }
 
-    fn restore(&mut self, s: Snapshot, snr: &dyn Fn(usize) -> Vec<Option<f64>>) {
+    fn restore(&mut self, s: Snapshot, snr: &dyn Fn(usize) -> Reading) {
         self.rule = s.rule;
         self.lowest_k = s.lowest_k;
         self.below_x = s.below_x;
         self.drive = s.drive;
         self.selection.set_overrides(s.overrides);
-        self.selection.refresh_rule(&self.rule, &snr(self.drive));
+        let r = snr(self.drive);
+        self.selection
+            .refresh_rule_blocks(&self.rule, &r.values, r.block);
     }
 
     /// Runs a change of the choice as one undoable step (none if nothing changed).
-    fn step(&mut self, snr: &[Option<f64>], change: impl FnOnce(&mut Choice)) {
+    fn step(&mut self, snr: &Reading, change: impl FnOnce(&mut Choice)) {
         let before = self.snapshot();
         change(self);
-        self.selection.refresh_rule(&self.rule, snr);
+        self.selection
+            .refresh_rule_blocks(&self.rule, &snr.values, snr.block);
         if self.snapshot() != before {
             self.undo.push(before);
             if self.undo.len() > HISTORY {
@@ -110,28 +115,29 @@ impl Choice {
     }
 
     /// New scan results for the driving module: the rule's part follows them; not a step.
-    pub fn refresh(&mut self, snr: &[Option<f64>]) {
-        self.selection.refresh_rule(&self.rule, snr);
+    pub fn refresh(&mut self, snr: &Reading) {
+        self.selection
+            .refresh_rule_blocks(&self.rule, &snr.values, snr.block);
     }
 
-    pub fn toggle(&mut self, layer: usize, snr: &[Option<f64>]) {
+    pub fn toggle(&mut self, layer: usize, snr: &Reading) {
         self.step(snr, |c| c.selection.toggle(layer));
     }
 
-    pub fn forget(&mut self, layer: usize, snr: &[Option<f64>]) {
+    pub fn forget(&mut self, layer: usize, snr: &Reading) {
         self.step(snr, |c| {
             c.selection.forget(layer);
         });
     }
 
     /// Back to the rule alone: every hand choice goes.
-    pub fn apply_rule(&mut self, snr: &[Option<f64>]) {
+    pub fn apply_rule(&mut self, snr: &Reading) {
         self.step(snr, |c| c.selection.set_overrides(BTreeMap::new()));
     }
 
     /// Every layer by hand: those in `kept` kept, the others dropped (a saved YAML carried
     /// on); one undoable step.
-    pub fn set_kept(&mut self, kept: &[usize], snr: &[Option<f64>]) {
+    pub fn set_kept(&mut self, kept: &[usize], snr: &Reading) {
         let n = self.selection.num_layers();
         let hand = (0..n)
             .map(|l| (l, kept.binary_search(&l).is_err()))
@@ -139,15 +145,15 @@ impl Choice {
         self.step(snr, |c| c.selection.set_overrides(hand));
     }
 
-    pub fn keep_all(&mut self, snr: &[Option<f64>]) {
+    pub fn keep_all(&mut self, snr: &Reading) {
         self.step(snr, |c| c.selection.clear());
     }
 
-    pub fn invert(&mut self, snr: &[Option<f64>]) {
+    pub fn invert(&mut self, snr: &Reading) {
         self.step(snr, |c| c.selection.invert());
     }
 
-    pub fn set_rule(&mut self, rule: Rule, snr: &[Option<f64>]) {
+    pub fn set_rule(&mut self, rule: Rule, snr: &Reading) {
         self.step(snr, |c| {
             match rule {
                 Rule::Lowest(k) => c.lowest_k = k,
@@ -158,12 +164,21 @@ impl Choice {
         });
     }
 
-    /// Another module drives the rule; `snr` is that module's.
-    pub fn set_drive(&mut self, module: usize, snr: &[Option<f64>]) {
-        self.step(snr, |c| c.drive = module);
+    /// Another module drives the rule (with another rule when given); `snr` is that
+    /// module's. One undoable step.
+    pub fn set_drive(&mut self, module: usize, rule: Option<Rule>, snr: &Reading) {
+        self.step(snr, |c| {
+            c.drive = module;
+            if let Some(r) = rule {
+                if let Rule::Lowest(k) = r {
+                    c.lowest_k = k;
+                }
+                c.rule = r;
+            }
+        });
     }
 
-    pub fn undo(&mut self, snr: &dyn Fn(usize) -> Vec<Option<f64>>) -> bool {
+    pub fn undo(&mut self, snr: &dyn Fn(usize) -> Reading) -> bool {
         let Some(s) = self.undo.pop() else {
             return false;
         };
@@ -172,7 +187,7 @@ impl Choice {
         true
     }
 
-    pub fn redo(&mut self, snr: &dyn Fn(usize) -> Vec<Option<f64>>) -> bool {
+    pub fn redo(&mut self, snr: &dyn Fn(usize) -> Reading) -> bool {
         let Some(s) = self.redo.pop() else {
             return false;
         };
@@ -234,11 +249,15 @@ pub fn default_below(snr: &[Option<f64>]) -> f64 {
 mod tests {
     use super::*;
 
+    fn r(values: Vec<Option<f64>>) -> Reading {
+        Reading { values, block: 1 }
+    }
+
     /// Undo (or redo) back to the written choice is no change: the quit prompt said "changed
     /// since last written" after undo/redo returned to it.
     #[test]
     fn back_to_the_written_choice_is_not_a_change() {
-        let snr = vec![Some(1.0), Some(f64::INFINITY), Some(2.0)];
+        let snr = r(vec![Some(1.0), Some(f64::INFINITY), Some(2.0)]);
         let s = snr.clone();
         let of = move |_| s.clone();
         let mut c = Choice::new(3, 0);
@@ -261,7 +280,7 @@ mod tests {
     #[test]
     fn undo_and_redo_walk_the_history() {
         let inf = f64::INFINITY;
-        let snr = vec![Some(1.0), Some(inf), Some(2.0)];
+        let snr = r(vec![Some(1.0), Some(inf), Some(2.0)]);
         let s = snr.clone();
         let of = move |_| s.clone();
         let mut c = Choice::new(3, 0);
@@ -287,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_hundred_steps_and_more_can_be_undone() {
-        let snr = vec![Some(1.0); 4];
+        let snr = r(vec![Some(1.0); 4]);
         let s = snr.clone();
         let of = move |_| s.clone();
         let mut c = Choice::new(4, 0);

@@ -13,6 +13,7 @@ use color_eyre::eyre::eyre;
 
 use snrscope::{
     checkpoint::{self, Model, layers::Stack},
+    probe::ProbeDoc,
     scanfile::{self, ScanEntry},
     spectrum::{
         scan::{self, Progress, ScanJob},
@@ -28,6 +29,8 @@ pub enum Value {
     Pending,
     Stats(Box<SnrStats>),
     Failed(String),
+    /// A layer metric read from a probe file (`snrscope probe`); NaN where it has none.
+    Metric(f64),
     /// Read from a scan file: only the numbers the file holds.
     File {
         snr: f64,
@@ -83,6 +86,9 @@ impl Cell {
             Value::File { error: Some(_), .. } => Kind::Failed,
             Value::Stats(s) => kind_of(s.snr_ratio),
             Value::File { snr, .. } => kind_of(*snr),
+            // A metric without a value (a layer the probe could not measure) has no bar.
+            Value::Metric(v) if v.is_nan() => Kind::Missing,
+            Value::Metric(v) => kind_of(*v),
         }
     }
 
@@ -105,7 +111,10 @@ impl Cell {
 
     /// Has a result (computed or read from a file): nothing to scan.
     pub fn is_known(&self) -> bool {
-        matches!(self.value, Value::Stats(_) | Value::File { .. })
+        matches!(
+            self.value,
+            Value::Stats(_) | Value::File { .. } | Value::Metric(_)
+        )
     }
 }
 
@@ -130,6 +139,27 @@ pub enum ScanState {
     Loaded,
 }
 
+/// A layer metric from a probe file, shown as a tab beside the SNR modules. Low values are
+/// the layers (or blocks) to drop first, as for the SNR rules' `lowest` and `below`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The metric's name in sentences and titles ("Block Influence").
+    pub name: String,
+    /// Each value stands for the `block` consecutive layers from its own (an angular distance
+    /// of blocks of n); 1 for per-layer metrics.
+    pub block: usize,
+    /// Its definition and what it was measured on (the details pane, the model card).
+    pub definition: String,
+}
+
+/// What the rule reads from the driving module: a value per entry, each standing for
+/// `block` layers from its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub values: Vec<Option<f64>>,
+    pub block: usize,
+}
+
 /// One module type's bars, and the bookkeeping of its scan.
 #[derive(Debug, Clone)]
 pub struct ModuleView {
@@ -146,11 +176,29 @@ pub struct ModuleView {
     pub state: ScanState,
     pub progress: Progress,
     pub scan_id: u64,
+    /// A probe's metric rather than an SNR (nothing to scan).
+    pub metric: Option<Metric>,
 }
 
 impl ModuleView {
     pub fn snr(&self) -> Vec<Option<f64>> {
         self.cells.iter().map(Cell::snr).collect()
+    }
+
+    /// What the rule reads when this module drives it.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            values: self.snr(),
+            block: self.metric.as_ref().map_or(1, |m| m.block),
+        }
+    }
+
+    /// The value's name in sentences: "self_attn.v_proj SNR", or the metric's.
+    pub fn value_name(&self) -> String {
+        match &self.metric {
+            Some(m) => m.name.clone(),
+            None => format!("{} SNR", self.name),
+        }
     }
 
     pub fn count(&self, pred: impl Fn(Kind) -> bool) -> usize {
@@ -192,13 +240,107 @@ impl ModuleView {
             state,
             progress: Progress::default(),
             scan_id: 0,
+            metric: None,
         }
     }
+
+    fn metric(label: &str, metric: Metric, values: &[f64], num_layers: usize) -> ModuleView {
+        let cells = (0..num_layers)
+            .map(|l| match values.get(l) {
+                Some(&v) => Cell {
+                    name: format!("{} · {}", metric.name, block_name(l, metric.block)),
+                    value: Value::Metric(v),
+                    ..Cell::missing()
+                },
+                None => Cell::missing(),
+            })
+            .collect();
+        let mut m = ModuleView::new(label.to_string(), cells, ScanState::Loaded);
+        m.metric = Some(metric);
+        m
+    }
+}
+
+/// "layer 3", or "layers 3–5" for a block of 3.
+fn block_name(start: usize, block: usize) -> String {
+    if block <= 1 {
+        format!("layer {start}")
+    } else {
+        format!("layers {start}–{}", start + block - 1)
+    }
+}
+
+/// The tabs of a probe's metrics: Block Influence, the angular distance of each block size,
+/// and the perplexity without each layer when the probe measured it.
+fn probe_modules(p: &ProbeDoc) -> Vec<ModuleView> {
+    let on = format!(
+        "measured by `snrscope probe` on {} sample(s), {} tokens of {}",
+        p.samples,
+        p.tokens,
+        if p.text.is_empty() {
+            "its text"
+        } else {
+            &p.text
+        }
+    );
+    let n = p.layers;
+    let mut out = vec![ModuleView::metric(
+        "BI",
+        Metric {
+            name: "Block Influence".into(),
+            block: 1,
+            definition: format!(
+                "Block Influence (ShortGPT): 1 − mean cos(input, output) of the layer over \
+                 every token; low = the layer changes its input little; {on}"
+            ),
+        },
+        &p.block_influence,
+        n,
+    )];
+    for (i, rows) in p.angular.iter().enumerate() {
+        let b = i + 1;
+        out.push(ModuleView::metric(
+            &format!("angle·{b}"),
+            Metric {
+                name: format!("angular distance (n={b})"),
+                block: b,
+                definition: format!(
+                    "angular distance (Gromov et al.): arccos(cos(x_l, x_l+{b}))/π at each \
+                     sample's last token, mean over samples; entry l stands for dropping \
+                     layers l–l+{}; low = they change the last token little; {on}",
+                    b - 1
+                ),
+            },
+            rows,
+            n,
+        ));
+    }
+    if let Some(w) = &p.ppl_without_layer {
+        let orig = p
+            .ppl_original
+            .map_or("unknown".to_string(), |o| format!("{o:.4}"));
+        out.push(ModuleView::metric(
+            "ppl−1",
+            Metric {
+                name: "perplexity without the layer".into(),
+                block: 1,
+                definition: format!(
+                    "perplexity of the model without this one layer (Shortened LLaMA's PPL \
+                     criterion; the original's is {orig}); low = removing it costs least; {on}"
+                ),
+            },
+            w,
+            n,
+        ));
+    }
+    out
 }
 
 pub enum Source {
     Model(Arc<Model>),
     ScanFile(PathBuf),
+    /// A probe file alone: metrics, nothing to scan or evaluate.
+    ProbeFile(PathBuf),
 }
 
 /// The document: where it came from, its main stack, and every module type's cells.
@@ -339,15 +481,70 @@ impl Document {
         Ok(())
     }
 
-    pub fn model(&self) -> Option<&Arc<Model>> {
-        match &self.source {
-            Source::Model(m) => Some(m),
-            Source::ScanFile(_) => None,
+    /// A probe file alone (`snrscope P.json`): its metrics are the tabs, Block Influence
+    /// drives.
+    pub fn for_probe_file(path: &Path, probe: &ProbeDoc) -> Document {
+        let modules = probe_modules(probe);
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Document {
+            source: Source::ProbeFile(path.to_path_buf()),
+            name,
+            source_path: path.to_path_buf(),
+            num_layers: probe.layers,
+            stack: Stack {
+                prefix: probe.stack_prefix.clone(),
+                num_layers: probe.layers,
+                ..Stack::default()
+            },
+            modules,
+            default_module: 0,
+            warnings: Vec::new(),
         }
     }
 
+    /// A probe's metrics beside the SNR modules (`--probe FILE`): its stack must be this
+    /// document's.
+    pub fn add_probe(&mut self, path: &Path, probe: &ProbeDoc) -> color_eyre::Result<()> {
+        if probe.stack_prefix != self.stack.prefix || probe.layers != self.num_layers {
+            return Err(eyre!(
+                "{}: probes `{}` with {} layers, but {} has `{}` with {} layers",
+                path.display(),
+                probe.stack_prefix,
+                probe.layers,
+                self.source_path.display(),
+                self.stack.prefix,
+                self.num_layers
+            ));
+        }
+        if self.modules.iter().any(|m| m.metric.is_some()) {
+            return Err(eyre!("{}: one probe file at a time", path.display()));
+        }
+        self.modules.extend(probe_modules(probe));
+        Ok(())
+    }
+
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        match &self.source {
+            Source::Model(m) => Some(m),
+            Source::ScanFile(_) | Source::ProbeFile(_) => None,
+        }
+    }
+
+    /// "scan file", "probe file" or "model": what was opened, in messages.
+    pub fn kind_word(&self) -> &'static str {
+        match self.source {
+            Source::Model(_) => "model",
+            Source::ScanFile(_) => "scan file",
+            Source::ProbeFile(_) => "probe file",
+        }
+    }
+
+    /// Opened from a file of values (a scan or a probe), not a model: nothing to compute.
     pub fn is_scan_file(&self) -> bool {
-        matches!(self.source, Source::ScanFile(_))
+        matches!(self.source, Source::ScanFile(_) | Source::ProbeFile(_))
     }
 
     /// Each module tab's width in columns as drawn (with its gap), `current` on screen.

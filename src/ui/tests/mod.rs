@@ -10,6 +10,7 @@
 mod effects;
 mod eval;
 mod gguf;
+mod probe;
 mod render;
 mod state;
 

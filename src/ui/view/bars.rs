@@ -30,11 +30,7 @@ fn line(l: Line, area: Rect, buf: &mut Buffer) {
 }
 
 pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
-    let kind = if app.is_scan_file() {
-        "scan file"
-    } else {
-        "model"
-    };
+    let kind = app.doc().kind_word();
     let mut spans = vec![
         Span::styled(" snrscope ", theme::bold().fg(theme::ACCENT)),
         Span::styled(
@@ -203,6 +199,25 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let m = app.module();
     let text = match m.state {
+        ScanState::Loaded if m.metric.is_some() => {
+            let (lo, hi) = m
+                .cells
+                .iter()
+                .filter_map(|c| c.snr())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            format!(
+                " {} from the probe file: {} values{} · low = drop first",
+                m.value_name(),
+                m.count(|k| matches!(k, Kind::Finite(_) | Kind::Infinite)),
+                if lo <= hi {
+                    format!(", {} to {}", format::sig(lo, 3), format::sig(hi, 3))
+                } else {
+                    String::new()
+                }
+            )
+        }
         ScanState::Loaded => format!(
             " loaded from scan file: {} ∞, {} failed — no spectra, no model export",
             m.count(|k| matches!(k, Kind::Infinite)),

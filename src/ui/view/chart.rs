@@ -131,11 +131,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         None => "linear scale".into(),
     };
     // Which layers show comes before the scale's words, which are the first to be cut.
-    let title = Line::from(vec![
-        Span::raw(" SNR of "),
-        Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
-        Span::raw(format!(" · {range} · {scale_text} ")),
-    ]);
+    let title = match &m.metric {
+        // A metric's bars: what they measure, and which way is "drop".
+        Some(metric) => Line::from(vec![
+            Span::raw(" "),
+            Span::styled(metric.name.clone(), theme::bold().fg(theme::ACCENT)),
+            Span::raw(format!(" · low = drop first · {range} · {scale_text} ")),
+        ]),
+        None => Line::from(vec![
+            Span::raw(" SNR of "),
+            Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
+            Span::raw(format!(" · {range} · {scale_text} ")),
+        ]),
+    };
     let mut block = Block::bordered().title(title);
     if area.width > 40 {
         block = block.title_bottom(legend(area.width.saturating_sub(2) as usize));

@@ -30,7 +30,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let mut lines: Vec<Line> = Vec::new();
-    if matches!(cell.value, Value::Missing) {
+    if let Some(metric) = &app.module().metric {
+        metric_lines(app, metric, cell, &mut lines);
+    } else if matches!(cell.value, Value::Missing) {
         lines.push(Line::from(format!(
             "layer {layer} has no {} weight",
             app.module().label
@@ -66,7 +68,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     match &cell.value {
-        Value::Missing => {}
+        Value::Missing | Value::Metric(_) => {}
         Value::Pending => lines.push(Line::styled("not scanned yet", theme::dim())),
         Value::Failed(e) => lines.push(Line::styled(
             format!("failed: {e}"),
@@ -127,4 +129,52 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .wrap(Wrap { trim: false })
         .block(block)
         .render(area, buf);
+}
+
+/// A probe metric's value under the cursor: the value, its rank (lowest first, the order the
+/// rules drop in) and what it means.
+fn metric_lines(
+    app: &App,
+    metric: &crate::ui::state::document::Metric,
+    cell: &crate::ui::state::document::Cell,
+    lines: &mut Vec<Line<'static>>,
+) {
+    let layer = app.view().cursor;
+    match cell.value {
+        Value::Metric(v) if !v.is_nan() => {
+            let order = app.sorted_layers();
+            let known = order
+                .iter()
+                .filter(|&&l| app.module().cells[l].snr().is_some())
+                .count();
+            let rank = order.iter().position(|&l| l == layer).map_or(0, |r| r + 1);
+            lines.push(Line::from(Span::styled(
+                snrscope::util::text::escape_controls(&cell.name).into_owned(),
+                theme::bold(),
+            )));
+            let mut l = vec![
+                Span::styled(format!("{} ", metric.name), theme::dim()),
+                Span::styled(format!("{v:.6e}"), theme::bold()),
+                Span::raw("  "),
+            ];
+            l.extend(kv("rank", format!("{rank} of {known}, lowest first")));
+            lines.push(Line::from(l));
+        }
+        Value::Metric(_) => lines.push(Line::styled(
+            format!("the probe has no {} for layer {layer}", metric.name),
+            theme::dim(),
+        )),
+        _ if metric.block > 1 => lines.push(Line::styled(
+            format!(
+                "no block of {} layers starts at layer {layer} (the stack ends first)",
+                metric.block
+            ),
+            theme::dim(),
+        )),
+        _ => lines.push(Line::styled(
+            format!("the probe has no {} for layer {layer}", metric.name),
+            theme::dim(),
+        )),
+    }
+    lines.push(Line::styled(metric.definition.clone(), theme::dim()));
 }

@@ -16,11 +16,18 @@ use crate::ui::{App, format, state::document::Kind};
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let m = app.module();
     let order = app.sorted_layers();
-    let block = Block::bordered().title(Line::from(vec![
-        Span::raw(" Layers by SNR of "),
-        Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
-        Span::raw(" · o: back to the chart "),
-    ]));
+    let block = Block::bordered().title(Line::from(match &m.metric {
+        Some(metric) => vec![
+            Span::raw(" Layers by "),
+            Span::styled(metric.name.clone(), theme::bold().fg(theme::ACCENT)),
+            Span::raw(", lowest first · o: back to the chart "),
+        ],
+        None => vec![
+            Span::raw(" Layers by SNR of "),
+            Span::styled(m.label.clone(), theme::bold().fg(theme::ACCENT)),
+            Span::raw(" · o: back to the chart "),
+        ],
+    }));
     let inner = block.inner(area);
     block.render(area, buf);
     if inner.height < 2 {
@@ -32,7 +39,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     for (v, s) in values.iter().zip(labels) {
         label_of.insert(v.to_bits(), s);
     }
-    let head = format!("{:>5}  {:>6}  {:>14}  choice", "rank", "layer", "SNR");
+    let column = if m.metric.is_some() { "value" } else { "SNR" };
+    let head = format!("{:>5}  {:>6}  {:>14}  choice", "rank", "layer", column);
     buf.set_stringn(inner.x, inner.y, head, inner.width as usize, theme::dim());
     let rows = (inner.height - 1) as usize;
     for (row, &layer) in order

@@ -24,7 +24,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         _ => None,
     });
     let Some(s) = stats else {
-        let why = if app.is_scan_file() {
+        let why = if app.module().metric.is_some() {
+            "a probe's metric has no singular values"
+        } else if app.is_scan_file() {
             "a scan file holds no singular values"
         } else {
             "no singular values for this layer yet"

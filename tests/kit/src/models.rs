@@ -31,6 +31,7 @@ pub fn plan(num_layers: usize, dropped: &[usize]) -> Plan {
         snr: vec![Some(1.0); num_layers],
         dtype: "bfloat16".into(),
         mergekit_modules: None,
+        metric: None,
     }
 }
 

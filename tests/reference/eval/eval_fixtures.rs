@@ -47,6 +47,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             snr: vec![None; spec.layers],
             dtype: "float32".into(),
             mergekit_modules: None,
+            metric: None,
         };
         let pruned = dir.join(format!("{}-pruned", spec.name));
         let options = ExportOptions {

@@ -1,0 +1,230 @@
+//! A probe's metrics in the explorer (`snrscope P.json`, `snrscope MODEL --probe P.json`): tabs
+//! beside the SNR, the rules on them worked out by hand from the file's numbers, `d` letting
+//! one drive the choice (one undoable step), `p` computing what it proposes, and the refusals.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::tiny_app;
+use crate::ui::{action::Action, app::App, effect::Effect, state::document::Kind};
+use snrscope::plan::Rule;
+
+/// Six layers; the numbers are chosen so every rule's answer can be read off by eye.
+/// BI lowest first: 1 (0.05), 3 (0.08), 5 (0.10), 2, 0, 4.
+/// Blocks of 2 (entry l = layers l, l+1): lowest at 2 (0.12), then 4 (0.20), then 1 (0.30).
+fn probe_json(fingerprint: &str, prefix: &str) -> serde_json::Value {
+    json!({
+        "snrscope_probe": {"format": 1, "written_by": "hand"},
+        "model": "hand-made",
+        "model_type": "llama",
+        "model_fingerprint": fingerprint,
+        "stack_prefix": prefix,
+        "layers": 6,
+        "hidden": 8,
+        "text": "a hand-made probe",
+        "samples": 2,
+        "tokens": 40,
+        "block_influence": [0.30, 0.05, 0.20, 0.08, 0.50, 0.10],
+        "angular_distance": {
+            "1": [0.31, 0.11, 0.21, 0.13, 0.41, 0.16],
+            "2": [0.40, 0.30, 0.12, 0.35, 0.20]
+        },
+        "perplexity": {"original": 10.0, "without_layer": [90.0, 11.0, 13.0, 12.0, 50.0, 10.5]}
+    })
+}
+
+fn write(dir: &Path, v: &serde_json::Value) -> std::path::PathBuf {
+    let p = dir.join("p.json");
+    std::fs::write(&p, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    p
+}
+
+fn label_index(app: &App, label: &str) -> usize {
+    app.doc()
+        .modules
+        .iter()
+        .position(|m| m.label == label)
+        .unwrap_or_else(|| panic!("no tab {label}"))
+}
+
+fn show(app: &mut App, label: &str) {
+    let target = label_index(app, label);
+    while app.view().current != target {
+        app.update(Action::NextModule);
+    }
+}
+
+#[test]
+fn a_probe_file_opens_alone_and_its_rules_choose_as_worked_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), &probe_json("f", "model.layers"));
+    let probe = snrscope::probe::read(&path).unwrap();
+    let mut app = App::for_probe_file(&path, &probe);
+    let labels: Vec<&str> = app.doc().modules.iter().map(|m| m.label.as_str()).collect();
+    assert_eq!(labels, ["BI", "angle·1", "angle·2", "ppl−1"]);
+    // Block Influence drives `lowest K` (K = 6/8, at least 1): the lowest, layer 1.
+    assert_eq!(app.drive_module().label, "BI");
+    assert_eq!(app.choice().rule, Rule::Lowest(1));
+    assert_eq!(app.choice().selection().dropped(), vec![1]);
+    assert!(!app.unsaved(), "the starting choice is not a change");
+    app.update(Action::RuleUp);
+    assert_eq!(app.choice().selection().dropped(), vec![1, 3]);
+    app.update(Action::RuleUp);
+    assert_eq!(app.choice().selection().dropped(), vec![1, 3, 5]);
+    assert_eq!(
+        app.rule_text(),
+        "drop the 3 layers with the lowest Block Influence"
+    );
+    // A hand choice on top: keep 3.
+    app.update(Action::Right);
+    app.update(Action::Right);
+    app.update(Action::Right);
+    app.update(Action::Toggle);
+    assert_eq!(app.choice().selection().dropped(), vec![1, 5]);
+
+    // The blocks of 2 drive: the best block, 2–3, and the hand choice still keeps 3.
+    show(&mut app, "angle·2");
+    app.update(Action::DriveHere);
+    assert_eq!(app.drive_module().label, "angle·2");
+    assert_eq!(app.choice().rule, Rule::Lowest(3), "the rule is kept");
+    // Three disjoint blocks, lowest first: 2–3 (0.12), 4–5 (0.20), 0–1 (0.40; 1–2 overlaps).
+    assert_eq!(app.choice().selection().dropped(), vec![0, 1, 2, 4, 5]);
+    app.update(Action::RuleDown);
+    app.update(Action::RuleDown);
+    assert_eq!(app.choice().rule, Rule::Lowest(1));
+    assert_eq!(app.choice().selection().dropped(), vec![2]);
+    assert_eq!(
+        app.rule_text(),
+        "drop the block of 2 layers with the lowest angular distance (n=2), 1 changed by hand"
+    );
+    let plan = app.plan();
+    assert_eq!(plan.dropped, vec![2]);
+    assert_eq!(
+        plan.reason,
+        "the block of 2 layers with the lowest angular distance (n=2); kept by hand: 3"
+    );
+    assert!(
+        plan.metric.as_deref().unwrap().contains("arccos"),
+        "{:?}",
+        plan.metric
+    );
+    // Forget the hand choice: the whole block goes.
+    app.update(Action::Forget);
+    assert_eq!(app.choice().selection().dropped(), vec![2, 3]);
+
+    // Undo walks back over the forget and the drive switch, one step each.
+    app.update(Action::Undo);
+    app.update(Action::Undo);
+    app.update(Action::Undo);
+    app.update(Action::Undo);
+    assert_eq!(app.drive_module().label, "BI");
+    assert_eq!(app.choice().selection().dropped(), vec![1, 5]);
+
+    // The perplexity without each layer: lowest first 5 (10.5), 1 (11.0), 3 (12.0).
+    show(&mut app, "ppl−1");
+    app.update(Action::DriveHere);
+    assert_eq!(
+        app.choice().selection().dropped(),
+        vec![1, 5],
+        "3 kept by hand"
+    );
+
+    // The sorted view lists a metric lowest first.
+    assert_eq!(app.sorted_layers(), vec![5, 1, 3, 2, 4, 0]);
+    // Blocks past the end have no bar; nothing is infinite.
+    show(&mut app, "angle·2");
+    let m = app.module();
+    assert_eq!(m.cells[5].kind(), Kind::Missing);
+    assert_eq!(m.cells[2].kind(), Kind::Finite(0.12));
+}
+
+/// A metric that drives from the seed's infinite rule starts from its own rule (`lowest K`,
+/// the best block): no metric is ever infinite, so the infinite rule would drop nothing.
+#[test]
+fn with_a_model_the_metrics_sit_beside_the_snr_and_p_evaluates_their_choice() {
+    let (tmp, mut app, _) = tiny_app(1, "org/tiny-model");
+    let model = app.model().unwrap().clone();
+    let fp = snrscope::spectrum::parts::fingerprint(&model);
+    let mut v = probe_json(&fp, "model.layers");
+    // The tiny model has 8 layers.
+    v["layers"] = json!(8);
+    v["block_influence"] = json!([0.30, 0.05, 0.20, 0.08, 0.50, 0.10, 0.60, 0.70]);
+    v["angular_distance"] = json!({"1": [0.31, 0.11, 0.21, 0.13, 0.41, 0.16, 0.5, 0.6],
+                                   "2": [0.40, 0.30, 0.12, 0.35, 0.20, 0.9, 0.9]});
+    v["perplexity"]["without_layer"] = json!([90.0, 11.0, 13.0, 12.0, 50.0, 10.5, 60.0, 70.0]);
+    let path = write(tmp.path(), &v);
+    crate::ui::add_probe_file(&mut app, &path).unwrap();
+    let snr_tabs = app
+        .doc()
+        .modules
+        .iter()
+        .filter(|m| m.metric.is_none())
+        .count();
+    assert_eq!(app.doc().modules.len(), snr_tabs + 4);
+    assert_eq!(app.choice().rule, Rule::Infinite, "the SNR still drives");
+    show(&mut app, "angle·2");
+    let effects = app.update(Action::DriveHere);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::StartScan { .. })),
+        "a metric is never scanned: {effects:?}"
+    );
+    assert_eq!(app.choice().rule, Rule::Lowest(1));
+    assert_eq!(app.choice().selection().dropped(), vec![2, 3]);
+    // `p`: the original and the choice the metric proposes.
+    let effects = app.update(Action::Evaluate);
+    let choices = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartEval { choices, .. } => Some(choices.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no perplexity started: {effects:?}"));
+    assert_eq!(choices, vec![vec![], vec![2, 3]]);
+    // `s` on a metric: no spectrum, said so.
+    app.update(Action::ToggleSpectrum);
+    assert!(!app.view().spectrum_zoom);
+    assert!(
+        app.status().unwrap().text.contains("probe's metric"),
+        "{:?}",
+        app.status()
+    );
+    // Back to the SNR with d twice: `d` on the driving tab returns to the default module.
+    app.update(Action::DriveHere);
+    assert_eq!(app.drive_module().name, "self_attn.v_proj");
+}
+
+#[test]
+fn a_probe_of_other_weights_or_another_stack_is_refused_naming_the_file() {
+    let (tmp, mut app, _) = tiny_app(1, "org/tiny-model");
+    let mut v = probe_json("not-this-model", "model.layers");
+    v["layers"] = json!(8);
+    v["block_influence"] = json!(vec![0.1; 8]);
+    v["angular_distance"] = json!({"1": vec![0.1; 8]});
+    v.as_object_mut().unwrap().remove("perplexity");
+    let path = write(tmp.path(), &v);
+    let e = crate::ui::add_probe_file(&mut app, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("p.json: is a probe of other weights (hand-made)"),
+        "{e}"
+    );
+    // Right weights, wrong stack length.
+    let fp = snrscope::spectrum::parts::fingerprint(app.model().unwrap());
+    let path = write(tmp.path(), &probe_json(&fp, "model.layers"));
+    let e = crate::ui::add_probe_file(&mut app, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("probes `model.layers` with 6 layers"), "{e}");
+    // Not a probe file at all.
+    let scan = tmp.path().join("scan.json");
+    std::fs::write(&scan, "{\"results\": {}}").unwrap();
+    let e = crate::ui::add_probe_file(&mut app, &scan)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scan.json: is not a probe file"), "{e}");
+    assert!(app.doc().modules.iter().all(|m| m.metric.is_none()));
+}
