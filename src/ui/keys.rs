@@ -232,7 +232,7 @@ pub const NORMAL: &[Binding] = &[
         &[Char('d')],
         "d",
         Action::DriveHere,
-        "the module on screen drives the choice (again: the default)",
+        "the tab on screen (SNR or metric) drives the choice (again: the default)",
     ),
     hinted(
         &[Char('u')],
@@ -264,7 +264,7 @@ pub const NORMAL: &[Binding] = &[
         &[Char('o')],
         "o",
         Action::ToggleSorted,
-        "layers sorted by SNR (Space works there too)",
+        "layers sorted by SNR, or a metric lowest first (Space works there too)",
     ),
     b(&[Char('!')], "!", Action::Warnings, "the model's warnings"),
     hinted(

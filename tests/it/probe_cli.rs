@@ -379,29 +379,85 @@ fn refuses_bad_samples_and_an_existing_out_before_the_pass() {
     );
 }
 
-/// The explorer does not show probe files yet: given one on a terminal, it says so (instead of
-/// a scan file's parse error) and leaves the terminal as it was.
+/// The explorer shows a probe as tabs beside the model's SNR: the angular distance of blocks
+/// of 2 driving the choice drops the block the file says is lowest (worked out here from
+/// P.json, not by the explorer), and the file opens alone too.
 #[test]
-fn the_explorer_says_a_probe_file_is_not_for_it_yet() {
+fn the_explorer_shows_a_probe_and_its_best_block_drives_the_choice() {
+    use snrscope_testkit::pty::{Pty, key};
     let tmp = tempfile::tempdir().unwrap();
     let (t, cache) = (tmp.path(), tmp.path().join("cache"));
     fixture(t, "llama");
     ok(
         t,
         &cache,
-        &["probe", "m", "--token-ids", "ids.json", "--out", "p.json"],
+        &[
+            "probe",
+            "m",
+            "--token-ids",
+            "ids.json",
+            "--max-block",
+            "2",
+            "--out",
+            "p.json",
+        ],
     );
-    let p = t.join("p.json");
-    let mut term = snrscope_testkit::pty::Pty::spawn(
-        env!("CARGO_BIN_EXE_snrscope"),
-        &[p.as_os_str()],
-        &[("XDG_CACHE_HOME", cache.as_os_str())],
-        160,
-        10,
+    let p = read(&t.join("p.json"));
+    let layers = p["layers"].as_u64().unwrap() as usize;
+    let d2 = numbers(&p["angular_distance"]["2"]);
+    let best = (0..d2.len())
+        .min_by(|&a, &b| d2[a].total_cmp(&d2[b]))
+        .unwrap();
+    let mut kept = Vec::new();
+    if best > 0 {
+        kept.push(format!("[0,{best})"));
+    }
+    if best + 2 < layers {
+        kept.push(format!("[{},{layers})", best + 2));
+    }
+    let expect = format!("keep {}  {}/{layers} layers", kept.join(" "), layers - 2);
+
+    let env = [("XDG_CACHE_HOME", cache.as_os_str())];
+    let args = [
+        t.join("m").into_os_string(),
+        "--probe".into(),
+        t.join("p.json").into_os_string(),
+    ];
+    let mut term = Pty::spawn(env!("CARGO_BIN_EXE_snrscope"), &args, &env, 160, 40);
+    term.wait_text("scanned:");
+    // After the value projection: BI, angle·1, angle·2; d lets the last drive.
+    term.keys(&[key::TAB, key::TAB, key::TAB]);
+    let s = term.wait_text("angular distance (n=2) · low = drop first");
+    assert!(s.contains("BI") && s.contains("angle·1"), "{s}");
+    term.keys(&["d"]);
+    let s = term.wait_text("the choice now follows angle·2");
+    assert!(
+        s.contains("drop the block of 2 layers with the lowest angular distance (n=2)"),
+        "{s}"
     );
-    assert_eq!(term.wait_exit(), 1);
+    assert!(s.contains(&expect), "want {expect:?}:\n{s}");
+    term.keys(&["q"]);
+    term.wait_text("Quit?");
+    term.keys(&["q"]);
+    assert_eq!(term.wait_exit(), 0);
     assert!(!term.alternate());
-    let s = term.screen().replace('\n', " ");
-    assert!(s.contains("p.json: is a probe file"), "{s}");
-    assert!(s.contains("explorer does not show probe files yet"), "{s}");
+
+    // Alone: Block Influence drives `lowest K`; no model, so no perplexity.
+    let mut term = Pty::spawn(
+        env!("CARGO_BIN_EXE_snrscope"),
+        &[t.join("p.json").as_os_str()],
+        &env,
+        160,
+        40,
+    );
+    let s = term.wait_text("Block Influence · low = drop first");
+    assert!(s.contains("probe file"), "{s}");
+    assert!(
+        s.contains("drop the layer with the lowest Block Influence"),
+        "{s}"
+    );
+    term.keys(&["p"]);
+    term.wait_text("perplexity needs the model's weights");
+    term.keys(&["q"]);
+    assert_eq!(term.wait_exit(), 0);
 }

@@ -228,3 +228,26 @@ fn a_probe_of_other_weights_or_another_stack_is_refused_naming_the_file() {
     assert!(e.contains("scan.json: is not a probe file"), "{e}");
     assert!(app.doc().modules.iter().all(|m| m.metric.is_none()));
 }
+
+/// A probe file alone on an 80×24 terminal: the metric's name and which way is "drop" in the
+/// title, its own axis (from 0, in its units), the choice's marks under the lowest bar.
+#[test]
+fn a_metric_tab_draws_with_its_own_axis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), &probe_json("f", "model.layers"));
+    let probe = snrscope::probe::read(&path).unwrap();
+    let mut app = App::for_probe_file(&path, &probe);
+    app.update(Action::Right);
+    let buf = super::render::draw(&mut app, 80, 24);
+    let screen = super::render::text(&buf);
+    insta::assert_snapshot!("probe_bi_80x24", screen);
+    assert!(
+        screen.contains("Block Influence · low = drop first"),
+        "{screen}"
+    );
+    assert!(screen.contains("(probe file)"), "{screen}");
+    // The top of the axis is the largest value, 0.5, on a linear scale from 0.
+    assert!(screen.contains("0.5"), "{screen}");
+    assert!(screen.contains("Block Influence 5.000000e-2"), "{screen}");
+    assert!(screen.contains("rank 1 of 6"), "{screen}");
+}

@@ -81,14 +81,14 @@ fn mixed_app() -> (TempDir, App, u64) {
     (tmp, app, scan_id)
 }
 
-fn draw(app: &mut App, w: u16, h: u16) -> Buffer {
+pub(super) fn draw(app: &mut App, w: u16, h: u16) -> Buffer {
     app.handle(Msg::Resize(w, h));
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     terminal.draw(|f| render(f, app)).unwrap();
     terminal.backend().buffer().clone()
 }
 
-fn text(buf: &Buffer) -> String {
+pub(super) fn text(buf: &Buffer) -> String {
     let a = buf.area;
     let mut out = String::new();
     for y in a.y..a.y + a.height {
@@ -257,7 +257,7 @@ fn help_overlay_lists_every_key() {
         "jump to layer N",
         "next layer with infinite SNR",
         "layers sorted by SNR",
-        "the module on screen drives the choice",
+        "the tab on screen (SNR or metric) drives the choice",
         "unfrozen-parameters YAML",
         "the model's warnings",
         "write the YAML, then quit",

@@ -146,7 +146,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let mut block = Block::bordered().title(title);
     if area.width > 40 {
-        block = block.title_bottom(legend(area.width.saturating_sub(2) as usize));
+        block = block.title_bottom(legend(
+            area.width.saturating_sub(2) as usize,
+            m.metric.is_some(),
+        ));
     }
     block.render(area, buf);
     if g.bars.height == 0 || g.visible == 0 {
@@ -156,7 +159,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Rule::Below(x) if app.view().current == app.choice().drive => Some(x),
         _ => None,
     };
-    let threshold_label = draw_axis(&g, scale.as_ref(), threshold, buf);
+    let threshold_label = draw_axis(&g, scale.as_ref(), threshold, m.metric.is_none(), buf);
     // Marks follow the driving module's choice even while another module is on screen.
     for i in g.offset..g.offset + g.visible {
         let x = g.bars.x + (i - g.offset) as u16 * g.slot;
@@ -175,11 +178,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 
 /// The legend in at most `width` cells: the marks of the choice always show (nothing else on
 /// screen explains them); the bar kinds give way, the most self-evident first.
-fn legend(width: usize) -> Line<'static> {
+fn legend(width: usize, metric: bool) -> Line<'static> {
     let item = |glyph: &'static str, style: Style, text: &'static str| {
         [Span::styled(glyph, style), Span::raw(format!(" {text} "))]
     };
     let mut parts = legend_items(item);
+    // A metric is never infinite, pending, failed or all-zero: only the marks need words.
+    if metric {
+        parts.retain(|p| {
+            !["infinite", "finite", "pending", "failed", "all-zero"].contains(&p[1].content.trim())
+        });
+    }
     for drop in ["finite", "pending", "all-zero", "failed", "infinite"] {
         let w: usize = 1 + parts
             .iter()
@@ -303,10 +312,13 @@ fn draw_axis(
     g: &ChartGeom,
     scale: Option<&Scale>,
     threshold: Option<f64>,
+    infinite_row: bool,
     buf: &mut Buffer,
 ) -> Option<String> {
     let h = g.bars.height;
-    axis_label(g, buf, g.bars.y, "∞", Style::new().fg(theme::INFINITE));
+    if infinite_row {
+        axis_label(g, buf, g.bars.y, "∞", Style::new().fg(theme::INFINITE));
+    }
     let s = scale?;
     if h < 3 {
         return None;
