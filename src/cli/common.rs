@@ -140,3 +140,57 @@ pub fn bytes_bar(what: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// `--probe FILE --metric KEY`: the probe's metric the rule reads instead of an SNR, checked
+/// against what is pruned (the model's weights when there is a model; the stack always).
+pub fn probe_metric(
+    probe: &std::path::Path,
+    metric: &str,
+    rule: &snrscope::plan::Rule,
+    model: Option<&Model>,
+    stack_prefix: &str,
+    num_layers: usize,
+) -> color_eyre::Result<snrscope::probe::Column> {
+    use color_eyre::eyre::bail;
+    let name = probe.display();
+    if *rule == snrscope::plan::Rule::Infinite {
+        bail!(
+            "--metric {metric}: no metric is ever infinite; choose with --rule lowest:K (for \
+             angle:N, the K lowest disjoint blocks of N layers; lowest:1 is the best block) or \
+             --rule below:X"
+        );
+    }
+    if !snrscope::probe::looks_like_probe_file(probe) {
+        bail!("{name}: is not a probe file (`snrscope probe --out` writes one)");
+    }
+    let doc = snrscope::probe::read(probe).map_err(|e| color_eyre::eyre::eyre!(e))?;
+    if let Some(model) = model
+        && snrscope::spectrum::parts::fingerprint(model) != doc.model_fingerprint
+    {
+        bail!(
+            "{name}: is a probe of other weights ({}), not of {} (their tensors or bytes \
+             differ); probe this model with `snrscope probe`",
+            snrscope::util::text::escape_controls(&doc.model),
+            model.source.display()
+        );
+    }
+    if doc.stack_prefix != stack_prefix || doc.layers != num_layers {
+        bail!(
+            "{name}: probes `{}` with {} layers, but the model has `{stack_prefix}` with \
+             {num_layers} layers",
+            doc.stack_prefix,
+            doc.layers
+        );
+    }
+    snrscope::probe::column(&doc, metric).map_err(|e| color_eyre::eyre::eyre!("{name}: {e}"))
+}
+
+/// The plan's column name for a metric ("Block Influence", or for blocks the value of the
+/// block that starts at the layer).
+pub fn metric_column_name(c: &snrscope::probe::Column) -> String {
+    if c.block > 1 {
+        format!("{} (the block from this layer)", c.name)
+    } else {
+        c.name.clone()
+    }
+}

@@ -61,6 +61,13 @@ pub struct EvalArgs {
     /// equivalent].
     #[arg(long, value_name = "TYPE")]
     pub module: Option<String>,
+    /// Let a probe's metric drive --rule instead of an SNR (no scan): `bi`, `angle:N` (blocks
+    /// of N layers), `ppl`; see `snrscope export --help`.
+    #[arg(long, value_name = "METRIC", requires_all = ["probe", "rule"], conflicts_with = "module")]
+    pub metric: Option<String>,
+    /// The probe file --metric reads (`snrscope probe --out`), a probe of this model.
+    #[arg(long, value_name = "FILE", requires = "metric")]
+    pub probe: Option<PathBuf>,
     /// Evaluate the layers this mergekit passthrough config keeps (e.g. from `snrscope export
     /// --yaml`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["drop", "keep", "rule"])]
@@ -201,6 +208,35 @@ fn choose(
     if args.rule.is_none() && !drop.is_empty() {
         return Ok(drop);
     }
+    let keep = args.keep.clone().map(|l| l.0).unwrap_or_default();
+    if let (Some(metric), Some(probe), Some(rule)) = (&args.metric, &args.probe, &args.rule) {
+        let c = common::probe_metric(
+            probe,
+            metric,
+            rule,
+            Some(model),
+            &stack.prefix,
+            stack.num_layers,
+        )?;
+        let column = common::metric_column_name(&c);
+        let reading = plan::Reading {
+            module_type: &column,
+            what: &c.name,
+            values: &c.values,
+            block: c.block,
+            definition: Some(&c.definition),
+        };
+        let choice = Request {
+            module: None,
+            rule: *rule,
+            drop,
+            keep,
+        };
+        let plan =
+            plan::make_plan_from(&reading, &stack.prefix, stack.num_layers, &choice, "", "")?;
+        eprintln!("choice: {}", escape_controls(&plan.reason));
+        return Ok(plan.dropped);
+    }
     let module = module_for(model, stack, args.module.as_deref())?;
     let jobs = scan::jobs_for_module(model, stack, &module);
     let options = common::scan_options(&ScanFlags {
@@ -229,7 +265,7 @@ fn choose(
         module: Some(module),
         rule: args.rule.unwrap_or_default(),
         drop,
-        keep: args.keep.clone().map(|l| l.0).unwrap_or_default(),
+        keep,
     };
     let plan = plan::make_plan(&table, &choice, "", "")?;
     eprintln!("choice: {}", escape_controls(&plan.reason));

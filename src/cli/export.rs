@@ -89,6 +89,20 @@ pub struct ExportArgs {
     /// closest equivalent].
     #[arg(long, value_name = "TYPE")]
     pub module: Option<String>,
+    /// Let a probe's metric drive --rule instead of an SNR (no scan): `bi` (Block Influence),
+    /// `angle:N` (angular distance of blocks of N layers; `lowest:K` takes the K lowest
+    /// disjoint blocks), `ppl` (perplexity without the layer). Lowest values drop first.
+    #[arg(
+        long,
+        value_name = "METRIC",
+        requires = "probe",
+        conflicts_with = "module"
+    )]
+    pub metric: Option<String>,
+    /// The probe file --metric reads (`snrscope probe --out`); it must be a probe of this
+    /// model (same weights, same layer stack).
+    #[arg(long, value_name = "FILE", requires = "metric")]
+    pub probe: Option<PathBuf>,
     /// mergekit's `model:` value (e.g. a Hugging Face repo id) [default: the model folder's
     /// absolute path; required with a scan file and --yaml].
     #[arg(long, value_name = "NAME")]
@@ -130,6 +144,9 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
     let mut inputs = Inputs::of_path(&args.model);
     if let Some(scan) = &args.scan {
         inputs.add(scan);
+    }
+    if let Some(probe) = &args.probe {
+        inputs.add(probe);
     }
     let source = if scanfile::looks_like_scan_file(&args.model) {
         let (_, entries) = scanfile::read(&args.model)?;
@@ -213,6 +230,10 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
         Source::Model(model) => {
             let table = match &args.scan {
                 Some(path) => saved_scan_for(model, path, &args)?,
+                // A metric drives: no SNR is needed unless Spectrum's selection is asked for.
+                None if args.metric.is_some() && args.unfrozen_yaml.is_none() => {
+                    SnrTable::for_stack(model.main_stack()?)
+                }
                 None => {
                     let (table, f) = scan_model(model, &args, &cancel)?;
                     failed = f;
@@ -235,7 +256,40 @@ pub fn run(mut args: ExportArgs) -> color_eyre::Result<ExitCode> {
     // Only --yaml and --model-out need a plan: a Spectrum selection is still written when, say,
     // every layer's SNR is infinite.
     let pruning = args.yaml.is_some() || args.model_out.is_some() || args.gguf_out.is_some();
-    let plan = match plan::make_plan(&table, &choice, &model_ref, &dtype) {
+    let planned = match (&args.metric, &args.probe) {
+        (Some(metric), Some(probe)) => {
+            let model = match &source {
+                Source::Model(m) => Some(&**m),
+                Source::ScanFile(_) => None,
+            };
+            let c = super::common::probe_metric(
+                probe,
+                metric,
+                &args.rule,
+                model,
+                &table.stack_prefix,
+                table.num_layers,
+            )?;
+            let column = super::common::metric_column_name(&c);
+            let reading = plan::Reading {
+                module_type: &column,
+                what: &c.name,
+                values: &c.values,
+                block: c.block,
+                definition: Some(&c.definition),
+            };
+            plan::make_plan_from(
+                &reading,
+                &table.stack_prefix,
+                table.num_layers,
+                &choice,
+                &model_ref,
+                &dtype,
+            )
+        }
+        _ => plan::make_plan(&table, &choice, &model_ref, &dtype),
+    };
+    let plan = match planned {
         Ok(mut p) => {
             if let Source::Model(model) = &source {
                 p.mergekit_modules = plan::mergekit_modules(model);

@@ -20,4 +20,6 @@ pub use ranges::{
     ParseError, format_layer_list, format_ranges, join_layers, kept_ranges, parse_layer_list,
 };
 pub use rule::{Mark, Rule, Selection};
-pub use table::{Request, SnrTable, describe_choice, describe_choice_of, make_plan};
+pub use table::{
+    Reading, Request, SnrTable, describe_choice, describe_choice_of, make_plan, make_plan_from,
+};

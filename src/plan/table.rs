@@ -165,8 +165,67 @@ pub fn make_plan(
         )));
     }
     let snr = table.modules[module].clone();
+    let what = format!("{module} SNR");
+    let reading = Reading {
+        module_type: module,
+        what: &what,
+        values: &snr,
+        block: 1,
+        definition: None,
+    };
+    plan_from(&reading, &table.stack_prefix, n, choice, model_ref, dtype)
+}
+
+/// What a rule reads, for [`make_plan_from`]: any per-layer value (an SNR, a probe's metric).
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    /// The plan's `module_type` (the model card's column).
+    pub module_type: &'a str,
+    /// The value's name in sentences ("Block Influence").
+    pub what: &'a str,
+    pub values: &'a [Option<f64>],
+    /// Entry `i` stands for layers `i..i+block`.
+    pub block: usize,
+    /// A metric's definition, for the model card (`None` for an SNR).
+    pub definition: Option<&'a str>,
+}
+
+/// [`make_plan`] on any reading of an `n`-layer stack: a probe's metric as the explorer's
+/// `d` lets it drive (`--metric` on the command line).
+pub fn make_plan_from(
+    reading: &Reading,
+    stack_prefix: &str,
+    n: usize,
+    choice: &Request,
+    model_ref: &str,
+    dtype: &str,
+) -> Result<Plan, PlanError> {
+    for (flag, list) in [("--drop", &choice.drop), ("--keep", &choice.keep)] {
+        if let Some(bad) = list.iter().find(|&&l| l >= n) {
+            return Err(PlanError::Invalid(format!(
+                "{flag} {bad}: `{stack_prefix}` has only {n} layers (0-{})",
+                n.saturating_sub(1)
+            )));
+        }
+    }
+    if let Some(both) = choice.drop.iter().find(|l| choice.keep.contains(l)) {
+        return Err(PlanError::Invalid(format!(
+            "layer {both} is both in --drop and in --keep"
+        )));
+    }
+    plan_from(reading, stack_prefix, n, choice, model_ref, dtype)
+}
+
+fn plan_from(
+    r: &Reading,
+    stack_prefix: &str,
+    n: usize,
+    choice: &Request,
+    model_ref: &str,
+    dtype: &str,
+) -> Result<Plan, PlanError> {
     let mut sel = Selection::new(n);
-    sel.apply_rule(&choice.rule, &snr);
+    sel.apply_rule_blocks(&choice.rule, r.values, r.block);
     for &l in &choice.drop {
         sel.set(l, true);
     }
@@ -176,20 +235,21 @@ pub fn make_plan(
     let marked = |m: Mark| (0..n).filter(|&l| sel.mark(l) == m).collect::<Vec<_>>();
     let plan = Plan {
         model_ref: model_ref.to_string(),
-        stack_prefix: table.stack_prefix.clone(),
+        stack_prefix: stack_prefix.to_string(),
         num_layers: n,
         dropped: sel.dropped(),
-        module_type: module.to_string(),
-        reason: describe_choice(
+        module_type: r.module_type.to_string(),
+        reason: describe_choice_of(
             &choice.rule,
-            module,
+            r.what,
+            r.block,
             &marked(Mark::DropManual),
             &marked(Mark::KeepManual),
         ),
-        snr,
+        snr: r.values.to_vec(),
         dtype: dtype.to_string(),
         mergekit_modules: None,
-        metric: None,
+        metric: r.definition.map(str::to_string),
     };
     plan.validate()?;
     Ok(plan)

@@ -11,6 +11,7 @@
 
 mod cache;
 mod collect;
+mod columns;
 mod document;
 mod job;
 mod parts;
@@ -19,6 +20,7 @@ mod summary;
 
 pub use cache::{Key, ProbeCache};
 pub use collect::SampleStats;
+pub use columns::{Column, column, columns};
 pub use document::{
     Extras, MARKER, ProbeDoc, ProbeMeta, looks_like_probe_file, lowest_first, read, to_json,
 };

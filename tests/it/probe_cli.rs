@@ -461,3 +461,152 @@ fn the_explorer_shows_a_probe_and_its_best_block_drives_the_choice() {
     term.keys(&["q"]);
     assert_eq!(term.wait_exit(), 0);
 }
+
+/// Headless, as in the explorer: `export --probe P.json --metric angle:2 --rule lowest:1`
+/// writes the YAML that drops the block P.json says is lowest, `eval --metric bi --rule
+/// lowest:1` evaluates without the layer of lowest Block Influence (both worked out here from
+/// P.json), and the refusals name what is wrong.
+#[test]
+fn export_and_eval_follow_a_probe_metric() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (t, cache) = (tmp.path(), tmp.path().join("cache"));
+    fixture(t, "llama");
+    ok(
+        t,
+        &cache,
+        &[
+            "probe",
+            "m",
+            "--token-ids",
+            "ids.json",
+            "--max-block",
+            "2",
+            "--out",
+            "p.json",
+        ],
+    );
+    let p = read(&t.join("p.json"));
+    let layers = p["layers"].as_u64().unwrap() as usize;
+    let argmin = |v: &[f64]| (0..v.len()).min_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let best = argmin(&numbers(&p["angular_distance"]["2"]));
+    let (code, out, err) = run(
+        t,
+        &cache,
+        &[
+            "export",
+            "m",
+            "--probe",
+            "p.json",
+            "--metric",
+            "angle:2",
+            "--rule",
+            "lowest:1",
+            "--yaml",
+            "prune.yml",
+            "--model-name",
+            "org/m",
+            "--model-out",
+            "pruned",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("scanning"), "a metric needs no scan: {err}");
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(t.join("prune.yml")).unwrap()).unwrap();
+    let ranges: Vec<(usize, usize)> = yaml["slices"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let r = &s["sources"][0]["layer_range"];
+            (
+                r[0].as_u64().unwrap() as usize,
+                r[1].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    let mut want = Vec::new();
+    if best > 0 {
+        want.push((0, best));
+    }
+    if best + 2 < layers {
+        want.push((best + 2, layers));
+    }
+    assert_eq!(ranges, want, "best block of 2 starts at {best}");
+    let card = std::fs::read_to_string(t.join("pruned/README.md")).unwrap();
+    assert!(
+        card.contains("the block of 2 layers with the lowest angular distance (n=2)")
+            && card.contains("arccos"),
+        "{card}"
+    );
+    let config: Value = read(&t.join("pruned/config.json"));
+    assert_eq!(config["num_hidden_layers"], layers - 2);
+
+    let lowest_bi = argmin(&numbers(&p["block_influence"]));
+    // eval scores one text: the first sample's ids.
+    let samples: Value = read(&t.join("ids.json"));
+    std::fs::write(t.join("one.json"), samples[0].to_string()).unwrap();
+    let (code, out, err) = run(
+        t,
+        &cache,
+        &[
+            "eval",
+            "m",
+            "--probe",
+            "p.json",
+            "--metric",
+            "bi",
+            "--rule",
+            "lowest:1",
+            "--token-ids",
+            "one.json",
+            "--max-tokens",
+            "16",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pruned"]["dropped"], serde_json::json!([lowest_bi]));
+    assert!(err.contains("the 1 lowest finite Block Influence"), "{err}");
+
+    // The infinite rule on a metric, a metric the probe lacks, another model's probe.
+    let (code, _, err) = run(
+        t,
+        &cache,
+        &[
+            "export", "m", "--probe", "p.json", "--metric", "bi", "--yaml", "x.yml",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no metric is ever infinite"), "{err}");
+    let (code, _, err) = run(
+        t,
+        &cache,
+        &[
+            "export", "m", "--probe", "p.json", "--metric", "ppl", "--rule", "lowest:1", "--yaml",
+            "x.yml",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("p.json: holds no perplexity without each layer"),
+        "{err}"
+    );
+    let spec = ArchSpec::fixtures()
+        .into_iter()
+        .find(|s| s.name == "mistral")
+        .unwrap();
+    eval_models::write_model(&t.join("other"), &spec).unwrap();
+    let (code, _, err) = run(
+        t,
+        &cache,
+        &[
+            "export", "other", "--probe", "p.json", "--metric", "bi", "--rule", "lowest:1",
+            "--yaml", "x.yml",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("p.json: is a probe of other weights"), "{err}");
+    assert!(!t.join("x.yml").exists());
+}

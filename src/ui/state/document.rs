@@ -273,67 +273,22 @@ fn block_name(start: usize, block: usize) -> String {
 /// The tabs of a probe's metrics: Block Influence, the angular distance of each block size,
 /// and the perplexity without each layer when the probe measured it.
 fn probe_modules(p: &ProbeDoc) -> Vec<ModuleView> {
-    let on = format!(
-        "measured by `snrscope probe` on {} sample(s), {} tokens of {}",
-        p.samples,
-        p.tokens,
-        if p.text.is_empty() {
-            "its text"
-        } else {
-            &p.text
-        }
-    );
-    let n = p.layers;
-    let mut out = vec![ModuleView::metric(
-        "BI",
-        Metric {
-            name: "Block Influence".into(),
-            block: 1,
-            definition: format!(
-                "Block Influence (ShortGPT): 1 − mean cos(input, output) of the layer over \
-                 every token; low = the layer changes its input little; {on}"
-            ),
-        },
-        &p.block_influence,
-        n,
-    )];
-    for (i, rows) in p.angular.iter().enumerate() {
-        let b = i + 1;
-        out.push(ModuleView::metric(
-            &format!("angle·{b}"),
-            Metric {
-                name: format!("angular distance (n={b})"),
-                block: b,
-                definition: format!(
-                    "angular distance (Gromov et al.): arccos(cos(x_l, x_l+{b}))/π at each \
-                     sample's last token, mean over samples; entry l stands for dropping \
-                     layers l–l+{}; low = they change the last token little; {on}",
-                    b - 1
-                ),
-            },
-            rows,
-            n,
-        ));
-    }
-    if let Some(w) = &p.ppl_without_layer {
-        let orig = p
-            .ppl_original
-            .map_or("unknown".to_string(), |o| format!("{o:.4}"));
-        out.push(ModuleView::metric(
-            "ppl−1",
-            Metric {
-                name: "perplexity without the layer".into(),
-                block: 1,
-                definition: format!(
-                    "perplexity of the model without this one layer (Shortened LLaMA's PPL \
-                     criterion; the original's is {orig}); low = removing it costs least; {on}"
-                ),
-            },
-            w,
-            n,
-        ));
-    }
-    out
+    snrscope::probe::columns(p)
+        .into_iter()
+        .map(|c| {
+            let values: Vec<f64> = c.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+            ModuleView::metric(
+                &c.label,
+                Metric {
+                    name: c.name,
+                    block: c.block,
+                    definition: c.definition,
+                },
+                &values,
+                p.layers,
+            )
+        })
+        .collect()
 }
 
 pub enum Source {
