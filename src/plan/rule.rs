@@ -81,9 +81,8 @@ impl Rule {
         }
         let mut taken = vec![false; num_layers];
         let take = |start: usize, taken: &mut Vec<bool>| {
-            for l in start..(start + block).min(num_layers) {
-                taken[l] = true;
-            }
+            let end = (start + block).min(num_layers);
+            taken[start.min(end)..end].fill(true);
         };
         match *self {
             Rule::Lowest(k) => {
