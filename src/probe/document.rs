@@ -147,6 +147,26 @@ pub struct ProbeDoc {
     pub ppl_without_layer: Option<Vec<f64>>,
 }
 
+impl ProbeDoc {
+    /// A probe computed here (the explorer's `P`), as if read back from its file.
+    pub fn from_metrics(meta: &ProbeMeta, m: &Metrics) -> ProbeDoc {
+        ProbeDoc {
+            model: meta.model.clone(),
+            model_type: meta.model_type.clone(),
+            model_fingerprint: meta.model_fingerprint.clone(),
+            stack_prefix: meta.stack_prefix.clone(),
+            layers: meta.layers,
+            samples: meta.sample_tokens.len(),
+            tokens: meta.sample_tokens.iter().sum(),
+            text: meta.text.clone(),
+            block_influence: m.block_influence.clone(),
+            angular: m.angular.clone(),
+            ppl_original: m.ppl_original,
+            ppl_without_layer: m.ppl_without_layer.clone(),
+        }
+    }
+}
+
 /// Does `path` look like a probe file (its first bytes name the marker)?
 pub fn looks_like_probe_file(path: &Path) -> bool {
     use std::io::Read as _;

@@ -67,6 +67,9 @@ pub enum Action {
     // -- what the cut costs
     /// Perplexity of the original (once) and of the current choice, in the background.
     Evaluate,
+    /// Block Influence and the angular distances from activations, in the background; their
+    /// tabs appear beside the SNR.
+    Probe,
     // -- control
     /// Esc: the innermost thing — an open overlay, else a running export, else the scan.
     Cancel,

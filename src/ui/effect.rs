@@ -40,6 +40,17 @@ pub enum Effect {
     CancelEval {
         id: u64,
     },
+    /// Probe `model` on the text of `setup` (the explorer's `P`); reports come back as
+    /// `Msg::Probe { id, .. }`.
+    StartProbe {
+        id: u64,
+        model: Arc<Model>,
+        setup: EvalSetup,
+        use_cache: bool,
+    },
+    CancelProbe {
+        id: u64,
+    },
     /// Stop the running export (it removes its temporary folder; its end comes back as
     /// `Msg::Export`).
     CancelExport,

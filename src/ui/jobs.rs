@@ -29,6 +29,7 @@ pub struct Executor {
     tx: Sender<Msg>,
     scan: Option<(u64, ScanHandle)>,
     eval: Option<(u64, CancelToken)>,
+    probe: Option<(u64, CancelToken)>,
     export: Option<CancelToken>,
 }
 
@@ -38,6 +39,7 @@ impl Executor {
             tx,
             scan: None,
             eval: None,
+            probe: None,
             export: None,
         }
     }
@@ -78,6 +80,40 @@ impl Executor {
                 } => self.start_eval(id, model, text, setup, choices),
                 Effect::CancelEval { id } => {
                     if let Some((running, c)) = &self.eval
+                        && *running == id
+                    {
+                        c.cancel();
+                    }
+                }
+                Effect::StartProbe {
+                    id,
+                    model,
+                    setup,
+                    use_cache,
+                } => {
+                    let cancel = CancelToken::default();
+                    let token = cancel.clone();
+                    let tx = self.tx.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("probe".into())
+                            .spawn(move || {
+                                super::probe_job::run_probe(
+                                    &model, &setup, use_cache, &token, id, &tx,
+                                )
+                            });
+                    if let Err(e) = spawned {
+                        let _ = self.tx.send(Msg::Probe {
+                            id,
+                            msg: super::msg::ProbeMsg::Done(Err(format!(
+                                "cannot start the probe's thread: {e}"
+                            ))),
+                        });
+                    }
+                    self.probe = Some((id, cancel));
+                }
+                Effect::CancelProbe { id } => {
+                    if let Some((running, c)) = &self.probe
                         && *running == id
                     {
                         c.cancel();

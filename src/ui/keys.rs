@@ -289,6 +289,12 @@ pub const NORMAL: &[Binding] = &[
         "ppl",
     ),
     b(
+        &[Char('P')],
+        "P",
+        Action::Probe,
+        "probe: Block Influence and angular distances as tabs (Esc cancels)",
+    ),
+    b(
         &[Char('w')],
         "w",
         Action::WriteScan,

@@ -20,6 +20,7 @@ mod jobs;
 mod keys;
 mod layout;
 mod msg;
+mod probe_job;
 mod runtime;
 mod state;
 mod terminal;

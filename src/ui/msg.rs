@@ -33,6 +33,11 @@ pub enum Msg {
         id: u64,
         msg: EvalMsg,
     },
+    /// The explorer's probe (`P`); `id` as for `Eval`.
+    Probe {
+        id: u64,
+        msg: ProbeMsg,
+    },
     /// A file the state asked for was written (or not: the reason).
     Written {
         job: Box<WriteJob>,
@@ -47,6 +52,14 @@ pub enum Msg {
 pub enum ExportMsg {
     Progress(ExportProgress),
     Done(Result<ExportSummary, String>),
+}
+
+#[derive(Debug)]
+pub enum ProbeMsg {
+    /// The pass's progress.
+    Event(EvalEvent),
+    /// Its end: the metrics, `None` when cancelled, or why it failed.
+    Done(Result<Option<snrscope::probe::ProbeDoc>, String>),
 }
 
 #[derive(Debug)]

@@ -460,6 +460,21 @@ fn the_explorer_shows_a_probe_and_its_best_block_drives_the_choice() {
     term.wait_text("perplexity needs the model's weights");
     term.keys(&["q"]);
     assert_eq!(term.wait_exit(), 0);
+
+    // Without a file: P probes the model from the explorer and its tabs appear.
+    let mut term = Pty::spawn(
+        env!("CARGO_BIN_EXE_snrscope"),
+        &[t.join("m").as_os_str()],
+        &env,
+        160,
+        40,
+    );
+    term.wait_text("scanned:");
+    term.keys(&["P"]);
+    let s = term.wait_text("probed 8 samples");
+    assert!(s.contains("BI") && s.contains("angle·4"), "{s}");
+    term.keys(&["q"]);
+    assert_eq!(term.wait_exit(), 0);
 }
 
 /// Headless, as in the explorer: `export --probe P.json --metric angle:2 --rule lowest:1`

@@ -132,4 +132,82 @@ impl App {
             StatusKind::Info,
         );
     }
+
+    /// `P`: Block Influence and every angular distance of the model on the text `p` scores,
+    /// in the background; their tabs appear beside the SNR when done.
+    pub(super) fn probe_requested(&mut self) {
+        let Some(model) = self.model().cloned() else {
+            self.set_status(
+                "probing needs the model's weights: open the model folder (a probe file opens \
+                 with --probe FILE)",
+                StatusKind::Info,
+            );
+            return;
+        };
+        if self.probes.running().is_some() {
+            self.set_status("the probe is running (Esc cancels)", StatusKind::Info);
+            return;
+        }
+        if self.doc.modules.iter().any(|m| m.metric.is_some()) {
+            self.set_status(
+                "the probe's metrics are shown already (the tabs after the modules)",
+                StatusKind::Info,
+            );
+            return;
+        }
+        let id = self.probes.start();
+        self.outbox.push(Effect::StartProbe {
+            id,
+            model,
+            setup: self.evals.setup().clone(),
+            use_cache: self.options.cache.is_some(),
+        });
+        self.set_status(
+            "probing the model in the background: Block Influence and angular distances \
+             (Esc cancels)",
+            StatusKind::Info,
+        );
+    }
+
+    pub(super) fn on_probe(&mut self, id: u64, msg: ProbeMsg) {
+        if !self.probes.is_running(id) {
+            return;
+        }
+        match msg {
+            ProbeMsg::Event(e) => self.probes.progress(&e),
+            ProbeMsg::Done(result) => {
+                self.probes.finished();
+                match result {
+                    Ok(Some(doc)) => {
+                        let first = self.doc.modules.len();
+                        match self.doc.add_probe(Path::new("the probe"), &doc) {
+                            Ok(()) => {
+                                let tabs: Vec<&str> = self.doc.modules[first..]
+                                    .iter()
+                                    .map(|m| m.label.as_str())
+                                    .collect();
+                                let shown = match tabs.as_slice() {
+                                    [a, .., z] => format!("{a} … {z}"),
+                                    _ => tabs.join(" "),
+                                };
+                                self.set_status(
+                                    format!(
+                                        "probed {} samples, {} tokens of {}: tabs {shown} \
+                                         (d lets one drive)",
+                                        doc.samples, doc.tokens, doc.text
+                                    ),
+                                    StatusKind::Ok,
+                                );
+                            }
+                            Err(e) => self.set_status(format!("probe: {e}"), StatusKind::Error),
+                        }
+                    }
+                    Ok(None) => {
+                        self.set_status("probe cancelled (P starts again)", StatusKind::Info)
+                    }
+                    Err(e) => self.set_status(format!("probe: {e}"), StatusKind::Error),
+                }
+            }
+        }
+    }
 }

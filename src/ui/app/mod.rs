@@ -26,13 +26,14 @@ use super::{
     format,
     keys::{self, Mode},
     layout::{self, Flags},
-    msg::{EvalMsg, ExportMsg, Msg},
+    msg::{EvalMsg, ExportMsg, Msg, ProbeMsg},
     state::{
         choice::{self, Choice},
         document::{Cell, Document, Kind, ModuleView, Reading, ScanState, Source},
         eval_job::Evals,
         export_job::ExportJob,
         overlay::{Dialog, DialogKind, LineEdit, Overlay, Question, Status, StatusKind},
+        probe_job::Probes,
         scans::Scans,
         view::View,
     },
@@ -87,6 +88,7 @@ pub struct App {
     status: Option<Status>,
     export: Option<ExportJob>,
     evals: Evals,
+    probes: Probes,
     options: AppOptions,
     /// What the user last wrote per kind this session (the dialogs start from it).
     last_paths: HashMap<DialogKind, String>,
@@ -206,6 +208,7 @@ impl App {
             status: None,
             export: None,
             evals: Evals::new(options.eval.clone()),
+            probes: Probes::default(),
             options,
             last_paths: HashMap::new(),
             last_copy: String::new(),
@@ -257,6 +260,10 @@ impl App {
         &self.evals
     }
 
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
     /// The user asked to leave.
     pub fn quit(&self) -> bool {
         self.quit
@@ -269,7 +276,10 @@ impl App {
 
     /// Background work runs: the screen redraws on a timer to show its progress.
     pub fn busy(&self) -> bool {
-        self.scans.busy() || self.export.is_some() || self.evals.running()
+        self.scans.busy()
+            || self.export.is_some()
+            || self.evals.running()
+            || self.probes.running().is_some()
     }
 
     pub fn num_layers(&self) -> usize {
@@ -487,6 +497,7 @@ impl App {
             Msg::Scan { scan_id, event } => self.on_scan(scan_id, event),
             Msg::Export(e) => self.on_export(e),
             Msg::Eval { id, msg } => self.on_eval(id, msg),
+            Msg::Probe { id, msg } => self.on_probe(id, msg),
             Msg::Written { job, outcome } => self.on_written(job, outcome),
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::Terminate => self.shutdown(),

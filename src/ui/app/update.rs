@@ -154,6 +154,7 @@ impl App {
             }
             Action::WriteUnfrozen => self.open_dialog(DialogKind::Unfrozen, false),
             Action::Evaluate => self.evaluate(),
+            Action::Probe => self.probe_requested(),
             Action::Cancel => self.cancel(),
             Action::Quit => {
                 if self.unsaved() || self.export.is_some() {
@@ -199,6 +200,9 @@ impl App {
         self.scans.cancel_all(&mut self.doc, &mut self.outbox);
         self.cancel_export();
         self.outbox.extend(self.evals.cancel());
+        if let Some(r) = self.probes.running() {
+            self.outbox.push(Effect::CancelProbe { id: r.id });
+        }
         self.quit = true;
     }
 
@@ -243,6 +247,11 @@ impl App {
         if let Some(e) = self.evals.cancel() {
             self.outbox.push(e);
             self.set_status("cancelling the perplexity…", StatusKind::Info);
+            return;
+        }
+        if let Some(r) = self.probes.running() {
+            self.outbox.push(Effect::CancelProbe { id: r.id });
+            self.set_status("cancelling the probe…", StatusKind::Info);
             return;
         }
         if self.scans.cancel_all(&mut self.doc, &mut self.outbox) {

@@ -35,8 +35,7 @@ impl Evals {
         }
     }
 
-    /// What `p` evaluates on.
-    #[cfg(test)]
+    /// What `p` evaluates on (and `P` probes on).
     pub fn setup(&self) -> &EvalSetup {
         &self.setup
     }

@@ -6,5 +6,6 @@ pub mod document;
 pub mod eval_job;
 pub mod export_job;
 pub mod overlay;
+pub mod probe_job;
 pub mod scans;
 pub mod view;

@@ -251,3 +251,118 @@ fn a_metric_tab_draws_with_its_own_axis() {
     assert!(screen.contains("Block Influence 5.000000e-2"), "{screen}");
     assert!(screen.contains("rank 1 of 6"), "{screen}");
 }
+
+/// `P` in a whole session: the probe runs in the background (the progress line says so), its
+/// tabs appear beside the SNR with the numbers a direct `snrscope::probe` run on the same 8
+/// samples gives (the explorer's samples are the CLI's defaults: 8 × max-tokens/8 of the text),
+/// a second `P` does not probe twice, and Esc stops a running probe.
+#[test]
+fn p_probes_the_model_in_the_background_and_adds_its_tabs() {
+    use super::Session;
+    use crate::ui::{app::AppOptions, eval_text::EvalSetup};
+    use snrscope::{
+        checkpoint::Model,
+        demo::{ModelSpec, write_model},
+        probe::{ProbeOptions, Samples},
+        util::cancel::CancelToken,
+    };
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny-model");
+    write_model(&dir, &ModelSpec::tiny(8, &[2, 5])).unwrap();
+    let model = Arc::new(Model::open(&dir).unwrap());
+    let setup = EvalSetup {
+        max_tokens: 256,
+        threads: 2,
+        ..EvalSetup::default()
+    };
+    let options = AppOptions {
+        autoscan: true,
+        threads: 2,
+        eval: setup,
+        ..AppOptions::default()
+    };
+    let mut s = Session::new(App::for_model(model.clone(), options.clone()).unwrap());
+    s.drain();
+    let before = s.doc().modules.len();
+    s.update(Action::Probe);
+    assert!(s.probes().running().is_some());
+    s.drain();
+    assert!(s.probes().running().is_none());
+    let status = s.status().unwrap().text.clone();
+    assert!(
+        status.starts_with("probed 8 samples, 256 tokens"),
+        "{status}"
+    );
+    let labels: Vec<String> = s.doc().modules[before..]
+        .iter()
+        .map(|m| m.label.clone())
+        .collect();
+    let mut want = vec!["BI".to_string()];
+    want.extend((1..=8).map(|n| format!("angle·{n}")));
+    assert_eq!(labels, want);
+
+    // The same samples straight through the library.
+    let (ids, _, _) = snrscope::forward::tokens::model_text_tokens(&model, None).unwrap();
+    let samples = Samples::from_stream(&ids, 8, 32);
+    let (collected, _) = snrscope::probe::probe(
+        &model,
+        8,
+        &samples,
+        &ProbeOptions {
+            max_block: 8,
+            ppl: false,
+            threads: 1,
+            check_memory: false,
+        },
+        None,
+        &CancelToken::default(),
+        |_| {},
+    )
+    .unwrap()
+    .unwrap();
+    let stats: Vec<_> = collected.stats.iter().collect();
+    let m = snrscope::probe::metrics(8, &stats, None, 1);
+    let shown: Vec<f64> = s.doc().modules[before]
+        .cells
+        .iter()
+        .map(|c| c.snr().unwrap())
+        .collect();
+    assert_eq!(shown, m.block_influence);
+    let angle3: Vec<Option<f64>> = s.doc().modules[before + 3].snr();
+    assert_eq!(
+        angle3[..6],
+        m.angular[2].iter().map(|&v| Some(v)).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(angle3[6..], [None, None]);
+
+    // Shown already: a second P does nothing but say so.
+    s.update(Action::Probe);
+    assert!(s.probes().running().is_none());
+    assert!(s.status().unwrap().text.contains("shown already"));
+
+    // Esc stops a running probe (effects only: nothing runs).
+    let mut app = App::for_model(
+        model,
+        AppOptions {
+            autoscan: false,
+            ..options
+        },
+    )
+    .unwrap();
+    let effects = app.update(Action::Probe);
+    let id = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartProbe { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a probe started");
+    let effects = app.update(Action::Cancel);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelProbe { id: i } if *i == id)),
+        "{effects:?}"
+    );
+}

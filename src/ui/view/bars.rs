@@ -148,6 +148,31 @@ pub fn progress(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
+    if let Some(r) = app.probes().running() {
+        let spinner = SPINNER[(app.tick() % 10) as usize];
+        let eta = r
+            .eta
+            .map(|d| format!("ETA {}", format::duration(d)))
+            .unwrap_or_else(|| "ETA …".into());
+        line(
+            Line::from(vec![
+                Span::styled(
+                    format!(" {spinner} probing "),
+                    theme::bold().fg(theme::ACCENT),
+                ),
+                Span::styled(gauge(r.fraction, 24), Style::new().fg(theme::ACCENT)),
+                Span::raw(format!(
+                    " {:.0} % · {} · {eta}",
+                    r.fraction * 100.0,
+                    format::duration(r.elapsed)
+                )),
+                Span::styled("  Esc cancels", theme::dim()),
+            ]),
+            area,
+            buf,
+        );
+        return;
+    }
     let running = app
         .doc()
         .modules
