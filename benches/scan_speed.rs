@@ -375,6 +375,7 @@ fn old_estimate(g: &GramSpectrum, rows: usize, cols: usize) -> GramSpectrum {
     GramSpectrum {
         singular_values: g.singular_values.clone(),
         eigenvalue_error: 8.0 * f64::EPSILON * (m.sqrt() + n) * lmax,
+        intervals: None,
     }
 }
 
