@@ -296,11 +296,17 @@ pub fn matrix_snr_with(
         // of W·Wᵀ: deflate its largest directions and try again, still far cheaper than the SVD.
         // Deflating brings the rounding down by about λ_{k+1}/λ_max: aim for 20× inside the
         // tolerance (or 10⁻³ when the plain route could not even say how far it was).
-        let target = gram_uncertainty(&g, &stats)
-            .map_or(1e-3, |u| (0.05 * GRAM_TOLERANCE / u).min(1e-2));
-        if let Some(d) =
-            deflate::deflated_singular_values(data, rows, cols, &g, target, par, &mut workspace.gram)
-        {
+        let target =
+            gram_uncertainty(&g, &stats).map_or(1e-3, |u| (0.05 * GRAM_TOLERANCE / u).min(1e-2));
+        if let Some(d) = deflate::deflated_singular_values(
+            data,
+            rows,
+            cols,
+            &g,
+            target,
+            par,
+            &mut workspace.gram,
+        ) {
             let stats = stats_from_singular_values(d.singular_values.clone(), rows, cols);
             if gram_is_conclusive(&d, &stats, GRAM_TOLERANCE) {
                 return Ok((stats, Method::Gram));

@@ -468,7 +468,8 @@ fn four_decades_stay_on_the_gram_route_by_deflation() {
     ] {
         let w = power_law_bf16(&mut rng, r, c, alpha);
         // The plain route alone refuses: this is the case deflation is for.
-        let plain = gram_singular_values(&w, r, c, Par::Seq, &mut GramWorkspace::default()).unwrap();
+        let plain =
+            gram_singular_values(&w, r, c, Par::Seq, &mut GramWorkspace::default()).unwrap();
         let plain_stats = stats_from_singular_values(plain.singular_values.clone(), r, c);
         assert!(
             !snr::gram_is_conclusive(&plain, &plain_stats, GRAM_TOLERANCE),
@@ -550,7 +551,10 @@ fn deflated_intervals_contain_the_svd_values() {
             assert_eq!(iv.len(), s.len());
             let (mut worst, mut widest) = (0.0f64, 0.0f64);
             for ((&sv, &(lo, hi)), &g) in s.iter().zip(iv).zip(&d.singular_values) {
-                assert!(lo <= g && g <= hi, "{name} {route}: {g} outside [{lo}, {hi}]");
+                assert!(
+                    lo <= g && g <= hi,
+                    "{name} {route}: {g} outside [{lo}, {hi}]"
+                );
                 // faer's SVD: an absolute error of up to ~1e-13·s_max (see the test above).
                 let svd_error = 1e-13 * smax;
                 let outside = (lo - sv).max(sv - hi).max(0.0);
@@ -561,7 +565,10 @@ fn deflated_intervals_contain_the_svd_values() {
                 "{name:>26} {route}: SVD outside its interval by {worst:.2} × its own error; \
                  widest interval {widest:.1e} relative"
             );
-            assert!(worst < 1.0, "{name} {route}: the SVD's value outside the interval");
+            assert!(
+                worst < 1.0,
+                "{name} {route}: the SVD's value outside the interval"
+            );
             assert!(widest < 1e-6, "{name} {route}: interval {widest:e} wide");
         }
     }
@@ -586,7 +593,11 @@ fn deflation_refuses_a_value_on_the_threshold() {
     let w = with_spectrum(&mut rng, r, c, &s);
     let d = deflated(&w, r, c);
     let st = stats_from_singular_values(d.singular_values.clone(), r, c);
-    assert_eq!(gram_uncertainty(&d, &st), None, "the interval straddles the threshold");
+    assert_eq!(
+        gram_uncertainty(&d, &st),
+        None,
+        "the interval straddles the threshold"
+    );
     let mut ws = SvdWorkspace::default();
     let (st, m) = matrix_snr_with(&w, r, c, Method::Gram, Par::Seq, &mut ws).unwrap();
     assert_eq!(m, Method::Svd);
