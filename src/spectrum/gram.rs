@@ -3,7 +3,8 @@
 //! tridiagonal eigensolver are 2–3× cheaper than faer's SVD on the shapes of LLM weights, at
 //! the price of resolving small singular values less well: an eigenvalue carries an absolute
 //! error of about ε·λ_max, so a singular value s is only known to about ε·s_max²/s.
-//! [`GramSpectrum::resolved`] says when that matters (see `snr::matrix_snr_with`).
+//! [`GramSpectrum::resolves`] says when that matters (see `snr::matrix_snr_with`); steep
+//! spectra the plain route cannot guarantee take the deflated route ([`crate::spectrum::deflate`]).
 //!
 //! The n×n eigenvalue problem goes through a two-stage tridiagonal reduction
 //! ([`crate::spectrum::tridiag`]) from [`TWO_STAGE_FROM`] on, faer's one-stage reduction below.

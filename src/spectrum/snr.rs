@@ -325,8 +325,9 @@ pub fn matrix_snr_with(
 /// 1e-8, not looser: the bound is a worst case (every eigenvalue off by the full estimate, all
 /// in the same direction), and the differences measured against the SVD sit 10⁴–10⁵ below it.
 /// A bound of 1e-8 therefore keeps the measured agreement within the README's 1e-12; spectra
-/// whose bound exceeds it (about 3.5 decades and wider) really do lose more than 1e-12 to the
-/// rounding of W·Wᵀ (measured up to 1.3e-11 at four decades), and go to the SVD.
+/// whose plain bound exceeds it (about 3.5 decades and wider) really do lose more than 1e-12 to
+/// the rounding of W·Wᵀ (measured up to 1.3e-11 at four decades): they take the deflated route
+/// ([`deflate`]), whose bound is held to the same tolerance, or else the SVD.
 pub const GRAM_TOLERANCE: f64 = 1e-8;
 
 /// Can the Gram spectrum's statistics be trusted to a relative `tolerance`? See
