@@ -13,13 +13,16 @@
 //!   the documented bound (threads x the largest matrix's `snr::memory_bytes`);
 //! - a Yi-34B-shaped v_proj scan (60 x 1024x7168 BF16): both methods against numpy;
 //! - reopening a fully scanned 32-layer Llama-3-8B-shaped model: open + every matrix's cached
-//!   result, against the 1 s budget.
+//!   result, against the 1 s budget;
+//! - the share of power-law matrices of 3, 3.5 and 4 decades (1024x4096, 4096x1024, BF16) the
+//!   Gram route leaves to the SVD, with `snr_ratio` against faer's SVD.
 //!
 //! numpy gets its best thread setting: each shape is timed with OpenBLAS on 1 thread and on all
 //! cores, and the faster counts.
 //!
 //! Run: `cargo bench --bench scan_speed` (needs python3 with numpy; ~15 min on 2 idle cores).
-//! `SNRSCOPE_BENCH=yi,reopen` runs a subset (shapes, llama, yi, yi-powerlaw, reopen);
+//! `SNRSCOPE_BENCH=yi,reopen` runs a subset (shapes, llama, yi, yi-powerlaw, reopen,
+//! powerlaw-share);
 //! `SNRSCOPE_BENCH_SHAPES=1024x7168,4096x4096` restricts the shapes (1024x4096, 1024x7168,
 //! 1024x16384, 4096x4096, 14336x4096), `SNRSCOPE_BENCH_SPECTRA=gaussian` the spectra.
 
@@ -375,6 +378,7 @@ fn old_estimate(g: &GramSpectrum, rows: usize, cols: usize) -> GramSpectrum {
     GramSpectrum {
         singular_values: g.singular_values.clone(),
         eigenvalue_error: 8.0 * f64::EPSILON * (m.sqrt() + n) * lmax,
+        intervals: None,
     }
 }
 
@@ -640,13 +644,80 @@ fn reopen(base: &Path) {
     );
 }
 
+/// The share the Gram route leaves to the SVD on power-law spectra of 3, 3.5 and 4 decades
+/// (issue 20's target: ≤ 5 %), on 12 BF16 matrices per level (1024x4096 and 4096x1024,
+/// s_k ∝ k^−α with α = decades / log10(1024)), each against faer's SVD of the same matrix:
+/// `snr_ratio`'s largest relative difference and the same infinite set; and the Gram route's
+/// time against the SVD's (one matrix per thread, all threads busy).
+fn power_law_share(cores: usize) {
+    println!(
+        "\nPower-law share (12 BF16 matrices per level, 1024x4096 and 4096x1024, one per thread)"
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .build()
+        .unwrap();
+    for decades in [3.0, 3.5, 4.0] {
+        let alpha = decades / 1024f64.log10();
+        let rows: Vec<(Method, f64, f64, f64, bool)> = pool.install(|| {
+            (0..12u64)
+                .into_par_iter()
+                .map(|i| {
+                    let (r, c) = if i % 2 == 0 {
+                        (1024, 4096)
+                    } else {
+                        (4096, 1024)
+                    };
+                    let mut rng = Rng::new(1000 + i);
+                    let s: Vec<f64> = (0..1024)
+                        .map(|k| 0.05 * ((k + 1) as f64).powf(-alpha))
+                        .collect();
+                    let w: Vec<f64> = with_spectrum(&mut rng, r, c, &s)
+                        .iter()
+                        .map(|&x| half::bf16::from_f64(x).to_f64())
+                        .collect();
+                    let mut ws = SvdWorkspace::default();
+                    let (t_gram, (g, used)) = secs(|| {
+                        snr::matrix_snr_with(&w, r, c, Method::Gram, Par::Seq, &mut ws).unwrap()
+                    });
+                    let mut ws = SvdWorkspace::default();
+                    let (t_svd, svd) =
+                        secs(|| snr::matrix_snr(&w, r, c, Par::Seq, &mut ws).unwrap());
+                    let rel = if svd.snr_ratio.is_finite() {
+                        (g.snr_ratio - svd.snr_ratio).abs() / svd.snr_ratio.abs()
+                    } else {
+                        0.0
+                    };
+                    (
+                        used,
+                        t_gram,
+                        t_svd,
+                        rel,
+                        g.is_infinite() == svd.is_infinite(),
+                    )
+                })
+                .collect()
+        });
+        let left = rows.iter().filter(|r| r.0 == Method::Svd).count();
+        let max_rel = rows.iter().map(|r| r.3).fold(0.0, f64::max);
+        let same_inf = rows.iter().all(|r| r.4);
+        let (tg, ts): (f64, f64) = rows.iter().fold((0.0, 0.0), |a, r| (a.0 + r.1, a.1 + r.2));
+        println!(
+            "  SHARE {decades} decades: left to the SVD {left} of {}; snr_ratio vs the SVD max \
+             {max_rel:.1e}; same infinite set: {same_inf}; gram / svd time {:.2}",
+            rows.len(),
+            tg / ts
+        );
+    }
+}
+
 fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = std::env::var_os("SNRSCOPE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let which = std::env::var("SNRSCOPE_BENCH")
-        .unwrap_or_else(|_| "shapes,llama,yi,yi-powerlaw,reopen".into());
+        .unwrap_or_else(|_| "shapes,llama,yi,yi-powerlaw,reopen,powerlaw-share".into());
     let has = |name: &str| which.split(',').any(|w| w.trim() == name);
     println!(
         "scan_speed: {cores} cores; ratios are measured in this run (times are wall clock, the \
@@ -666,5 +737,8 @@ fn main() {
     }
     if has("llama") {
         llama(&base, cores);
+    }
+    if has("powerlaw-share") {
+        power_law_share(cores);
     }
 }

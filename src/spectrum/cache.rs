@@ -33,7 +33,7 @@ use crate::{
 const MAGIC: &[u8; 16] = b"snrscope-cache\n\x01";
 const VERSION_DIR: &str = "v1";
 /// The Gram route's acceptance check, part of a Gram result's key (see [`Key::of_part`]).
-const GRAM_CHECK_VERSION: u32 = 2;
+const GRAM_CHECK_VERSION: u32 = 3;
 const EXT: &str = "snr";
 const TMP_PREFIX: &str = ".tmp-";
 

@@ -3,7 +3,8 @@
 //! tridiagonal eigensolver are 2–3× cheaper than faer's SVD on the shapes of LLM weights, at
 //! the price of resolving small singular values less well: an eigenvalue carries an absolute
 //! error of about ε·λ_max, so a singular value s is only known to about ε·s_max²/s.
-//! [`GramSpectrum::resolved`] says when that matters (see `snr::matrix_snr_with`).
+//! [`GramSpectrum::resolves`] says when that matters (see `snr::matrix_snr_with`); steep
+//! spectra the plain route cannot guarantee take the deflated route ([`crate::spectrum::deflate`]).
 //!
 //! The n×n eigenvalue problem goes through a two-stage tridiagonal reduction
 //! ([`crate::spectrum::tridiag`]) from [`TWO_STAGE_FROM`] on, faer's one-stage reduction below.
@@ -120,8 +121,12 @@ impl GramWorkspace {
 pub struct GramSpectrum {
     /// `sqrt(max(λ, 0))`, largest first.
     pub singular_values: Vec<f64>,
-    /// Bound on the absolute error of every eigenvalue λ = s² (see [`eigenvalue_error`]).
+    /// Bound on the absolute error of every eigenvalue λ = s² (see [`eigenvalue_error`]); on
+    /// the deflated route ([`crate::spectrum::deflate`]), of the deflated Gram matrix's.
     pub eigenvalue_error: f64,
+    /// The interval each singular value certainly lies in, when the route worked them out
+    /// one by one (the deflated route); `None`: from `eigenvalue_error` ([`Self::interval`]).
+    pub intervals: Option<Vec<(f64, f64)>>,
 }
 
 impl GramSpectrum {
@@ -138,6 +143,18 @@ impl GramSpectrum {
             (l - self.eigenvalue_error).max(0.0).sqrt(),
             (l + self.eigenvalue_error).sqrt(),
         )
+    }
+
+    /// The interval of every value, in the order of `singular_values`.
+    pub fn intervals(&self) -> Vec<(f64, f64)> {
+        match &self.intervals {
+            Some(v) => v.clone(),
+            None => self
+                .singular_values
+                .iter()
+                .map(|&s| self.interval(s))
+                .collect(),
+        }
     }
 }
 
@@ -190,32 +207,61 @@ pub fn gram_singular_values(
 ) -> Result<GramSpectrum, SnrError> {
     let a = MatRef::from_row_major_slice(data, rows, cols);
     // The smaller side: W·Wᵀ for a wide matrix, Wᵀ·W for a tall one.
-    let (lhs, n, m) = if rows <= cols {
-        (a, rows, cols)
-    } else {
-        (a.transpose(), cols, rows)
-    };
-    let b = workspace.for_dim(n, par);
-    // Only the lower triangle: it is all the tridiagonal reduction reads, and half the flops.
-    matmul(
-        b.gram.as_mut(),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        lhs,
-        BlockStructure::Rectangular,
-        lhs.transpose(),
-        BlockStructure::Rectangular,
-        1.0,
-        par,
-    );
+    let (lhs, n, m) = smaller_side(a);
+    let lambdas = gram_eigenvalues(workspace, n, par, |gram| {
+        // Only the lower triangle: it is all the tridiagonal reduction reads, and half the flops.
+        matmul(
+            gram,
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            lhs,
+            BlockStructure::Rectangular,
+            lhs.transpose(),
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+    });
     // W·Wᵀ can overflow for entries near f64's limit (squares, sums of m of them), and the
     // tridiagonal solver can fail to converge: then the SVD, which scales, has to decide.
-    let undecided = || GramSpectrum {
-        singular_values: vec![f64::NAN; n],
-        eigenvalue_error: f64::INFINITY,
+    let Some(lambdas) = lambdas else {
+        return Ok(GramSpectrum {
+            singular_values: vec![f64::NAN; n],
+            eigenvalue_error: f64::INFINITY,
+            intervals: None,
+        });
     };
+    Ok(GramSpectrum {
+        // Rounding can push an eigenvalue of a (numerically) singular Gram matrix below zero.
+        singular_values: lambdas.iter().map(|&l| l.max(0.0).sqrt()).collect(),
+        eigenvalue_error: eigenvalue_error(n, m, &lambdas),
+        intervals: None,
+    })
+}
+
+/// `(W, n, m)` for a wide matrix, `(Wᵀ, n, m)` for a tall one: the n×m side (n ≤ m) whose
+/// n×n Gram matrix the route reduces.
+pub(crate) fn smaller_side(a: MatRef<'_, f64>) -> (MatRef<'_, f64>, usize, usize) {
+    if a.nrows() <= a.ncols() {
+        (a, a.nrows(), a.ncols())
+    } else {
+        (a.transpose(), a.ncols(), a.nrows())
+    }
+}
+
+/// The eigenvalues, largest first, of the symmetric n×n matrix whose lower triangle `fill`
+/// writes into the workspace's buffer; `None` when they cannot be trusted at all (a
+/// non-finite diagonal, e.g. an overflowing product, or a solver that did not converge).
+pub(crate) fn gram_eigenvalues(
+    workspace: &mut GramWorkspace,
+    n: usize,
+    par: Par,
+    fill: impl FnOnce(faer::MatMut<'_, f64>),
+) -> Option<Vec<f64>> {
+    let b = workspace.for_dim(n, par);
+    fill(b.gram.as_mut());
     if !(0..n).all(|j| b.gram[(j, j)].is_finite()) {
-        return Ok(undecided());
+        return None;
     }
     let lambdas = match &mut b.reduction {
         Reduction::TwoStage(ws) => {
@@ -253,17 +299,11 @@ pub fn gram_singular_values(
             .map(|()| eig.column_vector().iter().copied().collect::<Vec<f64>>())
         }
     };
-    let Some(mut lambdas) = lambdas else {
-        return Ok(undecided());
-    };
+    let mut lambdas = lambdas?;
     if !lambdas.iter().all(|l| l.is_finite()) {
-        return Ok(undecided());
+        return None;
     }
     // Largest first, as the SVD returns them.
     lambdas.sort_by(|x, y| y.total_cmp(x));
-    Ok(GramSpectrum {
-        // Rounding can push an eigenvalue of a (numerically) singular Gram matrix below zero.
-        singular_values: lambdas.iter().map(|&l| l.max(0.0).sqrt()).collect(),
-        eigenvalue_error: eigenvalue_error(n, m, &lambdas),
-    })
+    Some(lambdas)
 }

@@ -4,6 +4,7 @@
 //! scans split over machines ([`parts`]).
 
 pub mod cache;
+pub mod deflate;
 mod error;
 pub mod gram;
 pub mod parts;

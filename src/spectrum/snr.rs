@@ -11,7 +11,10 @@ use faer::{
 };
 
 pub use super::error::SnrError;
-use crate::spectrum::gram::{self, GramSpectrum, GramWorkspace};
+use crate::spectrum::{
+    deflate,
+    gram::{self, GramSpectrum, GramWorkspace},
+};
 
 /// Everything the method derives from one matrix.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,7 +196,10 @@ pub fn memory_bytes(rows: usize, cols: usize, method: Method, par: Par) -> usize
     let workspace = match method {
         Method::Svd => svd,
         // Never both at once (see `matrix_snr_with`).
-        Method::Gram => svd.max(gram::workspace_bytes(rows.min(cols), par)),
+        Method::Gram => svd.max(
+            gram::workspace_bytes(rows.min(cols), par)
+                + deflate::workspace_bytes(rows.min(cols), rows.max(cols)),
+        ),
     };
     8 * rows * cols + workspace
 }
@@ -286,6 +292,26 @@ pub fn matrix_snr_with(
         if gram_is_conclusive(&g, &stats, GRAM_TOLERANCE) {
             return Ok((stats, Method::Gram));
         }
+        // A steep spectrum (four decades and more) whose small values drown in the rounding
+        // of W·Wᵀ: deflate its largest directions and try again, still far cheaper than the SVD.
+        // Deflating brings the rounding down by about λ_{k+1}/λ_max: aim for 20× inside the
+        // tolerance (or 10⁻³ when the plain route could not even say how far it was).
+        let target =
+            gram_uncertainty(&g, &stats).map_or(1e-3, |u| (0.05 * GRAM_TOLERANCE / u).min(1e-2));
+        if let Some(d) = deflate::deflated_singular_values(
+            data,
+            rows,
+            cols,
+            &g,
+            target,
+            par,
+            &mut workspace.gram,
+        ) {
+            let stats = stats_from_singular_values(d.singular_values.clone(), rows, cols);
+            if gram_is_conclusive(&d, &stats, GRAM_TOLERANCE) {
+                return Ok((stats, Method::Gram));
+            }
+        }
         // The SVD's scratch comes on top of the matrix: free the Gram buffers first, so a
         // worker never holds both (they are reallocated for the next matrix, in milliseconds).
         workspace.gram = GramWorkspace::default();
@@ -299,8 +325,9 @@ pub fn matrix_snr_with(
 /// 1e-8, not looser: the bound is a worst case (every eigenvalue off by the full estimate, all
 /// in the same direction), and the differences measured against the SVD sit 10⁴–10⁵ below it.
 /// A bound of 1e-8 therefore keeps the measured agreement within the README's 1e-12; spectra
-/// whose bound exceeds it (about 3.5 decades and wider) really do lose more than 1e-12 to the
-/// rounding of W·Wᵀ (measured up to 1.3e-11 at four decades), and go to the SVD.
+/// whose plain bound exceeds it (about 3.5 decades and wider) really do lose more than 1e-12 to
+/// the rounding of W·Wᵀ (measured up to 1.3e-11 at four decades): they take the deflated route
+/// ([`deflate`]), whose bound is held to the same tolerance, or else the SVD.
 pub const GRAM_TOLERANCE: f64 = 1e-8;
 
 /// Can the Gram spectrum's statistics be trusted to a relative `tolerance`? See
@@ -320,11 +347,14 @@ pub fn gram_uncertainty(g: &GramSpectrum, stats: &SnrStats) -> Option<f64> {
     if s.is_empty() || !g.eigenvalue_error.is_finite() {
         return None;
     }
-    if g.eigenvalue_error == 0.0 {
+    if g.eigenvalue_error == 0.0 && g.intervals.is_none() {
         // An all-zero matrix: the Gram matrix is exactly zero, and so is every value.
         return Some(0.0);
     }
-    let bounds: Vec<(f64, f64)> = s.iter().map(|&x| g.interval(x)).collect();
+    let bounds = g.intervals();
+    if bounds.len() != s.len() || bounds.iter().any(|&(a, b)| !(a <= b && b.is_finite())) {
+        return None;
+    }
     let ascending = |pick: fn(&(f64, f64)) -> f64| -> Vec<f64> {
         let mut v: Vec<f64> = bounds.iter().map(pick).collect();
         v.sort_by(f64::total_cmp);

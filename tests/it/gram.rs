@@ -13,7 +13,8 @@ use snrscope::{
     checkpoint::Model,
     demo::{Rng, gaussian, power_law, with_spectrum},
     spectrum::{
-        gram::{GramWorkspace, gram_singular_values},
+        deflate,
+        gram::{GramSpectrum, GramWorkspace, gram_singular_values},
         scan::{self, ScanOptions},
         snr::{
             self, GRAM_TOLERANCE, Method, SvdWorkspace, gram_uncertainty, matrix_snr,
@@ -226,6 +227,15 @@ fn eigenvalue_error_estimate_covers_the_difference_to_the_svd() {
             }
         })
         .collect();
+    let deflated_tail: Vec<f64> = (0..512)
+        .map(|k| {
+            if k < 16 {
+                0.0
+            } else {
+                ((k + 1) as f64).powf(-1.476)
+            }
+        })
+        .collect();
     let mut rows_scaled = gaussian(&mut rng, 256 * 512, 1.0);
     for (i, row) in rows_scaled.chunks_mut(512).enumerate() {
         // Row norms over three decades: the Gram matrix's diagonal is far from uniform.
@@ -282,6 +292,15 @@ fn eigenvalue_error_estimate_covers_the_difference_to_the_svd() {
             with_spectrum(&mut rng, 240, 480, &spiked),
         ),
         ("rows scaled 256x512", 256, 512, rows_scaled),
+        // What the deflated route squares: a steep spectrum with its top 16 values removed
+        // (`spectrum::deflate`), so λ_max is 17^-2.96 of the original and the smallest values
+        // sit 10^-5.5 below it.
+        (
+            "deflated 4 decades 512x1024",
+            512,
+            1024,
+            with_spectrum(&mut rng, 512, 1024, &deflated_tail),
+        ),
     ];
     for (name, r, c, w) in cases {
         let s = snr::singular_values(&w, r, c, Par::Seq, &mut SvdWorkspace::default()).unwrap();
@@ -431,19 +450,158 @@ fn power_law_spectra_stay_on_the_gram_route() {
     );
 }
 
-/// Four decades and more: the small eigenvalues' rounding (about 0.05·ε·λ_max each, from
-/// forming and reducing W·Wᵀ in f64) moves the noise sum by up to ~1e-11 relative, past the
-/// README's 1e-12, and the bound says so (~1e-7 > the tolerance): the SVD computes them.
+/// Four decades of power law (BF16-rounded): the plain route's rounding (about 0.05·ε·λ_max
+/// per eigenvalue of W·Wᵀ) would move `snr_ratio` by up to ~1e-11, and its check says so; the
+/// deflated route (`spectrum::deflate`: the top directions taken out of W before squaring it)
+/// keeps them on the Gram route, with faer's SVD's signal/noise split and `snr_ratio` to 1e-12.
 #[test]
-fn four_decades_go_to_the_svd() {
+fn four_decades_stay_on_the_gram_route_by_deflation() {
     let mut rng = Rng::new(12);
     let mut ws = SvdWorkspace::default();
-    for (r, c, alpha) in [(384, 1536, 1.55), (512, 512, 1.48)] {
+    let (mut worst, mut worst_bound) = (0.0f64, 0.0f64);
+    // decades = alpha · log10(min side): 4.0, 4.3, 4.0, 4.0.
+    for (r, c, alpha) in [
+        (512, 1024, 1.476),
+        (384, 1536, 1.55),
+        (512, 512, 1.48),
+        (1024, 384, 1.55),
+    ] {
         let w = power_law_bf16(&mut rng, r, c, alpha);
+        // The plain route alone refuses: this is the case deflation is for.
+        let plain =
+            gram_singular_values(&w, r, c, Par::Seq, &mut GramWorkspace::default()).unwrap();
+        let plain_stats = stats_from_singular_values(plain.singular_values.clone(), r, c);
+        assert!(
+            !snr::gram_is_conclusive(&plain, &plain_stats, GRAM_TOLERANCE),
+            "{r}x{c} alpha {alpha}: the plain route decides alone"
+        );
+        let svd = matrix_snr(&w, r, c, Par::Seq, &mut ws).unwrap();
         let (st, m) = matrix_snr_with(&w, r, c, Method::Gram, Par::Seq, &mut ws).unwrap();
-        assert_eq!(m, Method::Svd, "{r}x{c} alpha {alpha}");
-        assert_eq!(st, matrix_snr(&w, r, c, Par::Seq, &mut ws).unwrap());
+        assert_eq!(m, Method::Gram, "{r}x{c} alpha {alpha}: left to the SVD");
+        assert_eq!((st.n_signal, st.n_noise), (svd.n_signal, svd.n_noise));
+        assert!(!svd.is_infinite() && !st.is_infinite());
+        let rel = (st.snr_ratio - svd.snr_ratio).abs() / svd.snr_ratio;
+        assert!(rel <= README_BOUND, "{r}x{c} alpha {alpha}: {rel:e}");
+        let d = deflated(&w, r, c);
+        let bound = gram_uncertainty(&d, &st).expect("decides");
+        assert!(rel <= bound, "{r}x{c}: {rel:e} above the bound {bound:e}");
+        worst = worst.max(rel);
+        worst_bound = worst_bound.max(bound);
     }
+    println!(
+        "four decades, deflated: largest relative snr_ratio difference to the SVD {worst:.1e}, \
+         largest guaranteed bound {worst_bound:.1e} (tolerance {GRAM_TOLERANCE:e})"
+    );
+}
+
+/// The deflated route's result for `w`, as `matrix_snr_with` computes it.
+fn deflated(w: &[f64], r: usize, c: usize) -> GramSpectrum {
+    let mut gw = GramWorkspace::default();
+    let plain = gram_singular_values(w, r, c, Par::Seq, &mut gw).unwrap();
+    deflate::deflated_singular_values(w, r, c, &plain, 5e-3, Par::Seq, &mut gw)
+        .expect("deflation applies")
+}
+
+/// Every interval the deflated route gives contains the SVD's value, up to the SVD's own error
+/// (≤ 1e-13·s_max), on steep spectra of several shapes (wide, tall, square, BF16 or not), with
+/// both reductions, sequential and with rayon; and the intervals are not vacuous: the widest,
+/// relative to its value, stays far below what the SNR may lose.
+#[test]
+fn deflated_intervals_contain_the_svd_values() {
+    let mut rng = Rng::new(31);
+    let steep: Vec<f64> = (0..600).map(|k| ((k + 1) as f64).powf(-1.3)).collect();
+    let cases: Vec<(&str, usize, usize, Vec<f64>)> = vec![
+        (
+            "power 1.48 bf16 512x512",
+            512,
+            512,
+            power_law_bf16(&mut rng, 512, 512, 1.48),
+        ),
+        (
+            "power 1.55 bf16 1024x384",
+            1024,
+            384,
+            power_law_bf16(&mut rng, 1024, 384, 1.55),
+        ),
+        (
+            "power 2.0 300x900",
+            300,
+            900,
+            power_law(&mut rng, 300, 900, 2.0),
+        ),
+        (
+            "power 1.3 f64 600x600",
+            600,
+            600,
+            with_spectrum(&mut rng, 600, 600, &steep),
+        ),
+    ];
+    for (name, r, c, w) in cases {
+        let s = snr::singular_values(&w, r, c, Par::Seq, &mut SvdWorkspace::default()).unwrap();
+        let smax = s[0];
+        for (route, two_stage, par) in [
+            ("one-stage", usize::MAX, Par::Seq),
+            ("two-stage", 0, Par::rayon(2)),
+        ] {
+            let mut gw = GramWorkspace::with_two_stage_from(two_stage);
+            let plain = gram_singular_values(&w, r, c, par, &mut gw).unwrap();
+            let d = deflate::deflated_singular_values(&w, r, c, &plain, 5e-3, par, &mut gw)
+                .expect("deflation applies");
+            let iv = d.intervals.as_ref().expect("one interval per value");
+            assert_eq!(iv.len(), s.len());
+            let (mut worst, mut widest) = (0.0f64, 0.0f64);
+            for ((&sv, &(lo, hi)), &g) in s.iter().zip(iv).zip(&d.singular_values) {
+                assert!(
+                    lo <= g && g <= hi,
+                    "{name} {route}: {g} outside [{lo}, {hi}]"
+                );
+                // faer's SVD: an absolute error of up to ~1e-13·s_max (see the test above).
+                let svd_error = 1e-13 * smax;
+                let outside = (lo - sv).max(sv - hi).max(0.0);
+                worst = worst.max(outside / svd_error);
+                widest = widest.max((hi - lo) / g);
+            }
+            println!(
+                "{name:>26} {route}: SVD outside its interval by {worst:.2} × its own error; \
+                 widest interval {widest:.1e} relative"
+            );
+            assert!(
+                worst < 1.0,
+                "{name} {route}: the SVD's value outside the interval"
+            );
+            assert!(widest < 1e-6, "{name} {route}: interval {widest:e} wide");
+        }
+    }
+}
+
+/// A four-decade spectrum with a value placed exactly on the threshold: deflation sharpens
+/// every value, but no estimate can say on which side the SVD puts that one, so the check
+/// still refuses and the SVD decides.
+#[test]
+fn deflation_refuses_a_value_on_the_threshold() {
+    let mut rng = Rng::new(22);
+    let (r, c) = (512, 1024);
+    let mut s: Vec<f64> = (0..r).map(|k| ((k + 1) as f64).powf(-1.476)).collect();
+    let t = stats_from_singular_values(s.clone(), r, c).threshold;
+    let k = s.iter().rposition(|&x| x > t).unwrap();
+    assert!(
+        ![127, 128, 383, 384].contains(&k) && s[k + 1] <= t,
+        "k = {k}"
+    );
+    s[k] = t;
+    assert_eq!(stats_from_singular_values(s.clone(), r, c).threshold, t);
+    let w = with_spectrum(&mut rng, r, c, &s);
+    let d = deflated(&w, r, c);
+    let st = stats_from_singular_values(d.singular_values.clone(), r, c);
+    assert_eq!(
+        gram_uncertainty(&d, &st),
+        None,
+        "the interval straddles the threshold"
+    );
+    let mut ws = SvdWorkspace::default();
+    let (st, m) = matrix_snr_with(&w, r, c, Method::Gram, Par::Seq, &mut ws).unwrap();
+    assert_eq!(m, Method::Svd);
+    assert_eq!(st, matrix_snr(&w, r, c, Par::Seq, &mut ws).unwrap());
 }
 
 /// A singular value placed exactly on the threshold: no Gram estimate can say on which side
