@@ -4,7 +4,7 @@
 
 use super::{
     arch::ArchConfig,
-    kernels::{rms_norm, softcap},
+    kernels::{rms_norm, softcap_all},
     reader::{Reader, Res},
 };
 
@@ -51,7 +51,7 @@ pub fn score(
         rd.project(head, start..end, &x, n, &mut band, w, 0)?;
         let part = &mut band[..n * w];
         if let Some(cap) = arch.final_softcap {
-            part.iter_mut().for_each(|v| *v = softcap(*v, cap));
+            softcap_all(part, cap);
         }
         for (r, row) in part.chunks(w).enumerate() {
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
