@@ -29,7 +29,12 @@ pub fn matmul_t(
     debug_assert!(x.len() >= m * k && w.len() >= n * k && col + n <= ld);
     let lhs = MatRef::from_row_major_slice(&x[..m * k], m, k);
     let rhs = MatRef::from_row_major_slice(&w[..n * k], n, k).transpose();
-    let par = if parallel { Par::rayon(0) } else { Par::Seq };
+    // On a pool of one thread faer's parallel driver only adds its synchronisation.
+    let par = if parallel && rayon::current_num_threads() > 1 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
     // faer's x86 kernel can write past the last column of a strided destination (seen under
     // valgrind with row stride > columns), so products land in a contiguous block first.
     if ld == n && col == 0 {
@@ -172,6 +177,42 @@ fn gate_with(gate: &mut [f32], up: &[f32], act: impl Fn(f32) -> f32) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = act(*g) * u;
     }
+}
+
+/// The largest value of `row` and Σ exp(v − max) over it (terms in f32, summed in f64):
+/// one band of a running log-sum-exp.
+pub fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
+    const LANES: usize = 8;
+    vmath::wide(
+        #[inline(always)]
+        || {
+            let mut max = [f32::NEG_INFINITY; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (m, &v) in max.iter_mut().zip(c) {
+                    *m = m.max(v);
+                }
+            }
+            let m = chunks
+                .remainder()
+                .iter()
+                .chain(&max)
+                .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = [0f64; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (s, &v) in sum.iter_mut().zip(c) {
+                    *s += vmath::exp(v - m) as f64;
+                }
+            }
+            let tail: f64 = chunks
+                .remainder()
+                .iter()
+                .map(|&v| vmath::exp(v - m) as f64)
+                .sum();
+            (m, tail + sum.iter().sum::<f64>())
+        },
+    )
 }
 
 /// `x += y`.
