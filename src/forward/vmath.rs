@@ -33,7 +33,7 @@ const ROUND: f32 = 12_582_912.0;
 
 /// eˣ (Cephes' `expf`: x = n·ln2 + r, |r| ≤ ln2/2, eʳ by a degree-6 polynomial, 2ⁿ from the
 /// exponent bits). Inputs are clamped to [−87.3, 88.3]: below, eˣ < 1.2e-38 is returned as
-/// about that; above, f32 overflows anyway.
+/// about that; above, f32 overflows anyway. Coefficients are Cephes' as f32 rounds them.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -48,7 +48,7 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let e = p * r2 + r + 1.0;
     // n ∈ [−126, 127]: the exponent field of 2ⁿ is n + 127.
     let bits = t.to_bits().wrapping_add(127) << 23;
@@ -62,8 +62,8 @@ pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let small =
-        ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328_2e-1)
+        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
             * z
             * x
             + x;
