@@ -6,7 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{matmul_nn, matmul_nt, softcap};
+use super::{
+    kernels::{matmul_nn, matmul_nt, softcap},
+    vmath,
+};
 
 /// Query rows per tile.
 pub const TILE: usize = 128;
@@ -58,35 +61,15 @@ impl Attention {
                 );
                 for (r, row) in scores.chunks_mut(keys).enumerate() {
                     let i = a + r;
+                    // Keys lo + j this query sees: first..=i.
                     let first = match self.sliding_window {
                         Some(w) => (i + 1).saturating_sub(w).max(lo),
                         None => 0,
                     };
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, s) in row.iter_mut().enumerate() {
-                        let pos = lo + j;
-                        if pos < first || pos > i {
-                            *s = f32::NEG_INFINITY;
-                            continue;
-                        }
-                        let mut x = *s * self.scale;
-                        if let Some(c) = self.softcap {
-                            x = softcap(x, c);
-                        }
-                        *s = x;
-                        max = max.max(x);
-                    }
-                    let mut sum = 0f32;
-                    for s in row.iter_mut() {
-                        *s = if *s == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            (*s - max).exp()
-                        };
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
-                    row.iter_mut().for_each(|s| *s *= inv);
+                    let (from, to) = (first - lo, i + 1 - lo);
+                    softmax(&mut row[from..to], self.scale, self.softcap);
+                    row[..from].fill(0.0);
+                    row[to..].fill(0.0);
                 }
                 let mut o = vec![0f32; rows * hd];
                 matmul_nn(
@@ -109,6 +92,46 @@ impl Attention {
             }
         }
     }
+}
+
+/// Lanes of the max and sum reductions (so they vectorise; fixed, so results do not depend
+/// on the machine).
+const LANES: usize = 8;
+
+/// `row = softmax(cap(row × scale))` in place, as eager attention computes it in f32.
+fn softmax(row: &mut [f32], scale: f32, cap: Option<f32>) {
+    vmath::wide(
+        #[inline(always)]
+        || {
+            match cap {
+                Some(c) => row.iter_mut().for_each(|s| *s = softcap(*s * scale, c)),
+                None => row.iter_mut().for_each(|s| *s *= scale),
+            }
+            let mut max = [f32::NEG_INFINITY; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (m, &v) in max.iter_mut().zip(c) {
+                    *m = m.max(v);
+                }
+            }
+            let max = chunks
+                .remainder()
+                .iter()
+                .chain(&max)
+                .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            row.iter_mut().for_each(|s| *s = vmath::exp(*s - max));
+            let mut sum = [0f32; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (t, &v) in sum.iter_mut().zip(c) {
+                    *t += v;
+                }
+            }
+            let sum = chunks.remainder().iter().sum::<f32>() + sum.iter().sum::<f32>();
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|s| *s *= inv);
+        },
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::{
     arch::ArchConfig,
-    kernels::{rms_norm, softcap},
+    kernels::{max_and_sum_exp, rms_norm, softcap_all},
     reader::{Reader, Res},
 };
 
@@ -51,15 +51,16 @@ pub fn score(
         rd.project(head, start..end, &x, n, &mut band, w, 0)?;
         let part = &mut band[..n * w];
         if let Some(cap) = arch.final_softcap {
-            part.iter_mut().for_each(|v| *v = softcap(*v, cap));
+            softcap_all(part, cap);
         }
         for (r, row) in part.chunks(w).enumerate() {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let (m, s) = max_and_sum_exp(row);
+            let m = m as f64;
             if m > max[r] {
                 sum[r] *= (max[r] - m).exp();
                 max[r] = m;
             }
-            sum[r] += row.iter().map(|&v| (v as f64 - max[r]).exp()).sum::<f64>();
+            sum[r] += s * (m - max[r]).exp();
             if let Some(t) = targets[r]
                 && (start..end).contains(&(t as usize))
             {

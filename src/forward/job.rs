@@ -160,7 +160,7 @@ fn run(
     } else {
         options.threads
     };
-    let source = MappedModel(model.clone());
+    let source = MappedModel::new(model.clone());
     let mut out: Vec<Option<Result<Perplexity, EvalError>>> = vec![None; choices.len()];
     let mut ready: Vec<(usize, ChoicePlan)> = Vec::new();
     for (i, d) in choices.iter().enumerate() {
@@ -320,12 +320,7 @@ fn pass(
     if let Ok(mut s) = forward_started.lock() {
         *s = Some(Instant::now());
     }
-    let rd = Reader {
-        src: source,
-        band_elems: memory::BAND_ELEMS,
-        cancel,
-        progress: &progress,
-    };
+    let rd = Reader::new(source, memory::BAND_ELEMS, cancel, &progress);
     let load_started = Instant::now();
     let outcome = stream::run(&rd, plans, tokens, source_layers, &mut hooks);
     let seconds = load_started.elapsed().as_secs_f64();

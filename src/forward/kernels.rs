@@ -6,6 +6,8 @@
 use faer::{Accum, MatMut, MatRef, Par, linalg::matmul::matmul};
 use rayon::prelude::*;
 
+use super::vmath;
+
 /// `out[i, j] = Σ_k x[i, k] · w[j, k]` (x: m×k, w: n×k, both row-major) written into the
 /// columns `col..col + n` of `out`, whose rows are `ld` long: `x · wᵀ`, as `nn.Linear` applies
 /// a weight. `parallel` spreads it over the current rayon pool.
@@ -27,7 +29,12 @@ pub fn matmul_t(
     debug_assert!(x.len() >= m * k && w.len() >= n * k && col + n <= ld);
     let lhs = MatRef::from_row_major_slice(&x[..m * k], m, k);
     let rhs = MatRef::from_row_major_slice(&w[..n * k], n, k).transpose();
-    let par = if parallel { Par::rayon(0) } else { Par::Seq };
+    // On a pool of one thread faer's parallel driver only adds its synchronisation.
+    let par = if parallel && rayon::current_num_threads() > 1 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
     // faer's x86 kernel can write past the last column of a strided destination (seen under
     // valgrind with row stride > columns), so products land in a contiguous block first.
     if ld == n && col == 0 {
@@ -135,13 +142,13 @@ impl Activation {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::Silu => x / (1.0 + vmath::exp(-x)),
             Activation::GeluTanh => {
                 const C: f32 = 0.797_884_6; // sqrt(2/pi)
-                0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh())
+                0.5 * x * (1.0 + vmath::tanh(C * (x + 0.044715 * x * x * x)))
             }
             Activation::Relu => x.max(0.0),
         }
@@ -153,10 +160,59 @@ pub fn gated(gate: &mut [f32], up: &[f32], act: Activation) {
     gate.par_chunks_mut(4096)
         .zip(up.par_chunks(4096))
         .for_each(|(g, u)| {
-            for (g, &u) in g.iter_mut().zip(u) {
-                *g = act.apply(*g) * u;
-            }
+            // One loop per activation, so each vectorises.
+            vmath::wide(
+                #[inline(always)]
+                || match act {
+                    Activation::Silu => gate_with(g, u, |x| Activation::Silu.apply(x)),
+                    Activation::GeluTanh => gate_with(g, u, |x| Activation::GeluTanh.apply(x)),
+                    Activation::Relu => gate_with(g, u, |x| Activation::Relu.apply(x)),
+                },
+            )
         });
+}
+
+#[inline(always)]
+fn gate_with(gate: &mut [f32], up: &[f32], act: impl Fn(f32) -> f32) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = act(*g) * u;
+    }
+}
+
+/// The largest value of `row` and Σ exp(v − max) over it (terms in f32, summed in f64):
+/// one band of a running log-sum-exp.
+pub fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
+    const LANES: usize = 8;
+    vmath::wide(
+        #[inline(always)]
+        || {
+            let mut max = [f32::NEG_INFINITY; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (m, &v) in max.iter_mut().zip(c) {
+                    *m = m.max(v);
+                }
+            }
+            let m = chunks
+                .remainder()
+                .iter()
+                .chain(&max)
+                .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = [0f64; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (s, &v) in sum.iter_mut().zip(c) {
+                    *s += vmath::exp(v - m) as f64;
+                }
+            }
+            let tail: f64 = chunks
+                .remainder()
+                .iter()
+                .map(|&v| vmath::exp(v - m) as f64)
+                .sum();
+            (m, tail + sum.iter().sum::<f64>())
+        },
+    )
 }
 
 /// `x += y`.
@@ -176,9 +232,19 @@ pub fn add_bias(x: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
 }
 
 /// `cap · tanh(x / cap)` (Gemma 2's soft-capping).
-#[inline]
+#[inline(always)]
 pub fn softcap(x: f32, cap: f32) -> f32 {
-    (x / cap).tanh() * cap
+    vmath::tanh(x / cap) * cap
+}
+
+/// Soft-caps every value of `x` in place.
+pub fn softcap_all(x: &mut [f32], cap: f32) {
+    x.par_chunks_mut(4096).for_each(|c| {
+        vmath::wide(
+            #[inline(always)]
+            || c.iter_mut().for_each(|v| *v = softcap(*v, cap)),
+        )
+    });
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod source;
 mod state;
 pub mod stream;
 pub mod tokens;
+mod vmath;
 
 mod error;
 mod estimate;

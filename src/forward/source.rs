@@ -3,7 +3,11 @@
 //! safetensors and PyTorch `.bin` files [`Model`] opens (the bytes of the asked rows are read and
 //! converted), and a GGUF reader can serve its (dequantised) tensors the same way.
 
-use std::{ops::Range, path::Path, sync::Arc};
+use std::{
+    ops::Range,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use rayon::prelude::*;
 use safetensors::Dtype as Plain;
@@ -38,15 +42,30 @@ pub trait WeightSource: Send + Sync {
 }
 
 /// The safetensors / `.bin` checkpoint of a [`Model`], read a band at a time.
-pub struct MappedModel(pub Arc<Model>);
+pub struct MappedModel {
+    model: Arc<Model>,
+    /// The raw bytes of a band, kept between reads (a fresh buffer per band cost its page
+    /// faults and zeroing each time); at most one band's source bytes, as the memory
+    /// estimate counts.
+    raw: Mutex<Vec<u8>>,
+}
+
+impl MappedModel {
+    pub fn new(model: Arc<Model>) -> MappedModel {
+        MappedModel {
+            model,
+            raw: Mutex::new(Vec::new()),
+        }
+    }
+}
 
 impl WeightSource for MappedModel {
     fn path(&self) -> &Path {
-        &self.0.source
+        &self.model.source
     }
 
     fn info(&self, name: &str) -> Option<TensorInfo> {
-        let t = self.0.tensor(name)?;
+        let t = self.model.tensor(name)?;
         Some(TensorInfo {
             shape: t.shape.clone(),
             bytes: t.num_bytes(),
@@ -61,7 +80,7 @@ impl WeightSource for MappedModel {
     }
 
     fn read_rows(&self, name: &str, rows: Range<usize>, out: &mut Vec<f32>) -> Result<(), String> {
-        let model = &self.0;
+        let model = &self.model;
         let t = model
             .tensor(name)
             .ok_or_else(|| format!("{}: no tensor {name}", model.source.display()))?;
@@ -111,7 +130,17 @@ impl WeightSource for MappedModel {
             Dtype::Plain(dtype) => {
                 let width = dtype.bitsize() / 8;
                 // Only the asked rows are read, so resident memory stays at the band.
-                let band = read(rows.start * row_bytes..rows.end * row_bytes)?;
+                let mut raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+                let len = rows.len() * row_bytes;
+                raw.clear();
+                raw.reserve_exact(len);
+                raw.resize(len, 0);
+                // Inside the tensor: its rows and byte size were checked above.
+                let at = t.range.start + rows.start * row_bytes;
+                model.shards[t.shard]
+                    .read_exact_at(at as u64, &mut raw)
+                    .map_err(|e| e.to_string())?;
+                let band = &raw[..];
                 const BLOCK: usize = 1 << 14;
                 out[start..]
                     .par_chunks_mut(BLOCK)

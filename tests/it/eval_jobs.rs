@@ -6,6 +6,7 @@ use std::sync::Arc;
 use snrscope::{
     checkpoint::Model,
     forward::{self, EvalEvent, EvalOptions, EvalState, Stage, tokens},
+    util::cancel::CancelToken,
 };
 use snrscope_testkit::eval_models::{self, ArchSpec, FIXTURE_DROPPED};
 
@@ -175,4 +176,37 @@ fn the_hidden_state_hook_sees_each_layer_once_per_lane_and_the_shared_prefix_onc
     assert_eq!(seen.layers[1].3, seen.layers[0].4);
     assert_eq!(seen.layers[4].3, seen.layers[1].4);
     assert_eq!(seen.finals.len(), 2);
+}
+
+/// The numbers do not depend on the thread count, nor on what shares the pass (a choice alone,
+/// or in lanes beside another): every kernel splits work by rows, never inside a sum.
+#[test]
+fn the_same_bits_on_any_thread_count_and_alone_or_together() {
+    for name in ["gemma2", "llama", "qwen3-moe"] {
+        let (_dir, model, ids) = fixture(name);
+        let run = |threads: usize, choices: &[Vec<usize>]| -> Vec<u64> {
+            let options = EvalOptions {
+                threads,
+                window: Some(24),
+                ..Default::default()
+            };
+            let out = forward::evaluate(
+                &model,
+                &ids,
+                choices,
+                &options,
+                &CancelToken::default(),
+                |_| {},
+                None,
+            );
+            out.into_iter()
+                .map(|r| r.expect("ran").expect("evaluates").mean_nll.to_bits())
+                .collect()
+        };
+        let both = [vec![], FIXTURE_DROPPED.to_vec()];
+        let one = run(1, &both);
+        assert_eq!(one, run(2, &both), "{name}: 1 vs 2 threads");
+        assert_eq!(one[1..], run(2, &both[1..])[..], "{name}: pruned alone");
+        assert_eq!(one[..1], run(1, &both[..1])[..], "{name}: original alone");
+    }
 }

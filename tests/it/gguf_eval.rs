@@ -101,8 +101,8 @@ fn a_band_inside_heads_reads_the_checkpoints_rows() {
     snrscope_testkit::eval_models::write_model(&st, &spec).unwrap();
     let gguf = tmp.path().join("m-f32.gguf");
     convert_llama(&spec, &gguf, false, false);
-    let st = MappedModel(Arc::new(Model::open(&st).unwrap()));
-    let gguf = MappedModel(Arc::new(Model::open(&gguf).unwrap()));
+    let st = MappedModel::new(Arc::new(Model::open(&st).unwrap()));
+    let gguf = MappedModel::new(Arc::new(Model::open(&gguf).unwrap()));
     // head_dim 16: q rows 21..45 start inside head 1 and end inside head 2; k rows 20..30 lie
     // inside head 1 (of 2).
     for name in [

@@ -114,7 +114,7 @@ fn a_shard_that_shrinks_after_opening_is_an_error_naming_it() {
             assert!(!out.exists());
 
             // The forward pass's banded read.
-            let source = MappedModel(model.clone());
+            let source = MappedModel::new(model.clone());
             let t = beyond[0];
             let mut rows = Vec::new();
             let e = source
