@@ -451,6 +451,10 @@ mod tests {
         );
         assert_eq!(Rule::Below(0.06).drops_blocks(&d, 3, 8), vec![5, 6, 7]);
         assert_eq!(Rule::Infinite.drops_blocks(&d, 3, 8), Vec::<usize>::new());
+        // The second lowest block (1: layers 1-2) overlaps the lowest (0: 0-1): the next
+        // disjoint one (3: 3-4) is taken instead.
+        let e = [Some(0.10), Some(0.11), Some(0.50), Some(0.20)];
+        assert_eq!(Rule::Lowest(2).drops_blocks(&e, 2, 5), vec![0, 1, 3, 4]);
         // Blocks of 1 are the per-layer rules.
         assert_eq!(Rule::Lowest(2).drops_blocks(&d, 1, 6), vec![2, 5]);
         let mut s = Selection::new(8);
